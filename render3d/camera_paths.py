@@ -1,0 +1,153 @@
+"""Camera trajectories for novel-view videos: orbits and smooth interpolation.
+
+Both return :class:`render3d.Cameras` in OpenCV convention (see ``render3d.cameras``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from render3d.cameras import Cameras
+from render3d.errors import ConfigError
+
+__all__ = ["look_at", "orbit", "interpolate"]
+
+
+def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
+    """Camera-to-world poses ``[N,4,4]`` (OpenCV axes) looking from ``eye`` at ``target``.
+
+    Args:
+        eye: ``[N,3]`` camera centres.
+        target: ``[N,3]`` or ``[3]`` points the cameras look at.
+        up: ``[3]`` world up direction; the image's y axis (down) points away from it.
+    """
+    eye = torch.as_tensor(eye, dtype=torch.float32)
+    target = torch.as_tensor(target, dtype=eye.dtype, device=eye.device).expand_as(eye)
+    up = torch.as_tensor(up, dtype=eye.dtype, device=eye.device).expand_as(eye)
+    forward = target - eye
+    forward = forward / forward.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    right = torch.cross(forward, -up, dim=-1)
+    degenerate = right.norm(dim=-1) < 1e-6
+    if degenerate.any():
+        raise ConfigError("look_at: viewing direction is parallel to 'up'; choose another up vector")
+    right = right / right.norm(dim=-1, keepdim=True)
+    down = torch.cross(forward, right, dim=-1)
+    c2w = torch.eye(4, dtype=eye.dtype, device=eye.device).repeat(eye.shape[0], 1, 1)
+    c2w[:, :3, 0] = right
+    c2w[:, :3, 1] = down
+    c2w[:, :3, 2] = forward
+    c2w[:, :3, 3] = eye
+    return c2w
+
+
+def orbit(
+    center: Tensor,
+    radius: float,
+    n_frames: int,
+    K: Tensor,
+    width: int,
+    height: int,
+    elevation_deg: float = 20.0,
+    up: Tensor | tuple = (0.0, 0.0, 1.0),
+) -> Cameras:
+    """``n_frames`` cameras on a circle around ``center``, all looking at it.
+
+    Args:
+        center: ``[3]`` orbit centre in world coordinates.
+        radius: distance from camera centre to ``center``.
+        n_frames: number of cameras (one full turn, the last frame not repeating the first).
+        K: ``[3,3]`` intrinsics shared by all frames.
+        width, height: image size.
+        elevation_deg: angle of the cameras above the plane orthogonal to ``up``.
+        up: ``[3]`` world up direction.
+    """
+    if n_frames < 1:
+        raise ConfigError(f"orbit: n_frames must be >= 1, got {n_frames}")
+    if radius <= 0:
+        raise ConfigError(f"orbit: radius must be positive, got {radius}")
+    center = torch.as_tensor(center, dtype=torch.float32)
+    up = torch.as_tensor(up, dtype=torch.float32)
+    up = up / up.norm()
+    # An orthonormal basis (a, b) of the plane orthogonal to up.
+    helper = torch.tensor([1.0, 0.0, 0.0]) if abs(float(up[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
+    a = torch.cross(up, helper, dim=0)
+    a = a / a.norm()
+    b = torch.cross(up, a, dim=0)
+    theta = torch.arange(n_frames, dtype=torch.float32) * (2 * math.pi / n_frames)
+    elev = math.radians(elevation_deg)
+    offsets = radius * (
+        math.cos(elev) * (torch.cos(theta)[:, None] * a + torch.sin(theta)[:, None] * b) + math.sin(elev) * up
+    )
+    c2w = look_at(center + offsets, center, up)
+    return Cameras(K=torch.as_tensor(K, dtype=torch.float32).expand(n_frames, 3, 3), c2w=c2w, width=width, height=height)
+
+
+def _rotation_to_quaternion(R: Tensor) -> Tensor:
+    """``[N,3,3]`` rotation matrices to ``[N,4]`` unit quaternions (wxyz)."""
+    m = R
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    candidates = torch.stack(
+        [
+            torch.stack([1 + trace, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+            torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], -1),
+            torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], m[:, 1, 2] + m[:, 2, 1]], -1),
+            torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
+        ],
+        dim=1,
+    )  # [N,4 candidates,4]; candidate i is 4*q_i*q, best conditioned where |q_i| is largest
+    diag = torch.stack([1 + trace, 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1)
+    best = diag.argmax(dim=-1)
+    q = candidates[torch.arange(R.shape[0]), best]
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def _quaternion_to_rotation(q: Tensor) -> Tensor:
+    """``[N,4]`` unit quaternions (wxyz) to ``[N,3,3]`` rotation matrices."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(-1, 3, 3)
+
+
+def _slerp(q0: Tensor, q1: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between ``[N,4]`` unit quaternions at ``t [N]`` in [0,1]."""
+    dot = (q0 * q1).sum(-1)
+    q1 = torch.where(dot[:, None] < 0, -q1, q1)  # take the short way round
+    dot = dot.abs().clamp(max=1.0)
+    theta = torch.acos(dot)
+    sin_theta = torch.sin(theta)
+    linear = sin_theta < 1e-6
+    w0 = torch.where(linear, 1 - t, torch.sin((1 - t) * theta) / sin_theta.clamp_min(1e-12))
+    w1 = torch.where(linear, t, torch.sin(t * theta) / sin_theta.clamp_min(1e-12))
+    q = w0[:, None] * q0 + w1[:, None] * q1
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def interpolate(keyframes: Cameras, n_frames: int) -> Cameras:
+    """``n_frames`` cameras moving through ``keyframes`` in order (slerp rotation, lerp position).
+
+    Intrinsics are interpolated linearly. The first and last keyframes are the first and
+    last output frames.
+    """
+    if n_frames < 1:
+        raise ConfigError(f"interpolate: n_frames must be >= 1, got {n_frames}")
+    if len(keyframes) == 1 or n_frames == 1:
+        return keyframes[[0] * n_frames]
+    position = torch.linspace(0, len(keyframes) - 1, n_frames, device=keyframes.device)
+    i0 = position.floor().long().clamp(max=len(keyframes) - 2)
+    t = position - i0
+    q = _rotation_to_quaternion(keyframes.c2w[:, :3, :3])
+    R = _quaternion_to_rotation(_slerp(q[i0], q[i0 + 1], t))
+    eye = (1 - t)[:, None] * keyframes.centers[i0] + t[:, None] * keyframes.centers[i0 + 1]
+    K = (1 - t)[:, None, None] * keyframes.K[i0] + t[:, None, None] * keyframes.K[i0 + 1]
+    c2w = torch.eye(4, device=keyframes.device).repeat(n_frames, 1, 1)
+    c2w[:, :3, :3] = R
+    c2w[:, :3, 3] = eye
+    return Cameras(K=K, c2w=c2w, width=keyframes.width, height=keyframes.height)

@@ -1,0 +1,25 @@
+"""Exceptions that carry a one-line, user-facing message.
+
+Everything render3d raises for bad user input derives from :class:`Render3DError`;
+the CLI prints its message on one line and exits with status 2.
+"""
+
+
+class Render3DError(Exception):
+    """Base class: the message alone must tell the user what is wrong and where."""
+
+
+class DataError(Render3DError, ValueError):
+    """A dataset folder, file or image is missing, unreadable or inconsistent."""
+
+
+class ConfigError(Render3DError, ValueError):
+    """An argument or configuration value is invalid (names the argument)."""
+
+
+class BackendError(Render3DError, RuntimeError):
+    """The requested compute backend cannot run on the given inputs."""
+
+
+class TrainingError(Render3DError, RuntimeError):
+    """Optimisation diverged (for example a NaN loss); the run directory is left intact."""

@@ -1,0 +1,1 @@
+"""Scene representations; each registers itself with the method registry."""

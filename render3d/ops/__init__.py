@@ -1,0 +1,1 @@
+"""Differentiable ops: public functions, PyTorch references and backend dispatch."""
