@@ -151,3 +151,25 @@ def interpolate(keyframes: Cameras, n_frames: int) -> Cameras:
     c2w[:, :3, :3] = R
     c2w[:, :3, 3] = eye
     return Cameras(K=K, c2w=c2w, width=keyframes.width, height=keyframes.height)
+
+
+def orbit_around(cameras: Cameras, n_frames: int, center: Tensor) -> Cameras:
+    """An orbit that matches how ``cameras`` look at ``center``: same intrinsics and image
+    size as the first camera, their mean distance and elevation, and their mean up vector.
+
+    Args:
+        cameras: the dataset's cameras (any number >= 1).
+        n_frames: frames of the orbit.
+        center: ``[3]`` point to orbit around (e.g. the scene's aabb centre).
+    """
+    cameras = cameras.to("cpu")
+    center = torch.as_tensor(center, dtype=torch.float32).cpu()
+    up = -cameras.c2w[:, :3, 1].mean(dim=0)  # OpenCV y points down in the image
+    if up.norm() < 1e-6:
+        up = torch.tensor([0.0, 0.0, 1.0])
+    up = up / up.norm()
+    offsets = cameras.centers - center
+    radius = float(offsets.norm(dim=-1).mean())
+    sin_elev = (offsets @ up / offsets.norm(dim=-1).clamp_min(1e-12)).clamp(-0.99, 0.99)
+    elevation = math.degrees(math.asin(float(sin_elev.mean())))
+    return orbit(center, radius, n_frames, cameras.K[0], cameras.width, cameras.height, elevation, up)

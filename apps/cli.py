@@ -1,0 +1,149 @@
+"""The ``render3d`` command line: argument parsing and the one-line error contract.
+
+Every command reports bad arguments or bad data on one line and exits with status 2;
+the work itself lives in :mod:`render3d.apps.commands`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from render3d.errors import Render3DError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage dump) and exits with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _config_item(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, booleans, lists)."""
+    import json
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="render3d",
+        description="Fit, render, evaluate and mesh 3D scenes (NeRF, 3D Gaussian Splatting, DVR, implicit surfaces).",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    fit = commands.add_parser("fit", help="fit a scene representation to a dataset folder")
+    fit.add_argument("data", help="dataset folder (NeRF-synthetic, nerfstudio, COLMAP or a folder of photos)")
+    fit.add_argument("--method", default="nerf", help="representation to fit (see `render3d info`)")
+    fit.add_argument("--out", required=True, help="run directory to create")
+    fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the method's)")
+    fit.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--config", type=_config_item, action="append", default=[], metavar="KEY=VALUE",
+                     help="override a method option; repeatable")
+    fit.add_argument("--checkpoint-every", type=_positive_int, help="also checkpoint every N steps")
+    fit.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after fitting")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    render = commands.add_parser("render", help="render a fitted scene's test views or an orbit")
+    render.add_argument("run", help="run directory written by `render3d fit`")
+    views = render.add_mutually_exclusive_group()
+    views.add_argument("--split", choices=["train", "val", "test"], help="render the cameras of this split (default test)")
+    views.add_argument("--orbit", type=_positive_int, metavar="N", help="render N frames orbiting the scene")
+    render.add_argument("--out", required=True, help="folder for the PNG frames")
+    render.add_argument("--video", help="also write the frames as a video (.mp4 or .gif)")
+    render.add_argument("--fps", type=_positive_int, default=30, help="video frame rate (default 30)")
+    render.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
+    render.add_argument("--device", help="cpu, cuda, cuda:N")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("eval", help="PSNR/SSIM on a split; mesh metrics when the data has a ground-truth mesh")
+    evaluate.add_argument("run", help="run directory written by `render3d fit`")
+    evaluate.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
+    evaluate.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes resolution for mesh metrics")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument("--device", help="cpu, cuda, cuda:N")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="export a fitted scene as a mesh")
+    export.add_argument("run", help="run directory written by `render3d fit`")
+    export.add_argument("--mesh", required=True, help="output mesh file (.ply, .obj or .glb)")
+    export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes cells per axis (default 256)")
+    export.add_argument("--level", type=float, help="iso-level (default: the method's)")
+    export.add_argument("--device", help="cpu, cuda, cuda:N")
+
+    info = commands.add_parser("info", help="describe a dataset folder, or the installation when no folder is given")
+    info.add_argument("data", nargs="?", help="dataset folder")
+
+    bench = commands.add_parser("bench", help="run benchmarks and print a table")
+    bench.add_argument("names", nargs="*", help="benchmarks to run (default: all); see --list")
+    bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    bench.add_argument("--json", help="also write the results to this JSON file")
+
+    demo = commands.add_parser("demo", help="fit the embedded demo scene, render a novel-view video and export a mesh")
+    demo.add_argument("--out", default="render3d-demo", help="output folder (default ./render3d-demo)")
+    demo.add_argument("--method", help="representation (default: the best installed one)")
+    demo.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the method's demo setting)")
+    demo.add_argument("--device", help="cpu, cuda, cuda:N")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _version() -> str:
+    from render3d import __version__
+
+    return f"render3d {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``render3d`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from render3d.apps import commands
+
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args) or 0
+    except Render3DError as error:
+        print(f"render3d {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"render3d {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

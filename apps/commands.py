@@ -1,0 +1,252 @@
+"""What each ``render3d`` command does (parsing is in :mod:`render3d.apps.cli`).
+
+Commands use only the public render3d API: :class:`render3d.Scene`, the loaders, camera
+paths, metrics and the io helpers. Each returns an exit status (``None`` means 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import render3d
+from render3d.errors import ConfigError
+
+# Representations the demo prefers, best first, among those installed.
+DEMO_PREFERENCE = ("3dgs", "nerf")
+
+
+def _echo(message: str) -> None:
+    print(message, flush=True)
+
+
+def _load_scene(args: argparse.Namespace) -> "render3d.Scene":
+    return render3d.Scene.load(args.run, device=getattr(args, "device", None))
+
+
+def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
+    if data is not None:
+        return Path(data)
+    if scene.data_root is None:
+        raise ConfigError("the run does not record its dataset folder; pass --data DIR")
+    return scene.data_root
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    scene = render3d.Scene.fit(
+        args.data,
+        method=args.method,
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        config=dict(args.config),
+        out=args.out,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.quiet,
+    )
+    summary = scene.train_summary
+    _echo(f"fitted {args.method} in {summary['seconds']:.1f} s; run directory: {args.out}")
+    if not args.no_eval:
+        _report_evaluation(scene, args.data, "test", progress=not args.quiet)
+    return 0
+
+
+def _report_evaluation(scene: "render3d.Scene", data, split: str, progress: bool) -> dict:
+    result = scene.evaluate(data, split, progress=progress)
+    mean = result["mean"]
+    _echo(f"{split}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {len(result['images'])} images")
+    return result
+
+
+def _orbit_cameras(scene: "render3d.Scene", data: Path, n_frames: int) -> "render3d.Cameras":
+    from render3d.camera_paths import orbit_around
+
+    train = render3d.load_dataset(data, split="train")
+    return orbit_around(train.cameras, n_frames, train.center)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from render3d.io.images import save_image
+
+    scene = _load_scene(args)
+    data = _data_for(scene, args.data)
+    if args.orbit:
+        cameras = _orbit_cameras(scene, data, args.orbit)
+        names = [f"orbit_{index:04d}.png" for index in range(args.orbit)]
+    else:
+        split = args.split or "test"
+        dataset = render3d.load_dataset(data, split=split)
+        cameras = dataset.cameras
+        names = [f"{split}_{index:04d}.png" for index in range(len(dataset))]
+    if args.video is not None:
+        _check_video_path(args.video)
+    frames = scene.render(cameras, progress=not args.quiet)["rgb"].clamp(0, 1)
+    out = Path(args.out)
+    for name, frame in zip(names, frames):
+        save_image(out / name, frame)
+    _echo(f"wrote {len(names)} frames to {out}")
+    if args.video is not None:
+        from render3d.io.video import save_video
+
+        save_video(args.video, frames, fps=args.fps)
+        _echo(f"wrote video {args.video}")
+    return 0
+
+
+def _check_video_path(path: str) -> None:
+    if Path(path).suffix.lower() not in (".mp4", ".gif"):
+        raise ConfigError(f"--video: {path!r} must end in .mp4 or .gif")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    scene = _load_scene(args)
+    data = _data_for(scene, args.data)
+    result = scene.evaluate(data, args.split, progress=not (args.quiet or args.json))
+    dataset = render3d.load_dataset(data, split=args.split)
+    if dataset.mesh_path is not None and _can_mesh(scene):
+        from render3d.mesh import load_mesh
+        from render3d.metrics import mesh_metrics
+
+        mesh = scene.extract_mesh(resolution=args.resolution)
+        result["mesh"] = mesh_metrics(mesh, load_mesh(dataset.mesh_path))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    mean = result["mean"]
+    _echo(f"{args.split}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {len(result['images'])} images")
+    for key, value in result.get("mesh", {}).items():
+        _echo(f"mesh {key}: {value:.5g}" if isinstance(value, float) else f"mesh {key}: {value}")
+    return 0
+
+
+def _can_mesh(scene: "render3d.Scene") -> bool:
+    try:
+        scene.method.density_field()
+    except ConfigError:
+        return False
+    return True
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from render3d.mesh import export_mesh
+
+    scene = _load_scene(args)
+    mesh = scene.extract_mesh(resolution=args.resolution, level=args.level)
+    export_mesh(mesh, args.mesh)
+    _echo(f"wrote {args.mesh}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    if args.data is None:
+        _print_installation()
+    else:
+        _print_dataset(Path(args.data))
+    return 0
+
+
+def _print_installation() -> None:
+    import torch
+
+    from render3d.methods import available_methods
+    from render3d.ops._backend import requested_backend, triton_available
+
+    _echo(f"render3d {render3d.__version__} (torch {torch.__version__})")
+    _echo(f"CUDA: {'yes, ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
+    _echo(f"Triton: {'installed' if triton_available() else 'not installed'}; RENDER3D_BACKEND={requested_backend()}")
+    methods = available_methods()
+    if not methods:
+        _echo("methods: none installed yet")
+    for name, cls in methods.items():
+        _echo(f"method {name}: {cls.description}")
+
+
+def _print_dataset(path: Path) -> None:
+    fmt = render3d.detect_format(path)
+    _echo(f"{path}: {fmt} dataset")
+    for split in ("train", "val", "test"):
+        dataset = render3d.load_dataset(path, split=split)
+        if split == "train":
+            K = dataset.cameras.K[0]
+            lo, hi = dataset.aabb.tolist()
+            _echo(f"  images: {dataset.width}x{dataset.height}, fx {float(K[0, 0]):.1f} fy {float(K[1, 1]):.1f}"
+                  f" cx {float(K[0, 2]):.1f} cy {float(K[1, 2]):.1f}; alpha: {'yes' if dataset.alphas is not None else 'no'}")
+            _echo(f"  bounds: aabb {[round(v, 3) for v in lo]} .. {[round(v, 3) for v in hi]},"
+                  f" near {dataset.near:.3g}, far {dataset.far:.3g}")
+            if dataset.points is not None:
+                _echo(f"  sparse points: {len(dataset.points)}")
+            if dataset.mesh_path is not None:
+                _echo(f"  ground-truth mesh: {dataset.mesh_path}")
+        _echo(f"  {split}: {len(dataset)} images")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from render3d.apps.bench import BENCHMARKS, run_benchmarks
+
+    if args.list:
+        for name, bench in BENCHMARKS.items():
+            _echo(f"{name}: {bench.description}")
+        return 0
+    results = run_benchmarks(args.names, device=args.device, quick=args.quick)
+    if args.json:
+        from render3d.io.atomic import atomic_write_json
+
+        atomic_write_json(args.json, results)
+        _echo(f"wrote {args.json}")
+    return 0
+
+
+def demo_data_path() -> Path:
+    """The embedded demo scene (NeRF-synthetic layout), shipped as package data."""
+    from importlib.resources import files
+
+    path = Path(str(files("render3d.assets") / "demo"))
+    if not (path / "transforms_train.json").is_file():
+        raise ConfigError(f"the demo scene is missing from this installation (looked in {path})")
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from render3d.methods import available_methods, get_method
+
+    data = demo_data_path()
+    methods = available_methods()
+    method = args.method or next((name for name in DEMO_PREFERENCE if name in methods), None)
+    if method is None:
+        _echo(f"render3d demo: no rendering method is installed yet, so there is nothing to fit.\n"
+              f"The demo scene is at {data}; `render3d info {data}` describes it.")
+        return 0
+    cls = get_method(method)
+    out = Path(args.out)
+    config = dict(cls.demo_config)
+    steps = args.steps if args.steps is not None else config.pop("steps", None)
+    config.pop("steps", None)
+    _echo(f"render3d demo: fitting {method} to {data}")
+    scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config,
+                               out=out / "run", progress=not args.quiet)
+    _report_evaluation(scene, data, "test", progress=not args.quiet)
+    frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
+    video = _write_demo_video(out, frames)
+    written = [f"run directory: {out / 'run'}", f"novel-view video: {video}"]
+    if _can_mesh(scene):
+        from render3d.mesh import export_mesh
+
+        mesh_path = out / "mesh.ply"
+        export_mesh(scene.extract_mesh(resolution=128), mesh_path)
+        written.append(f"mesh: {mesh_path}")
+    _echo("render3d demo: done\n  " + "\n  ".join(written))
+    return 0
+
+
+def _write_demo_video(out: Path, frames) -> Path:
+    from render3d.io.video import save_video
+
+    try:
+        path = out / "orbit.mp4"
+        save_video(path, frames, fps=30)
+    except ConfigError as error:  # no ffmpeg plugin: a GIF needs none
+        print(f"render3d demo: {error}; writing a GIF instead", file=sys.stderr)
+        path = out / "orbit.gif"
+        save_video(path, frames, fps=30)
+    return path

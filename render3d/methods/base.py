@@ -1,0 +1,150 @@
+"""The contract every scene representation implements.
+
+A :class:`Method` is a ``torch.nn.Module`` that owns its parameters *and* its optimisers,
+so that :class:`render3d.Scene` can drive any representation with one loop:
+
+1. ``method = cls(config, scene_info)`` — ``config`` is ``cls.make_config(overrides, steps)``,
+   ``scene_info`` a :class:`SceneInfo` (JSON-serialisable facts about the data).
+2. ``method.setup(dataset)`` once before training (e.g. Gaussians from SfM points).
+3. ``method.train_step(step)`` for ``step`` in ``range(config["steps"])``, returning scalar
+   metrics (at least ``"loss"``; ``"psnr"`` when it has one) for the progress bar.
+4. ``method.render(cameras)`` for any cameras, under ``torch.no_grad``.
+
+Checkpoints hold ``config``, ``scene_info`` and ``state_dict()``; ``Scene.load`` rebuilds the
+method with ``cls(config, scene_info)`` and calls ``load_state_dict``.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from render3d.cameras import Cameras
+from render3d.data.dataset import Dataset
+from render3d.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What a method may know about its scene without the images (saved in checkpoints).
+
+    Attributes:
+        aabb: ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` scene bounds.
+        near: smallest ray distance worth sampling.
+        far: largest ray distance worth sampling.
+        background: RGB in [0,1] that RGBA images were composited over.
+        width: training image width in pixels.
+        height: training image height in pixels.
+    """
+
+    aabb: tuple[tuple[float, float, float], tuple[float, float, float]]
+    near: float
+    far: float
+    background: tuple[float, float, float]
+    width: int
+    height: int
+
+    @staticmethod
+    def from_dataset(dataset: Dataset) -> "SceneInfo":
+        aabb = dataset.aabb.detach().cpu().tolist()
+        return SceneInfo(
+            aabb=(tuple(aabb[0]), tuple(aabb[1])),
+            near=float(dataset.near),
+            far=float(dataset.far),
+            background=tuple(float(c) for c in dataset.background),
+            width=dataset.width,
+            height=dataset.height,
+        )
+
+    @staticmethod
+    def from_dict(values: dict) -> "SceneInfo":
+        try:
+            aabb = values["aabb"]
+            return SceneInfo(
+                aabb=(tuple(aabb[0]), tuple(aabb[1])),
+                near=float(values["near"]),
+                far=float(values["far"]),
+                background=tuple(values["background"]),
+                width=int(values["width"]),
+                height=int(values["height"]),
+            )
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            raise ConfigError(f"scene_info is malformed: {error!r}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def aabb_tensor(self, device: torch.device | str | None = None) -> Tensor:
+        """``[2,3]`` float32 bounds."""
+        return torch.tensor(self.aabb, dtype=torch.float32, device=device)
+
+
+class Method(torch.nn.Module, abc.ABC):
+    """Base class of scene representations (see the module docstring for the life cycle).
+
+    Subclasses set ``name`` (the registry key, e.g. ``"nerf"``), ``description`` (one line
+    for ``render3d info``), ``default_config`` (every tunable, with its default; it must
+    contain ``"steps"``) and ``demo_config`` (overrides, ``"steps"`` included, that
+    ``render3d demo`` uses on the embedded scene).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    default_config: ClassVar[dict] = {"steps": 1000}
+    demo_config: ClassVar[dict] = {}
+
+    def __init__(self, config: dict, scene_info: SceneInfo) -> None:
+        super().__init__()
+        self.config = dict(config)
+        self.scene_info = scene_info
+
+    @classmethod
+    def make_config(cls, overrides: dict | None = None, steps: int | None = None) -> dict:
+        """``default_config`` updated with ``overrides`` and ``steps``; unknown keys are refused."""
+        config = dict(cls.default_config)
+        for key, value in (overrides or {}).items():
+            if key not in config:
+                known = ", ".join(sorted(config))
+                raise ConfigError(f"config key {key!r} is not an option of method {cls.name!r} (options: {known})")
+            config[key] = value
+        if steps is not None:
+            config["steps"] = steps
+        if not isinstance(config["steps"], int) or config["steps"] < 0:
+            raise ConfigError(f"steps must be a non-negative integer, got {config['steps']!r}")
+        return config
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @abc.abstractmethod
+    def setup(self, dataset: Dataset) -> None:
+        """Prepare for training on ``dataset`` (already on the method's device)."""
+
+    @abc.abstractmethod
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step; returns scalar metrics including ``"loss"``."""
+
+    @abc.abstractmethod
+    def render(self, cameras: Cameras) -> dict[str, Tensor]:
+        """Render every camera.
+
+        Returns:
+            ``rgb [C,H,W,3]`` in [0,1] composited over the scene background,
+            ``depth [C,H,W]`` (expected ray distance, 0 where nothing was hit),
+            ``alpha [C,H,W]`` accumulated opacity in [0,1].
+        """
+
+    def density_field(self) -> tuple[Callable[[Tensor], Tensor], float]:
+        """A field ``[N,3] world points -> [N] values`` and the iso-level of the surface.
+
+        Methods that can be meshed override this; values above the level are inside.
+        """
+        raise ConfigError(f"method {self.name!r} cannot extract a mesh")

@@ -1,0 +1,284 @@
+"""The one scene API: fit any representation, render, evaluate, mesh, save and load.
+
+Example::
+
+    import render3d
+    scene = render3d.Scene.fit("assets/demo", method="nerf", steps=2000, out="runs/demo")
+    out = scene.render(scene_cameras)           # rgb [C,H,W,3], depth [C,H,W], alpha [C,H,W]
+    print(scene.evaluate("assets/demo")["mean"])  # {"psnr": ..., "ssim": ...}
+    scene.extract_mesh(resolution=256).export("demo.ply")
+    scene = render3d.Scene.load("runs/demo")
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from render3d import __version__, rundir
+from render3d.cameras import Cameras
+from render3d.data.dataset import Dataset
+from render3d.errors import ConfigError, DataError, TrainingError
+from render3d.methods import get_method
+from render3d.methods.base import Method, SceneInfo
+from render3d.progress import format_metrics, progress_bar
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU; anything else is validated."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: {device!r} is not a torch device (try 'cpu' or 'cuda')") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} requested but CUDA is not available on this machine")
+    return resolved
+
+
+def _as_dataset(data: str | os.PathLike | Dataset, split: str) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    from render3d.data import load_dataset
+
+    return load_dataset(data, split=split)
+
+
+class Scene:
+    """A fitted scene representation (a :class:`render3d.methods.base.Method`) and its run.
+
+    Build one with :meth:`Scene.fit` or :meth:`Scene.load`.
+    """
+
+    def __init__(self, method: Method, *, run_dir: Path | None = None, data_root: Path | None = None, seed: int | None = None):
+        self.method = method
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.data_root = None if data_root is None else Path(data_root)
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(
+        cls,
+        data: str | os.PathLike | Dataset,
+        method: str = "nerf",
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        config: dict | None = None,
+        out: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        progress: bool = True,
+    ) -> "Scene":
+        """Fit ``method`` to the training split of ``data``.
+
+        Args:
+            data: a dataset folder (any format :func:`render3d.load_dataset` reads) or a
+                loaded training :class:`~render3d.Dataset`.
+            method: registered method name (``render3d.methods.available_methods()``).
+            steps: optimisation steps (default: the method's ``default_config["steps"]``).
+            seed: seeds every random choice; the same seed on the same device gives the same
+                result. The caller's global RNG state is left as it was.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
+            config: overrides of the method's ``default_config`` (unknown keys are refused).
+            out: run directory for ``config.json``, checkpoints and ``metrics.json``.
+            checkpoint_every: also checkpoint every this many steps (needs ``out``).
+            progress: show a progress bar with ETA and live loss/PSNR.
+
+        Raises:
+            ConfigError: bad argument; DataError: bad data; TrainingError: the loss became
+            NaN/inf (the run directory keeps its last good checkpoint).
+        """
+        method_cls = get_method(method)
+        method_config = method_cls.make_config(config, steps)
+        if not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        if checkpoint_every is not None and (checkpoint_every < 1 or out is None):
+            raise ConfigError("checkpoint_every must be >= 1 and needs out=RUN_DIR")
+        torch_device = resolve_device(device)
+        dataset = _as_dataset(data, "train")
+        run_dir = None if out is None else rundir.prepare_output_dir(Path(out))
+
+        devices = [torch_device] if torch_device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            model = method_cls(method_config, SceneInfo.from_dataset(dataset)).to(torch_device)
+            model.setup(dataset.to(torch_device))
+            scene = cls(model, run_dir=run_dir, data_root=dataset.root, seed=seed)
+            if run_dir is not None:
+                scene._write_config()
+            scene._train(method_config["steps"], checkpoint_every, progress)
+        return scene
+
+    def _train(self, steps: int, checkpoint_every: int | None, progress: bool) -> None:
+        model = self.method
+        model.train()
+        start = time.perf_counter()
+        last: dict[str, float] = {}
+        with progress_bar(steps, f"fit {model.name}", enabled=progress) as bar:
+            for step in range(steps):
+                last = model.train_step(step)
+                loss = float(last["loss"])
+                if not math.isfinite(loss):
+                    kept = "" if self.run_dir is None else f"; {self.run_dir / rundir.CHECKPOINT} keeps the last good state"
+                    raise TrainingError(f"loss became {loss} at step {step} (try a lower learning rate){kept}")
+                bar.update(1)
+                bar.set_postfix(format_metrics(last), refresh=False)
+                if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                    self._write_checkpoint(step + 1)
+        model.eval()
+        summary = {"steps": steps, "seconds": round(time.perf_counter() - start, 3)}
+        summary.update({f"final_{key}": float(value) for key, value in last.items()})
+        self.train_summary = summary
+        if self.run_dir is not None:
+            self._write_checkpoint(steps)
+            rundir.update_metrics(self.run_dir, "train", summary)
+
+    # ------------------------------------------------------------------ using a scene
+    @torch.no_grad()
+    def render(self, cameras: Cameras, *, progress: bool = False) -> dict[str, torch.Tensor]:
+        """Render ``cameras`` one at a time (bounded memory), outputs on the CPU.
+
+        Returns:
+            ``rgb [C,H,W,3]`` float32 in [0,1], ``depth [C,H,W]``, ``alpha [C,H,W]``.
+        """
+        if not isinstance(cameras, Cameras):
+            raise ConfigError(f"cameras must be render3d.Cameras, got {type(cameras).__name__}")
+        self.method.eval()
+        cameras = cameras.to(self.method.device)
+        outputs: dict[str, list[torch.Tensor]] = {}
+        with progress_bar(len(cameras), "render", enabled=progress, unit="view") as bar:
+            for index in range(len(cameras)):
+                for key, value in self.method.render(cameras[index]).items():
+                    outputs.setdefault(key, []).append(value.detach().float().cpu())
+                bar.update(1)
+        if not outputs:
+            H, W = cameras.height, cameras.width
+            return {"rgb": torch.zeros(0, H, W, 3), "depth": torch.zeros(0, H, W), "alpha": torch.zeros(0, H, W)}
+        return {key: torch.cat(values) for key, values in outputs.items()}
+
+    def evaluate(
+        self,
+        data: str | os.PathLike | Dataset | None = None,
+        split: str = "test",
+        *,
+        progress: bool = False,
+    ) -> dict:
+        """PSNR and SSIM of renders against the images of ``split``.
+
+        Args:
+            data: dataset folder or loaded Dataset; default the folder the scene was fit on.
+
+        Returns:
+            ``{"split", "images": [{"name", "psnr", "ssim"}...], "mean": {"psnr", "ssim"}}``;
+            written to ``metrics.json["eval"]`` when the scene has a run directory.
+        """
+        from render3d.metrics import psnr, ssim
+
+        if data is None:
+            if self.data_root is None:
+                raise ConfigError("evaluate: no data given and the scene does not know its dataset folder")
+            data = self.data_root
+        dataset = _as_dataset(data, split)
+        if len(dataset) == 0:
+            raise DataError(f"{dataset.root}: split {split!r} has no images to evaluate")
+        rendered = self.render(dataset.cameras, progress=progress)["rgb"].clamp(0, 1)
+        target = dataset.images.float().cpu()
+        per_image = []
+        for index, name in enumerate(dataset.image_names):
+            per_image.append(
+                {
+                    "name": name,
+                    "psnr": float(psnr(rendered[index], target[index])),
+                    "ssim": float(ssim(rendered[index], target[index])),
+                }
+            )
+        mean = {key: sum(item[key] for item in per_image) / len(per_image) for key in ("psnr", "ssim")}
+        result = {"split": split, "images": per_image, "mean": mean}
+        if self.run_dir is not None:
+            rundir.update_metrics(self.run_dir, "eval", result)
+        return result
+
+    def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None):
+        """Mesh the method's density field by marching cubes over the scene's bounds.
+
+        Args:
+            resolution: grid cells per axis.
+            level: iso-level (default: the method's own).
+            bbox: ``[2,3]`` region to mesh (default: the scene's aabb).
+
+        Returns:
+            ``trimesh.Trimesh`` in world coordinates.
+        """
+        from render3d.mesh import extract_mesh
+
+        if not isinstance(resolution, int) or resolution < 2:
+            raise ConfigError(f"resolution must be an integer >= 2, got {resolution!r}")
+        field, default_level = self.method.density_field()
+        box = self.method.scene_info.aabb_tensor() if bbox is None else torch.as_tensor(bbox, dtype=torch.float32)
+        return extract_mesh(
+            field,
+            box,
+            resolution=resolution,
+            level=default_level if level is None else level,
+            device=self.method.device,
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def _checkpoint_payload(self, step: int) -> dict:
+        return {
+            "method": self.method.name,
+            "config": self.method.config,
+            "scene_info": self.method.scene_info.to_dict(),
+            "step": step,
+            "seed": self.seed,
+            "state_dict": self.method.state_dict(),
+        }
+
+    def _write_checkpoint(self, step: int) -> None:
+        rundir.save_checkpoint(self.run_dir, self._checkpoint_payload(step))
+
+    def _write_config(self) -> None:
+        from render3d.io.atomic import atomic_write_json
+
+        atomic_write_json(
+            self.run_dir / rundir.CONFIG,
+            {
+                "render3d_version": __version__,
+                "method": self.method.name,
+                "config": self.method.config,
+                "scene_info": self.method.scene_info.to_dict(),
+                "seed": self.seed,
+                "data": None if self.data_root is None else str(self.data_root),
+            },
+        )
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``checkpoint.pt`` into ``out`` (atomically); returns it."""
+        self.run_dir = rundir.prepare_output_dir(Path(out))
+        self._write_config()
+        self._write_checkpoint(int(self.method.config.get("steps", 0)))
+        return self.run_dir
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, device: str | torch.device | None = None) -> "Scene":
+        """Rebuild a scene from a run directory written by :meth:`fit` or :meth:`save`."""
+        run_dir = Path(run_dir)
+        torch_device = resolve_device(device)
+        payload = rundir.load_checkpoint(run_dir)
+        method_cls = get_method(payload["method"])
+        method = method_cls(payload["config"], SceneInfo.from_dict(payload["scene_info"]))
+        try:
+            method.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0]
+            raise DataError(f"{run_dir / rundir.CHECKPOINT}: does not fit method {method_cls.name!r}: {first}") from None
+        method.to(torch_device).eval()
+        config = rundir.read_json(run_dir / rundir.CONFIG)
+        data_root = config.get("data")
+        return cls(method, run_dir=run_dir, data_root=None if data_root is None else Path(data_root), seed=payload.get("seed"))
