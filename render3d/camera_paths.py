@@ -28,7 +28,7 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
     up = torch.as_tensor(up, dtype=eye.dtype, device=eye.device).expand_as(eye)
     forward = target - eye
     forward = forward / forward.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    right = torch.cross(forward, -up, dim=-1)
+    right = torch.cross(forward, up, dim=-1)
     degenerate = right.norm(dim=-1) < 1e-6
     if degenerate.any():
         raise ConfigError("look_at: viewing direction is parallel to 'up'; choose another up vector")
