@@ -1,0 +1,66 @@
+"""Shared fixtures: a small synthetic scene (a coloured sphere seen by an orbit of cameras)
+written as a NeRF-synthetic folder, and the test-only ``toy`` method registered."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from render3d.camera_paths import orbit
+from render3d.cameras import intrinsics_from_fov
+from render3d.data.dataset import Dataset
+from render3d.methods import register, unregister
+from tests.toy_method import ToySphere, trace_sphere
+
+SPHERE_COLOR = torch.tensor([0.8, 0.3, 0.1])
+SPHERE_RADIUS = 0.5
+
+
+def sphere_views(n_views: int, size: int = 24, seed_offset: float = 0.0):
+    """Cameras orbiting the origin and RGBA renders of the true sphere: ([N,4,4] c2w, [N,H,W,4])."""
+    K = intrinsics_from_fov(math.radians(40), size, size)
+    cams = orbit(torch.zeros(3), 3.0, n_views, K, size, size, elevation_deg=20 + seed_offset)
+    out = trace_sphere(cams, torch.zeros(3), torch.tensor(SPHERE_RADIUS), SPHERE_COLOR, torch.zeros(3))
+    rgba = torch.cat([out["rgb"] / out["alpha"][..., None].clamp_min(1e-6), out["alpha"][..., None]], dim=-1)
+    return cams, rgba.clamp(0, 1)
+
+
+@pytest.fixture
+def toy_method():
+    register(ToySphere)
+    yield ToySphere
+    unregister(ToySphere.name)
+
+
+@pytest.fixture
+def sphere_dataset() -> Dataset:
+    cams, rgba = sphere_views(6)
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    return Dataset(
+        images=rgb, cameras=cams, image_names=[f"r_{i}.png" for i in range(6)],
+        aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), near=1.0, far=5.0, alphas=rgba[..., 3:],
+        format="synthetic", split="train",
+    )
+
+
+def write_nerf_synthetic(root: Path, size: int = 24) -> Path:
+    """Write the sphere scene as a NeRF-synthetic folder (train 6 / val 2 / test 2 views)."""
+    import imageio.v3 as iio
+
+    from render3d.cameras import opengl_to_opencv
+
+    for split, n, offset in (("train", 6, 0.0), ("val", 2, 5.0), ("test", 2, 10.0)):
+        cams, rgba = sphere_views(n, size, offset)
+        (root / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for i in range(n):
+            iio.imwrite(root / split / f"r_{i}.png", (rgba[i].numpy() * 255 + 0.5).astype(np.uint8))
+            c2w_gl = opengl_to_opencv(cams.c2w[i])  # the conversion is its own inverse
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w_gl.tolist()})
+        fov = float(cams.fov_x[0])
+        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": fov, "frames": frames}))
+    return root

@@ -1,0 +1,112 @@
+"""The render3d command line: every command end to end on the toy method and a tiny
+NeRF-synthetic folder, and the one-line error contract (exit status 2)."""
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import pytest
+
+from render3d.apps.cli import main
+from tests.conftest import write_nerf_synthetic
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_nerf_synthetic(tmp_path / "scene")
+
+
+@pytest.fixture
+def run(toy_method, data, tmp_path):
+    out = tmp_path / "run"
+    assert main(["fit", str(data), "--method", "toy", "--out", str(out), "--steps", "40", "--quiet"]) == 0
+    return out
+
+
+def test_fit_prints_test_psnr(toy_method, data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["fit", str(data), "--method", "toy", "--out", str(out), "--steps", "30", "--quiet",
+                 "--config", "lr=0.05", "--seed", "3"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "fitted toy" in printed and "test: PSNR" in printed
+    assert json.loads((out / "config.json").read_text())["config"]["lr"] == 0.05
+
+
+def test_render_split_and_orbit_with_video(run, tmp_path):
+    frames = tmp_path / "frames"
+    assert main(["render", str(run), "--out", str(frames), "--quiet"]) == 0
+    assert sorted(p.name for p in frames.iterdir()) == ["test_0000.png", "test_0001.png"]
+    assert iio.imread(frames / "test_0000.png").shape == (24, 24, 3)
+    video = tmp_path / "orbit.gif"
+    assert main(["render", str(run), "--orbit", "5", "--out", str(frames), "--video", str(video), "--quiet"]) == 0
+    assert len(list(frames.glob("orbit_*.png"))) == 5
+    assert iio.imread(video, index=None).shape[0] == 5
+
+
+def test_eval_json(run, capsys):
+    assert main(["eval", str(run), "--json", "--split", "val"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "val" and len(result["images"]) == 2 and result["mean"]["psnr"] > 15
+
+
+def test_export_mesh(run, tmp_path):
+    mesh_path = tmp_path / "mesh.obj"
+    assert main(["export", str(run), "--mesh", str(mesh_path), "--resolution", "32"]) == 0
+    import trimesh
+
+    assert len(trimesh.load(mesh_path).faces) > 100
+
+
+def test_info_on_data_and_installation(toy_method, data, capsys):
+    assert main(["info", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "blender dataset" in printed and "train: 6 images" in printed and "24x24" in printed
+    assert main(["info"]) == 0
+    printed = capsys.readouterr().out
+    assert "render3d 0.1.0" in printed and "method toy" in printed
+
+
+def test_demo_runs_end_to_end_with_a_method(toy_method, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--method", "toy", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "render3d demo: done" in printed
+    assert (out / "run" / "checkpoint.pt").is_file() and (out / "mesh.ply").is_file()
+    assert (out / "orbit.mp4").is_file() or (out / "orbit.gif").is_file()
+
+
+def _exit_status(argv) -> int:
+    """``main(argv)``'s status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "/nonexistent/folder", "--method", "toy", "--out", "OUT"], "/nonexistent/folder"),
+        (["fit", "DATA", "--method", "nope", "--out", "OUT"], "unknown method 'nope'"),
+        (["fit", "DATA", "--method", "toy", "--out", "OUT", "--steps", "-3"], "must be >= 0"),
+        (["fit", "DATA", "--method", "toy", "--out", "OUT", "--config", "lr"], "is not KEY=VALUE"),
+        (["render", "/nonexistent/run", "--out", "OUT"], "run directory does not exist"),
+        (["export", "RUN", "--mesh", "OUT/mesh.xyz"], "mesh.xyz"),
+        (["render", "RUN", "--out", "OUT", "--video", "OUT/clip.avi"], "must end in .mp4 or .gif"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(data, run, argv, message, capsys, tmp_path):
+    substitutions = {"DATA": str(data), "RUN": str(run), "OUT": str(tmp_path / "out")}
+    argv = [substitutions.get(a, a).replace("OUT/", str(tmp_path / "out") + "/") for a in argv]
+    capsys.readouterr()
+    assert _exit_status(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err
+
+
+def test_console_script_help_works():
+    result = subprocess.run([sys.executable, "-m", "render3d.apps.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "fit" in result.stdout and "demo" in result.stdout
