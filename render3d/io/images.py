@@ -26,7 +26,7 @@ def to_uint8(image, argument_name: str = "image") -> np.ndarray:
     Returns:
         ``numpy.ndarray`` uint8 of the same shape, on the CPU.
     """
-    array = _to_numpy(image, argument_name)
+    array = to_numpy_array(image, argument_name)
     if not np.issubdtype(array.dtype, np.floating):
         raise ConfigError(f"{argument_name}: expected float values in [0,1], got dtype {array.dtype}")
     if not np.isfinite(array).all():
@@ -52,7 +52,7 @@ def save_image(path: str | os.PathLike, image) -> Path:
     image_format = IMAGE_FORMATS.get(path.suffix.lower())
     if image_format is None:
         raise ConfigError(f"path: {path} must end in .png, .jpg or .jpeg")
-    array = _to_numpy(image, "image")
+    array = to_numpy_array(image, "image")
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise ConfigError(f"image: expected shape [H,W,3] or [H,W,4], got {list(array.shape)}")
     pixels = to_uint8(array)
@@ -64,8 +64,12 @@ def save_image(path: str | os.PathLike, image) -> Path:
     return path
 
 
-def _to_numpy(image, argument_name: str) -> np.ndarray:
-    """A CPU numpy view of a tensor or array; ConfigError for anything else."""
+def to_numpy_array(image, argument_name: str) -> np.ndarray:
+    """``image`` as a CPU ``numpy.ndarray`` of the same shape (no copy for arrays).
+
+    Tensors are detached and moved to the CPU; float16/bfloat16 become float32. Anything
+    other than a tensor or array raises ConfigError naming ``argument_name``.
+    """
     if isinstance(image, np.ndarray):
         return image
     import torch

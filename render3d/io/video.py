@@ -9,7 +9,7 @@ import numpy as np
 
 from render3d.errors import ConfigError
 from render3d.io.atomic import atomic_path
-from render3d.io.images import _to_numpy, to_uint8
+from render3d.io.images import to_numpy_array, to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 MP4_QUALITY = 8
@@ -43,7 +43,7 @@ def save_video(path: str | os.PathLike, frames, fps: float = 30) -> Path:
         raise ConfigError(f"path: {path} must end in .mp4 or .gif")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
         raise ConfigError(f"fps: expected a positive number, got {fps!r}")
-    array = _to_numpy(frames, "frames")
+    array = to_numpy_array(frames, "frames")
     if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] < 1:
         raise ConfigError(f"frames: expected shape [T,H,W,3] with T >= 1, got {list(array.shape)}")
     pixels = to_uint8(array, "frames")

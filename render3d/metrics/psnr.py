@@ -26,7 +26,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
 
     Example:
         >>> psnr(torch.zeros(4, 4, 3), torch.full((4, 4, 3), 0.1))
-        tensor(20.0000)
+        tensor(20.)
     """
     check_image_pair(pred, target)
     squared_error = (pred - target).square()
