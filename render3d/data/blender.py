@@ -45,12 +45,14 @@ def _frames(root: Path, split: str) -> tuple[Path, dict, list[dict]]:
 
 def _intrinsics(meta: dict, path: Path, width: int, height: int) -> np.ndarray:
     """``[3,3]`` float64 from ``fl_x``/``fl_y``/``cx``/``cy`` or ``camera_angle_x``/``camera_angle_y``."""
+    if "fl_x" not in meta:
+        require(meta, "camera_angle_x", path)
     try:
         if "fl_x" in meta:
             fx = float(meta["fl_x"])
             fy = float(meta.get("fl_y", fx))
         else:
-            fx = 0.5 * width / math.tan(0.5 * float(require(meta, "camera_angle_x", path)))
+            fx = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))
             fy = 0.5 * height / math.tan(0.5 * float(meta["camera_angle_y"])) if "camera_angle_y" in meta else fx
         cx = float(meta.get("cx", 0.5 * width))
         cy = float(meta.get("cy", 0.5 * height))
