@@ -91,7 +91,7 @@ def load_blender(
     downscale: int,
     max_images: int | None,
 ) -> Dataset:
-    """Load one split (or ``all``: train, val and test in that order) of a NeRF-synthetic scene.
+    """Load one split of a NeRF-synthetic scene; ``all`` joins the train, val and test files present.
 
     Args:
         root: folder with ``transforms_*.json``.
@@ -103,7 +103,10 @@ def load_blender(
     Returns:
         A :class:`Dataset` with ``format="blender"``.
     """
-    split_files = _FILE_SPLITS if split == "all" else (split,)
+    if split == "all":
+        split_files = [name for name in _FILE_SPLITS if (root / f"transforms_{name}.json").is_file()]
+    else:
+        split_files = [split]
     entries = [
         (path, meta, index, frame)
         for path, meta, frames in (_frames(root, name) for name in split_files)

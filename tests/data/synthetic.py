@@ -17,7 +17,7 @@ from PIL import Image
 from render3d.camera_paths import orbit
 from render3d.cameras import intrinsics_from_fov, opengl_to_opencv
 from render3d.data.colmap_io import ColmapCamera, ColmapImage, ColmapPoints, rotation_to_qvec, write_model
-from render3d.data.undistort import Distortion, distort_normalized
+from render3d.data.undistort import Distortion
 
 FOV_X = 0.8
 
@@ -149,13 +149,23 @@ def analytic_pattern(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     )
 
 
+def opencv_distort(x: np.ndarray, y: np.ndarray, d: Distortion) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's radial-tangential lens model, written here independently of the loader."""
+    r2 = x**2 + y**2
+    radial = 1 + d.k1 * r2 + d.k2 * r2**2 + d.k3 * r2**3
+    return (
+        x * radial + 2 * d.p1 * x * y + d.p2 * (r2 + 2 * x**2),
+        y * radial + d.p1 * (r2 + 2 * y**2) + 2 * d.p2 * x * y,
+    )
+
+
 def undistort_points(x_d: np.ndarray, y_d: np.ndarray, distortion: Distortion) -> tuple[np.ndarray, np.ndarray]:
     """Invert the lens model by fixed-point iteration (independent of the loader's method)."""
     x, y = x_d.copy(), y_d.copy()
     for _ in range(200):
-        xt, yt = distort_normalized(torch.from_numpy(x), torch.from_numpy(y), distortion)
-        x = x - (xt.numpy() - x_d)
-        y = y - (yt.numpy() - y_d)
+        xt, yt = opencv_distort(x, y, distortion)
+        x = x - (xt - x_d)
+        y = y - (yt - y_d)
     return x, y
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import trimesh
 from PIL import Image
 
 from render3d.data import load_dataset, read_image
@@ -58,6 +60,8 @@ def test_all_split_concatenates_and_max_images_spreads_evenly(tmp_path):
     assert everything.image_names == truth["train"]["names"] + truth["val"]["names"] + truth["test"]["names"]
     few = load_dataset(tmp_path, "train", max_images=3)
     assert few.image_names == [truth["train"]["names"][i] for i in (0, 2, 4)]
+    (tmp_path / "transforms_val.json").unlink()  # scenes without a val file still load "all"
+    assert load_dataset(tmp_path, "all").image_names == truth["train"]["names"] + truth["test"]["names"]
 
 
 def test_file_path_with_extension_and_jpeg_fallback(tmp_path):
@@ -191,3 +195,36 @@ def test_read_image_errors_name_the_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
     with pytest.raises(DataError, match=r"cannot read image .*broken\.png"):
         read_image(tmp_path / "broken.png")
+
+
+# ------------------------------------------------------------------ the shipped demo scene
+
+DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"
+
+
+def test_demo_scene_loads_with_valid_cameras_alpha_and_bounds():
+    assert (DEMO / "transforms_train.json").is_file(), f"demo scene missing at {DEMO}"
+    train = load_dataset(DEMO, "train")
+    assert train.images.shape == (36, 160, 160, 3) and train.alphas.shape == (36, 160, 160, 1)
+    assert len(load_dataset(DEMO, "val")) == 6 and len(load_dataset(DEMO, "test")) == 10
+    transparent = train.alphas[..., 0] == 0
+    assert 0.3 < float(transparent.float().mean()) < 0.95  # object and empty background both present
+    assert torch.equal(train.images[transparent], torch.ones_like(train.images[transparent]))  # white
+    rotations = train.cameras.c2w[:, :3, :3].double()
+    eye = torch.eye(3, dtype=torch.float64).expand_as(rotations)
+    torch.testing.assert_close(rotations.transpose(1, 2) @ rotations, eye, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(rotations), torch.ones(36, dtype=torch.float64), atol=1e-5, rtol=0)
+
+    mesh = trimesh.load(train.mesh_path)
+    assert train.mesh_path == DEMO / "mesh.ply"
+    centre = torch.tensor(mesh.bounds.mean(axis=0), dtype=torch.float32)
+    # the README: every camera is 4.1 units from the centre of the scene's box, looking at it
+    to_centre = centre - train.cameras.centers
+    np.testing.assert_allclose(to_centre.norm(dim=-1).numpy(), 4.1, atol=1e-3)
+    forward = train.cameras.c2w[:, :3, 2]
+    np.testing.assert_allclose((to_centre / to_centre.norm(dim=-1, keepdim=True) * forward).sum(-1).numpy(), 1.0, atol=1e-5)
+
+    vertices = torch.tensor(mesh.vertices, dtype=torch.float32)
+    assert ((vertices >= train.aabb[0]) & (vertices <= train.aabb[1])).all()
+    distances = (vertices[None] - train.cameras.centers[:, None]).norm(dim=-1)
+    assert train.near <= float(distances.min()) and float(distances.max()) <= train.far

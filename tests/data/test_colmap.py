@@ -1,12 +1,17 @@
 """COLMAP model I/O (binary and text round trips, pycolmap interop) and the COLMAP loader."""
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from render3d.data import load_dataset
+from render3d.cameras import opengl_to_opencv
+from render3d.data import detect_format, load_dataset
 from render3d.data.colmap import load_colmap
 from render3d.data.colmap_io import (
     ColmapCamera,
@@ -273,3 +278,42 @@ def test_model_without_points_falls_back_to_camera_bounds(tmp_path):
     # cameras on a circle of radius 4*cos(30°) around the origin: the cube contains them
     assert ((data.cameras.centers >= data.aabb[0]) & (data.cameras.centers <= data.aabb[1])).all()
     assert 0 < data.near < data.far
+
+
+# ------------------------------------------------------------------ the shipped COLMAP twin (written by pycolmap)
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+TWIN = ASSETS / "demo_colmap"
+
+
+def _load_twin(model: str):
+    assert (TWIN / model / "0").is_dir(), f"COLMAP twin missing at {TWIN / model}"
+    return load_colmap(TWIN, "all", background=(1.0, 1.0, 1.0), downscale=1, max_images=None, test_every=8, model_dir=TWIN / model / "0")
+
+
+def test_twin_binary_and_text_models_load_identically():
+    binary, text = _load_twin("sparse"), _load_twin("sparse_txt")
+    assert binary.image_names == text.image_names and len(binary) == 52
+    torch.testing.assert_close(binary.cameras.c2w, text.cameras.c2w, atol=1e-6, rtol=0)
+    torch.testing.assert_close(binary.cameras.K, text.cameras.K, atol=1e-6, rtol=0)
+    torch.testing.assert_close(binary.points, text.points, atol=1e-6, rtol=0)
+    torch.testing.assert_close(binary.point_colors, text.point_colors)
+    assert binary.points.shape[0] > 100
+    assert detect_format(TWIN) == "colmap" and load_dataset(TWIN, "test").image_names == binary.image_names[0::8]
+
+
+def test_twin_poses_written_by_pycolmap_match_the_nerf_synthetic_poses():
+    twin = _load_twin("sparse")
+    by_name = {name.split("/")[-1]: i for i, name in enumerate(twin.image_names)}
+    for split in ("train", "val", "test"):
+        meta = json.loads((ASSETS / "demo" / f"transforms_{split}.json").read_text())
+        gl = torch.tensor([frame["transform_matrix"] for frame in meta["frames"]], dtype=torch.float32)
+        indices = [by_name[f"{split}_{i:03d}.jpg"] for i in range(len(meta["frames"]))]
+        torch.testing.assert_close(twin.cameras.c2w[indices], opengl_to_opencv(gl), atol=2e-5, rtol=0)
+        focal = 0.5 * twin.width / math.tan(0.5 * meta["camera_angle_x"])
+        np.testing.assert_allclose(twin.cameras.K[indices[0]].numpy(), [[focal, 0, 80], [0, focal, 80], [0, 0, 1]], rtol=1e-5)
+    # triangulated points are in front of the cameras that see them, and inside the bounds
+    _, depths = twin.cameras.project(twin.points)
+    assert (depths > 0).float().mean() > 0.99
+    inside = ((twin.points >= twin.aabb[0]) & (twin.points <= twin.aabb[1])).all(dim=1)
+    assert inside.float().mean() > 0.95 and 0 < twin.near < 3.5 and twin.far > 5.0
