@@ -55,9 +55,8 @@ def extract_mesh(
 
     Returns:
         ``trimesh.Trimesh`` with vertices ``[V, 3]`` (float64, as trimesh stores them) in bbox
-        coordinates and int64
-        faces ``[F, 3]`` (unprocessed: vertex order as produced by marching cubes). Empty when
-        the field never crosses ``level`` inside the box.
+        coordinates and int64 faces ``[F, 3]`` (unprocessed: vertex order as produced by
+        marching cubes). Empty when the field never crosses ``level`` inside the box.
 
     Raises:
         ConfigError: a bad ``bbox``, ``resolution``, ``chunk_size`` or ``inside``, or a
