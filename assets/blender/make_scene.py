@@ -1,0 +1,378 @@
+"""Build and render a small procedural object-centric scene in the NeRF-synthetic layout.
+
+Run inside Blender (headless)::
+
+    blender -b --factory-startup -P assets/blender/make_scene.py -- \
+        --out assets/demo --resolution 160 --train 32 --val 4 --test 8 --seed 0
+
+Everything is made here from primitives and procedural shader nodes (brick, voronoi,
+checker, wave, noise): no downloaded model or image texture. The output folder gets
+``transforms_{train,val,test}.json`` (``camera_angle_x`` and per frame ``file_path``
+without extension plus the camera-to-world ``transform_matrix`` in Blender/OpenGL camera
+axes), the rendered images ``{split}/r_{i}.png`` (RGBA, transparent background) and the
+scene geometry ``mesh.ply`` (binary PLY, triangles, world frame).
+
+With ``--jpeg-on-white`` the images are composited over white and written as
+``{split}/r_{i}.jpg`` (for structure-from-motion scenes) instead of RGBA PNG.
+
+Cameras look at the centre of the scene's bounding box from a sphere of radius ``--distance``: train and val
+views are drawn uniformly on the upper hemisphere (elevation between ``--min-elevation``
+and 85 degrees), test views follow an orbit at 30 degrees elevation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--resolution", type=int, default=160, help="square image size in pixels")
+    parser.add_argument("--train", type=int, default=32, help="number of train views")
+    parser.add_argument("--val", type=int, default=4, help="number of val views")
+    parser.add_argument("--test", type=int, default=8, help="number of test views (orbit)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random camera placement")
+    parser.add_argument("--samples", type=int, default=256, help="Cycles samples per pixel")
+    parser.add_argument("--distance", type=float, default=4.1, help="camera distance from the scene centre")
+    parser.add_argument("--camera-angle-x", type=float, default=0.69, help="horizontal field of view in radians")
+    parser.add_argument("--min-elevation", type=float, default=5.0, help="lowest train/val elevation in degrees")
+    parser.add_argument("--jpeg-on-white", action="store_true", help="write JPEG composited on white, not RGBA PNG")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --jpeg-on-white")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------- materials
+def _principled(name: str) -> tuple[bpy.types.Material, bpy.types.NodeTree, bpy.types.Node]:
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    tree = material.node_tree
+    bsdf = tree.nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = 0.75
+    bsdf.inputs["Specular"].default_value = 0.2
+    return material, tree, bsdf
+
+
+def _object_coordinates(tree: bpy.types.NodeTree) -> bpy.types.NodeSocket:
+    return tree.nodes.new("ShaderNodeTexCoord").outputs["Object"]
+
+
+def _plane_coordinates(tree: bpy.types.NodeTree, u_axis: tuple, v_axis: tuple) -> bpy.types.NodeSocket:
+    """Object coordinates projected to ``(dot(p, u_axis), dot(p, v_axis), 0)`` for 2D patterns."""
+    coords = _object_coordinates(tree)
+    plane = tree.nodes.new("ShaderNodeCombineXYZ")
+    for axis, component in ((u_axis, "X"), (v_axis, "Y")):
+        dot = tree.nodes.new("ShaderNodeVectorMath")
+        dot.operation = "DOT_PRODUCT"
+        dot.inputs[1].default_value = axis
+        tree.links.new(coords, dot.inputs[0])
+        tree.links.new(dot.outputs["Value"], plane.inputs[component])
+    return plane.outputs["Vector"]
+
+
+def brick_material() -> bpy.types.Material:
+    """Bricks in two warm colours, dark mortar, speckled by fine noise."""
+    material, tree, bsdf = _principled("brick")
+    brick = tree.nodes.new("ShaderNodeTexBrick")
+    brick.inputs["Scale"].default_value = 2.8
+    brick.inputs["Color1"].default_value = (0.8, 0.2, 0.08, 1.0)
+    brick.inputs["Color2"].default_value = (0.95, 0.65, 0.15, 1.0)
+    brick.inputs["Mortar"].default_value = (0.03, 0.03, 0.05, 1.0)
+    brick.inputs["Mortar Size"].default_value = 0.03
+    brick.offset = 0.5
+    # Bricks are a 2D pattern: u = x + y, v = z + 0.35 (x - y) gives every face of the cube,
+    # the top included, (slightly sheared) courses.
+    tree.links.new(_plane_coordinates(tree, (1.0, 1.0, 0.0), (0.35, -0.35, 1.0)), brick.inputs["Vector"])
+    speckle = tree.nodes.new("ShaderNodeTexNoise")
+    speckle.inputs["Scale"].default_value = 14.0
+    speckle.inputs["Detail"].default_value = 2.0
+    ramp = tree.nodes.new("ShaderNodeValToRGB")
+    ramp.color_ramp.interpolation = "CONSTANT"
+    ramp.color_ramp.elements[0].color = (0.3, 0.45, 0.9, 1.0)
+    ramp.color_ramp.elements[1].position = 0.6
+    ramp.color_ramp.elements[1].color = (1.0, 1.0, 1.0, 1.0)
+    tree.links.new(speckle.outputs["Fac"], ramp.inputs["Fac"])
+    mix = tree.nodes.new("ShaderNodeMixRGB")
+    mix.blend_type = "MULTIPLY"
+    mix.inputs["Fac"].default_value = 1.0
+    tree.links.new(brick.outputs["Color"], mix.inputs["Color1"])
+    tree.links.new(ramp.outputs["Color"], mix.inputs["Color2"])
+    tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+def voronoi_material() -> bpy.types.Material:
+    """Randomly coloured voronoi cells with dark cell borders."""
+    material, tree, bsdf = _principled("voronoi")
+    coords = _object_coordinates(tree)
+    cells = tree.nodes.new("ShaderNodeTexVoronoi")
+    cells.inputs["Scale"].default_value = 7.0
+    tree.links.new(coords, cells.inputs["Vector"])
+    borders = tree.nodes.new("ShaderNodeTexVoronoi")
+    borders.feature = "DISTANCE_TO_EDGE"
+    borders.inputs["Scale"].default_value = 7.0
+    tree.links.new(coords, borders.inputs["Vector"])
+    edge = tree.nodes.new("ShaderNodeMath")
+    edge.operation = "GREATER_THAN"
+    edge.inputs[1].default_value = 0.04
+    tree.links.new(borders.outputs["Distance"], edge.inputs[0])
+    mix = tree.nodes.new("ShaderNodeMixRGB")
+    mix.blend_type = "MULTIPLY"
+    mix.inputs["Fac"].default_value = 1.0
+    tree.links.new(cells.outputs["Color"], mix.inputs["Color1"])
+    tree.links.new(edge.outputs["Value"], mix.inputs["Color2"])
+    brighten = tree.nodes.new("ShaderNodeHueSaturation")
+    brighten.inputs["Saturation"].default_value = 1.4
+    brighten.inputs["Value"].default_value = 1.5
+    tree.links.new(mix.outputs["Color"], brighten.inputs["Color"])
+    tree.links.new(brighten.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+def checker_wave_material() -> bpy.types.Material:
+    """A green/cream checker board crossed by sharp blue wave bands."""
+    material, tree, bsdf = _principled("checker_wave")
+    coords = _object_coordinates(tree)
+    checker = tree.nodes.new("ShaderNodeTexChecker")
+    checker.inputs["Scale"].default_value = 6.0
+    checker.inputs["Color1"].default_value = (0.1, 0.55, 0.15, 1.0)
+    checker.inputs["Color2"].default_value = (0.95, 0.9, 0.7, 1.0)
+    tree.links.new(coords, checker.inputs["Vector"])
+    wave = tree.nodes.new("ShaderNodeTexWave")
+    wave.wave_type = "RINGS"
+    wave.inputs["Scale"].default_value = 2.5
+    wave.inputs["Distortion"].default_value = 4.0
+    tree.links.new(coords, wave.inputs["Vector"])
+    band = tree.nodes.new("ShaderNodeMath")
+    band.operation = "GREATER_THAN"
+    band.inputs[1].default_value = 0.8
+    tree.links.new(wave.outputs["Fac"], band.inputs[0])
+    mix = tree.nodes.new("ShaderNodeMixRGB")
+    mix.inputs["Color2"].default_value = (0.05, 0.15, 0.8, 1.0)
+    tree.links.new(band.outputs["Value"], mix.inputs["Fac"])
+    tree.links.new(checker.outputs["Color"], mix.inputs["Color1"])
+    tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+# ---------------------------------------------------------------------------- geometry
+def _finish(obj: bpy.types.Object, material: bpy.types.Material, smooth: bool) -> None:
+    """Give the active, just-created ``obj`` its material and shading."""
+    obj.data.materials.append(material)
+    if smooth:
+        bpy.ops.object.shade_smooth()
+
+
+def build_objects() -> list[bpy.types.Object]:
+    """A bevelled brick cube, a voronoi sphere on top of it and a checker cylinder beside it."""
+    bpy.ops.mesh.primitive_cube_add(size=0.9, location=(0.0, 0.0, -0.35))
+    cube = bpy.context.active_object
+    cube.name = "cube"
+    bevel = cube.modifiers.new("bevel", "BEVEL")
+    bevel.width = 0.04
+    bevel.segments = 2
+    _finish(cube, brick_material(), smooth=False)
+
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=0.42, location=(0.0, 0.0, 0.53))
+    sphere = bpy.context.active_object
+    sphere.name = "sphere"
+    _finish(sphere, voronoi_material(), smooth=True)
+
+    bpy.ops.mesh.primitive_cylinder_add(vertices=40, radius=0.22, depth=0.9, location=(0.72, 0.42, -0.35))
+    cylinder = bpy.context.active_object
+    cylinder.name = "cylinder"
+    _finish(cylinder, checker_wave_material(), smooth=False)
+
+    bpy.ops.mesh.primitive_torus_add(
+        major_radius=0.28, minor_radius=0.09, major_segments=40, minor_segments=12,
+        location=(-0.45, 0.72, -0.71),
+    )
+    torus = bpy.context.active_object
+    torus.name = "torus"
+    _finish(torus, checker_wave_material(), smooth=True)
+    return [cube, sphere, cylinder, torus]
+
+
+def world_triangles(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluated (modifiers applied) geometry of ``objects``: vertices ``[V,3]`` in world space, triangles ``[F,3]``."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    vertex_blocks, face_blocks, offset = [], [], 0
+    for obj in objects:
+        evaluated = obj.evaluated_get(depsgraph)
+        mesh = evaluated.to_mesh()
+        mesh.calc_loop_triangles()
+        local = np.array([v.co for v in mesh.vertices], dtype=np.float64).reshape(-1, 3)
+        world = np.array(obj.matrix_world, dtype=np.float64)
+        vertices = local @ world[:3, :3].T + world[:3, 3]
+        faces = np.array([t.vertices[:] for t in mesh.loop_triangles], dtype=np.int64).reshape(-1, 3)
+        vertex_blocks.append(vertices)
+        face_blocks.append(faces + offset)
+        offset += len(vertices)
+        evaluated.to_mesh_clear()
+    return np.concatenate(vertex_blocks), np.concatenate(face_blocks)
+
+
+def write_mesh_ply(vertices: np.ndarray, faces: np.ndarray, path: Path) -> None:
+    """Write ``vertices [V,3]`` and triangles ``faces [F,3]`` as a binary little-endian PLY."""
+    vertices = vertices.astype("<f4")
+    faces = faces.astype("<i4")
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    ).encode("ascii")
+    rows = np.zeros(len(faces), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    rows["n"] = 3
+    rows["idx"] = faces
+    path.write_bytes(header + vertices.tobytes() + rows.tobytes())
+
+
+# ---------------------------------------------------------------------------- lights, render
+def setup_world_and_lights() -> None:
+    world = bpy.data.worlds.new("world")
+    bpy.context.scene.world = world
+    world.use_nodes = True
+    background = world.node_tree.nodes["Background"]
+    background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    background.inputs["Strength"].default_value = 0.55
+    for name, energy, rotation in (("key", 3.0, (0.6, 0.15, 0.8)), ("fill", 1.0, (2.2, 0.0, -2.4))):
+        light = bpy.data.lights.new(name, "SUN")
+        light.energy = energy
+        light.angle = math.radians(10.0)
+        obj = bpy.data.objects.new(name, light)
+        obj.rotation_euler = rotation
+        bpy.context.scene.collection.objects.link(obj)
+
+
+def setup_render(args: argparse.Namespace) -> None:
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = args.samples
+    scene.cycles.use_adaptive_sampling = True
+    scene.cycles.adaptive_threshold = 0.02
+    scene.cycles.max_bounces = 3
+    # Debian's Blender is built without OpenImageDenoise: noise is kept low by samples instead.
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x = args.resolution
+    scene.render.resolution_y = args.resolution
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = True
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    settings = scene.render.image_settings
+    if args.jpeg_on_white:
+        settings.file_format = "JPEG"
+        settings.color_mode = "RGB"
+        settings.quality = args.jpeg_quality
+        composite_on_white(scene)
+    else:
+        settings.file_format = "PNG"
+        settings.color_mode = "RGBA"
+        settings.color_depth = "8"
+        settings.compression = 100
+
+
+def composite_on_white(scene: bpy.types.Scene) -> None:
+    """Route the render through an Alpha Over node onto a white background."""
+    scene.use_nodes = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    over = tree.nodes.new("CompositorNodeAlphaOver")
+    over.inputs[1].default_value = (1.0, 1.0, 1.0, 1.0)
+    output = tree.nodes.new("CompositorNodeComposite")
+    output.use_alpha = False
+    tree.links.new(layers.outputs["Image"], over.inputs[2])
+    tree.links.new(over.outputs["Image"], output.inputs["Image"])
+
+
+def make_camera(angle_x: float) -> bpy.types.Object:
+    data = bpy.data.cameras.new("camera")
+    data.sensor_fit = "HORIZONTAL"
+    data.angle_x = angle_x
+    data.clip_start = 0.05
+    data.clip_end = 100.0
+    camera = bpy.data.objects.new("camera", data)
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    return camera
+
+
+# ---------------------------------------------------------------------------- cameras
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``[4,4]`` camera-to-world pose with OpenGL axes (looking down -z, y up) at ``target``."""
+    back = eye - target
+    back /= np.linalg.norm(back)
+    right = np.cross(np.array([0.0, 0.0, 1.0]), back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, back, eye
+    return pose
+
+
+def sphere_point(center: np.ndarray, azimuth: float, elevation: float, distance: float) -> np.ndarray:
+    return center + distance * np.array(
+        [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
+    )
+
+
+def camera_poses(args: argparse.Namespace, center: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Camera-to-world poses per split looking at ``center``: random upper hemisphere for train/val, an orbit for test."""
+    rng = np.random.default_rng(args.seed)
+    low, high = math.sin(math.radians(args.min_elevation)), math.sin(math.radians(85.0))
+
+    def random_views(count: int) -> list[np.ndarray]:
+        # Uniform on the sphere zone: sin(elevation) uniform, azimuth uniform.
+        elevations = np.arcsin(rng.uniform(low, high, count))
+        azimuths = rng.uniform(0.0, 2.0 * math.pi, count)
+        return [look_at(sphere_point(center, a, e, args.distance), center) for a, e in zip(azimuths, elevations)]
+
+    orbit = [
+        look_at(sphere_point(center, 2.0 * math.pi * i / max(args.test, 1) + 0.3, math.radians(30.0), args.distance), center)
+        for i in range(args.test)
+    ]
+    return {"train": random_views(args.train), "val": random_views(args.val), "test": orbit}
+
+
+def render_split(camera: bpy.types.Object, split: str, poses: list[np.ndarray], args: argparse.Namespace) -> None:
+    extension = ".jpg" if args.jpeg_on_white else ".png"
+    frames = []
+    for index, pose in enumerate(poses):
+        camera.matrix_world = Matrix(pose.tolist())
+        bpy.context.view_layer.update()
+        relative = f"./{split}/r_{index}"
+        bpy.context.scene.render.filepath = str(args.out / (relative[2:] + extension))
+        bpy.ops.render.render(write_still=True)
+        frames.append({"file_path": relative, "transform_matrix": [list(map(float, row)) for row in camera.matrix_world]})
+    transforms = {"camera_angle_x": float(camera.data.angle_x), "frames": frames}
+    (args.out / f"transforms_{split}.json").write_text(json.dumps(transforms, indent=2) + "\n")
+
+
+def main() -> None:
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    args = parse_args(argv)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    objects = build_objects()
+    setup_world_and_lights()
+    setup_render(args)
+    camera = make_camera(args.camera_angle_x)
+    vertices, faces = world_triangles(objects)
+    write_mesh_ply(vertices, faces, args.out / "mesh.ply")
+    center = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    for split, poses in camera_poses(args, center).items():
+        render_split(camera, split, poses, args)
+
+
+if __name__ == "__main__":
+    main()
