@@ -23,7 +23,7 @@ import torch
 from render3d.cameras import Cameras, opengl_to_opencv
 from render3d.data.bounds import bounds_in_box
 from render3d.data.dataset import Dataset
-from render3d.data.images import check_same_size, load_images, resolve_image_path
+from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.splits import limit_count
 from render3d.errors import DataError
@@ -117,12 +117,7 @@ def load_blender(
         resolve_image_path(root, str(require(frame, "file_path", path, f"frame {index}")), path)
         for path, _, index, frame in entries
     ]
-    c2w = np.stack(
-        [
-            _pose(frame, path, index)
-            for path, _, index, frame in entries
-        ]
-    )
+    c2w = np.stack([_pose(frame, path, index) for path, _, index, frame in entries])
     width, height = check_same_size(paths)
     K = np.stack([_intrinsics(meta, path, width, height) for path, meta, _, _ in entries])
 
@@ -140,7 +135,7 @@ def load_blender(
     return Dataset(
         images=torch.from_numpy(rgb),
         cameras=cameras,
-        image_names=[path.relative_to(root).as_posix() for path in paths],
+        image_names=[relative_name(path, root) for path in paths],
         aabb=aabb,
         near=near,
         far=far,

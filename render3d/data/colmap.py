@@ -21,7 +21,7 @@ from render3d.cameras import Cameras
 from render3d.data.bounds import bounds_from_points
 from render3d.data.colmap_io import ColmapCamera, ColmapImage, model_format, read_model
 from render3d.data.dataset import Dataset
-from render3d.data.images import check_same_size, load_images
+from render3d.data.images import check_same_size, load_images, relative_name
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
 from render3d.errors import DataError
@@ -169,7 +169,7 @@ def load_colmap(
     return Dataset(
         images=torch.from_numpy(rgb),
         cameras=cameras_out,
-        image_names=[_relative_name(path, root) for path in paths],
+        image_names=[relative_name(path, root) for path in paths],
         aabb=aabb,
         near=near,
         far=far,
@@ -182,9 +182,3 @@ def load_colmap(
         root=root,
     )
 
-
-def _relative_name(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()

@@ -22,6 +22,7 @@ __all__ = [
     "is_image_file",
     "list_image_files",
     "resolve_image_path",
+    "relative_name",
     "image_size",
     "read_image",
     "downscaled_size",
@@ -57,6 +58,14 @@ def resolve_image_path(base: Path, reference: str, described_in: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise DataError(f"{described_in}: image file {path} not found (also tried adding .png, .jpg, ...)")
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` in POSIX form, or the whole path when it lies outside ``root``."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -27,7 +27,7 @@ import torch
 from render3d.cameras import Cameras, opengl_to_opencv
 from render3d.data.bounds import bounds_from_cameras, bounds_from_points
 from render3d.data.dataset import Dataset
-from render3d.data.images import check_same_size, load_images, resolve_image_path
+from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
@@ -198,7 +198,7 @@ def load_nerfstudio(
     return Dataset(
         images=torch.from_numpy(rgb),
         cameras=cameras,
-        image_names=[p.relative_to(root).as_posix() for p in paths],
+        image_names=[relative_name(p, root) for p in paths],
         aabb=aabb,
         near=near,
         far=far,
