@@ -60,7 +60,7 @@ def test_save_load_round_trip(toy_method, sphere_dataset, tmp_path):
 def test_extract_mesh_from_the_density_field(toy_method, sphere_dataset):
     scene = render3d.Scene.fit(sphere_dataset, method="toy", steps=0, progress=False)
     mesh = scene.extract_mesh(resolution=48)
-    radius = float(scene.method.radius)
+    radius = scene.method.radius.item()
     distances = torch.as_tensor(mesh.vertices).norm(dim=-1)
     assert mesh.is_watertight
     assert abs(float(distances.mean()) - radius) < 0.02
