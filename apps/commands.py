@@ -129,8 +129,10 @@ def _can_mesh(scene: "render3d.Scene") -> bool:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from render3d.mesh import export_mesh
+    from render3d.mesh import MESH_EXTENSIONS, export_mesh
 
+    if Path(args.mesh).suffix.lower() not in MESH_EXTENSIONS:
+        raise ConfigError(f"--mesh: {args.mesh!r} must end in {', '.join(MESH_EXTENSIONS)}")
     scene = _load_scene(args)
     mesh = scene.extract_mesh(resolution=args.resolution, level=args.level)
     export_mesh(mesh, args.mesh)
