@@ -180,17 +180,15 @@ def _extract(volume: torch.Tensor, level: float, inside_above: bool) -> tuple[to
     if min(volume.shape) < 2:
         return _empty_mesh(device)
     shape = tuple(volume.shape)
-    # The rank map is allocated first so that its memory doubles as scratch for the case grid.
-    rank_map = torch.empty(volume.numel(), dtype=torch.int32, device=device)
-    cells, cases = _active_cells(_padded_inside(volume, level, inside_above), rank_map)
-    if cells.numel() == 0:
+    # The slot map is allocated first so that its memory doubles as scratch for the case grid.
+    slot_map = torch.empty(volume.numel(), dtype=torch.int32, device=device)
+    cells, cases, real = _active_cells(_padded_inside(volume, level, inside_above), slot_map)
+    if real.numel() == 0:
         return _empty_mesh(device)
     tables = _device_tables(device)
     flat_volume = volume.view(-1)
-    coords = _cell_coords(cells, shape)
-    verts, edges = _edge_vertices(flat_volume, level, cells, cases, coords, rank_map, tables["owned_crossings"], shape)
-    real = torch.nonzero((coords < torch.tensor(shape, device=device) - 1).all(dim=1)).view(-1)
-    cells, cases = cells[real], cases[real]
+    verts, edges = _edge_vertices(flat_volume, level, cells, cases, slot_map, tables["owned_crossings"], shape)
+    cells, cases = cells.gather(0, real), cases.gather(0, real)
     configs = _configurations(flat_volume, level, cells, cases, tables["ambiguous_faces"], edges.corner_offset)
     verts, centre_of_cell = _centre_vertices(verts, cells, configs, tables, edges)
     faces = _triangles(cells, configs, tables, edges, centre_of_cell)
@@ -209,7 +207,7 @@ def _padded_inside(volume: torch.Tensor, level: float, inside_above: bool) -> to
     return inside
 
 
-def _active_cells(inside: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _active_cells(inside: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cells the surface passes through, virtual ones included.
 
     Args:
@@ -220,6 +218,7 @@ def _active_cells(inside: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Te
         cells: ``[M]`` int64 linear index in the ``[X, Y, Z]`` grid of each active cell's
             corner 0, ascending.
         cases: ``[M]`` int64 case index (bit ``c`` set when corner ``c`` is inside).
+        real: ``[M_real]`` int64 positions in ``cells`` of the cells inside the volume.
     """
     size_x, size_y, size_z = (n - 1 for n in inside.shape)
     bits = inside.view(torch.uint8)
@@ -232,18 +231,16 @@ def _active_cells(inside: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Te
     torch.add(bits[:, :, :-1], bits[:, :, 1:], alpha=2, out=along_z)
     torch.add(along_z[:, :-1], along_z[:, 1:], alpha=4, out=along_y)
     torch.add(along_y[:-1], along_y[1:], alpha=16, out=case_grid.view(size_x, size_y, size_z))
-    # uint8 wraps 0 to 255, so ``case - 1 < 254`` keeps exactly the cases 1..254.
-    active = torch.sub(case_grid, 1, out=work[: case_grid.numel()]).lt_(254)
+    # uint8 wraps 0 to 255, so ``case - 1 < 254`` keeps exactly the cases 1..254 (as 1).
+    active = torch.sub(case_grid, 1, out=work[: case_grid.numel()]).lt_(254).view(size_x, size_y, size_z)
+    # Virtual cells (corner 0 on the last layer of an axis) are marked with values above 1.
+    active[-1] *= 2
+    active[:, -1] *= 2
+    active[:, :, -1] *= 2
+    active = active.view(-1)
     cells = torch.nonzero(active).view(-1)
-    return cells, case_grid[cells].long()
-
-
-def _cell_coords(cells: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """``[M, 3]`` int64 grid coordinates of linear indices ``cells`` ``[M]`` in ``shape``."""
-    _, size_y, size_z = shape
-    row = cells // size_z
-    plane = row // size_y
-    return torch.stack([plane, row - plane * size_y, cells - row * size_z], dim=1)
+    real = torch.nonzero(active.gather(0, cells) == 1).view(-1)
+    return cells, case_grid.gather(0, cells).long(), real
 
 
 class _EdgeVertices:
@@ -270,18 +267,11 @@ class _EdgeVertices:
         self.edge_offset = torch.tensor([corner[_mc_tables.edge_corners(e)[0]] for e in range(12)] + [0], device=device)
         self.edge_axis = torch.tensor([e // 4 for e in range(12)] + [0], device=device)
 
-    def lookup(self, corner0: torch.Tensor, edge_offset: torch.Tensor, edge_axis: torch.Tensor) -> torch.Tensor:
-        """Vertex ids of crossed edges.
-
-        Args:
-            corner0: int64 corner-0 indices of the cells, broadcast against the others.
-            edge_offset, edge_axis: int64 ``self.edge_offset`` and ``self.edge_axis`` of the
-                local edges.
-
-        Returns:
-            int64 vertex ids, the broadcast shape.
-        """
-        return self.vertex_of_slot[self.slot_map[corner0 + edge_offset] + edge_axis]
+    def lookup(self, corner0: torch.Tensor, local_edges: torch.Tensor) -> torch.Tensor:
+        """Vertex ids (int64, shape of ``local_edges``) of crossed edges ``local_edges`` (int64,
+        values 0..11) of the cells with corner-0 indices ``corner0`` (int64, broadcast)."""
+        slots = self.slot_map[corner0 + self.edge_offset[local_edges]] + self.edge_axis[local_edges]
+        return self.vertex_of_slot[slots]
 
 
 def _edge_vertices(
@@ -289,7 +279,6 @@ def _edge_vertices(
     level: float,
     cells: torch.Tensor,
     cases: torch.Tensor,
-    coords: torch.Tensor,
     slot_map: torch.Tensor,
     owned_crossings: torch.Tensor,
     shape: tuple[int, int, int],
@@ -298,24 +287,27 @@ def _edge_vertices(
 
     Args:
         flat_volume: ``[X*Y*Z]`` samples; cells, cases: ``[M]`` int64 from :func:`_active_cells`;
-        coords: ``[M, 3]`` int64 cell coordinates; slot_map: ``[X*Y*Z]`` int32 buffer to fill;
-        owned_crossings: ``[256, 3]`` bool table.
+        slot_map: ``[X*Y*Z]`` int32 buffer to fill; owned_crossings: ``[256, 3]`` uint8 table.
 
     Returns:
         verts: ``[V, 3]`` float32 index-space positions, ordered by owner cell then axis.
         edges: the lookup from a cell's local edge to its vertex id.
     """
     device = cells.device
-    slots = torch.nonzero(owned_crossings[cases].view(-1)).view(-1)
-    vertex_of_slot = torch.empty(3 * cells.numel(), dtype=torch.int64, device=device)
-    vertex_of_slot[slots] = torch.arange(slots.numel(), device=device)
-    owner, axis = slots // 3, slots % 3
-    lower = cells[owner]
+    crossed = torch.gather(owned_crossings, 0, cases.unsqueeze(1).expand(-1, 3)).view(-1)
+    slots = torch.nonzero(crossed).view(-1)
+    vertex_of_slot = torch.cumsum(crossed, 0).sub_(1)
+    owner = slots // 3
+    axis = slots - owner * 3
+    lower = cells.gather(0, owner)
     stride = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
-    value_lower = flat_volume[lower]
-    fraction = ((level - value_lower) / (flat_volume[lower + stride[axis]] - value_lower)).float()
-    verts = coords[owner].float()
-    verts[torch.arange(slots.numel(), device=device), axis] += fraction
+    value_lower = flat_volume.gather(0, lower)
+    value_upper = flat_volume.gather(0, stride.gather(0, axis).add_(lower))
+    fraction = value_upper.sub_(value_lower).reciprocal_().mul_(value_lower.sub_(level).neg_()).float()
+    row = lower // shape[2]
+    plane = row // shape[1]
+    verts = torch.stack([plane, row - plane * shape[1], lower - row * shape[2]], dim=1).float()
+    verts.view(-1).index_add_(0, torch.arange(0, 3 * slots.numel(), 3, device=device).add_(axis), fraction)
     return verts, _EdgeVertices(cells, vertex_of_slot, slot_map, shape)
 
 
@@ -378,7 +370,7 @@ def _centre_vertices(
     loop_edges = tables["centre_edges"][configs[centred]]
     # Edges outside the loop may be uncrossed: look up the loop's first edge instead, then mask.
     local = torch.where(loop_edges, torch.arange(12, device=cells.device), loop_edges.to(torch.uint8).argmax(1, keepdim=True))
-    ids = edges.lookup(cells[centred].unsqueeze(1), edges.edge_offset[local], edges.edge_axis[local])
+    ids = edges.lookup(cells[centred].unsqueeze(1), local)
     weights = loop_edges.to(verts.dtype).unsqueeze(2)
     centres = (verts[ids] * weights).sum(dim=1) / weights.sum(dim=1)
     centre_of_cell = torch.zeros_like(cells)
@@ -398,23 +390,26 @@ def _triangles(
     Args:
         cells, configs: ``[M]`` int64; centre_of_cell: ``[M]`` int64 or None
         (see :func:`_centre_vertices`).
+
+    Written with ``torch.gather`` and in-place updates: on CPU this stage handles a few
+    million indices, and fresh memory and advanced indexing cost several times more there.
     """
-    counts = tables["triangle_count"][configs]
+    counts = tables["triangle_count"].gather(0, configs)
     cell_of_triangle = _repeat_indices(counts)
+    count = cell_of_triangle.numel()
     # Triangle t of the output is table row ``t - first triangle of its cell + first row``.
-    row_shift = tables["triangle_offset"][configs] - (torch.cumsum(counts, 0) - counts)
-    rows = torch.arange(cell_of_triangle.numel(), device=cells.device) + row_shift[cell_of_triangle]
-    corner0 = cells[cell_of_triangle]
-    centre = None if centre_of_cell is None else centre_of_cell[cell_of_triangle]
-    columns = []
-    # One triangle corner at a time: 1-D gathers are much cheaper than row gathers on CPU.
-    for local_edges in tables["triangle_edges"].unbind(dim=1):
-        local = local_edges[rows]
-        vertex = edges.lookup(corner0, edges.edge_offset[local], edges.edge_axis[local])
-        if centre is not None:
-            vertex = torch.where(local == _mc_tables.CENTRE, centre, vertex)
-        columns.append(vertex)
-    return torch.stack(columns, dim=1)
+    row_shift = tables["triangle_offset"].gather(0, configs).sub_(torch.cumsum(counts, 0).sub_(counts))
+    rows = torch.arange(count, device=cells.device).add_(row_shift.gather(0, cell_of_triangle))
+    rows = rows.unsqueeze(1).expand(count, 3)
+    local_edges = tables["triangle_edges"]
+    keys = torch.gather(edges.edge_offset[local_edges], 0, rows).add_(cells.gather(0, cell_of_triangle).unsqueeze(1))
+    owner_slots = edges.slot_map.gather(0, keys.view(-1)).view(count, 3)
+    slots = torch.gather(edges.edge_axis[local_edges], 0, rows, out=keys).add_(owner_slots)
+    faces = edges.vertex_of_slot.gather(0, slots.view(-1)).view(count, 3)
+    if centre_of_cell is None:
+        return faces
+    is_centre = torch.gather(local_edges == _mc_tables.CENTRE, 0, rows)
+    return torch.where(is_centre, centre_of_cell.gather(0, cell_of_triangle).unsqueeze(1), faces)
 
 
 def _repeat_indices(counts: torch.Tensor) -> torch.Tensor:
@@ -424,7 +419,10 @@ def _repeat_indices(counts: torch.Tensor) -> torch.Tensor:
     mark where each non-empty run starts and count the marks with a cumulative sum.
     """
     nonempty = torch.nonzero(counts).view(-1)
-    starts = torch.cumsum(counts, 0)[nonempty] - counts[nonempty]
-    marks = torch.zeros(int(starts[-1] + counts[nonempty[-1]]) if nonempty.numel() else 0, dtype=torch.int64, device=counts.device)
-    marks[starts[1:]] = 1
-    return nonempty[torch.cumsum(marks, 0)]
+    if nonempty.numel() == 0:
+        return nonempty
+    run_lengths = counts.gather(0, nonempty)
+    starts = torch.cumsum(run_lengths, 0)
+    marks = torch.zeros(int(starts[-1]), dtype=torch.int64, device=counts.device)
+    marks[starts[:-1]] = 1
+    return nonempty.gather(0, torch.cumsum(marks, 0, out=marks))
