@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import struct
 import sys
 from pathlib import Path
 
 import bpy
-import numpy as np
-from mathutils import Matrix
+from mathutils import Matrix, Vector
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -200,38 +200,31 @@ def build_objects() -> list[bpy.types.Object]:
     return [cube, sphere, cylinder, torus]
 
 
-def world_triangles(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluated (modifiers applied) geometry of ``objects``: vertices ``[V,3]`` in world space, triangles ``[F,3]``."""
+def world_triangles(objects: list[bpy.types.Object]) -> tuple[list[Vector], list[tuple[int, int, int]]]:
+    """Evaluated (modifiers applied) geometry of ``objects``: world-space vertices and triangles."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    vertex_blocks, face_blocks, offset = [], [], 0
+    vertices, triangles = [], []
     for obj in objects:
         evaluated = obj.evaluated_get(depsgraph)
         mesh = evaluated.to_mesh()
         mesh.calc_loop_triangles()
-        local = np.array([v.co for v in mesh.vertices], dtype=np.float64).reshape(-1, 3)
-        world = np.array(obj.matrix_world, dtype=np.float64)
-        vertices = local @ world[:3, :3].T + world[:3, 3]
-        faces = np.array([t.vertices[:] for t in mesh.loop_triangles], dtype=np.int64).reshape(-1, 3)
-        vertex_blocks.append(vertices)
-        face_blocks.append(faces + offset)
-        offset += len(vertices)
+        offset = len(vertices)
+        vertices.extend(obj.matrix_world @ v.co for v in mesh.vertices)
+        triangles.extend(tuple(offset + i for i in t.vertices) for t in mesh.loop_triangles)
         evaluated.to_mesh_clear()
-    return np.concatenate(vertex_blocks), np.concatenate(face_blocks)
+    return vertices, triangles
 
 
-def write_mesh_ply(vertices: np.ndarray, faces: np.ndarray, path: Path) -> None:
-    """Write ``vertices [V,3]`` and triangles ``faces [F,3]`` as a binary little-endian PLY."""
-    vertices = vertices.astype("<f4")
-    faces = faces.astype("<i4")
+def write_mesh_ply(vertices: list[Vector], triangles: list[tuple[int, int, int]], path: Path) -> None:
+    """Write the triangle mesh as a binary little-endian PLY (float32 x y z, int32 indices)."""
     header = (
         "ply\nformat binary_little_endian 1.0\n"
         f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
-        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+        f"element face {len(triangles)}\nproperty list uchar int vertex_indices\nend_header\n"
     ).encode("ascii")
-    rows = np.zeros(len(faces), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
-    rows["n"] = 3
-    rows["idx"] = faces
-    path.write_bytes(header + vertices.tobytes() + rows.tobytes())
+    body = b"".join(struct.pack("<3f", *v) for v in vertices)
+    body += b"".join(struct.pack("<B3i", 3, *t) for t in triangles)
+    path.write_bytes(header + body)
 
 
 # ---------------------------------------------------------------------------- lights, render
@@ -307,34 +300,36 @@ def make_camera(angle_x: float) -> bpy.types.Object:
 
 
 # ---------------------------------------------------------------------------- cameras
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``[4,4]`` camera-to-world pose with OpenGL axes (looking down -z, y up) at ``target``."""
-    back = eye - target
-    back /= np.linalg.norm(back)
-    right = np.cross(np.array([0.0, 0.0, 1.0]), back)
-    right /= np.linalg.norm(right)
-    up = np.cross(back, right)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, back, eye
+def look_at(eye: Vector, target: Vector) -> Matrix:
+    """4x4 camera-to-world pose with OpenGL axes (looking down -z, y up) aimed at ``target``."""
+    back = (eye - target).normalized()
+    right = Vector((0.0, 0.0, 1.0)).cross(back).normalized()
+    up = back.cross(right)
+    pose = Matrix.Identity(4)
+    for column, axis in enumerate((right, up, back, eye)):
+        for row in range(3):
+            pose[row][column] = axis[row]
     return pose
 
 
-def sphere_point(center: np.ndarray, azimuth: float, elevation: float, distance: float) -> np.ndarray:
-    return center + distance * np.array(
-        [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
-    )
+def sphere_point(center: Vector, azimuth: float, elevation: float, distance: float) -> Vector:
+    direction = Vector((math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)))
+    return center + distance * direction
 
 
-def camera_poses(args: argparse.Namespace, center: np.ndarray) -> dict[str, list[np.ndarray]]:
+def camera_poses(args: argparse.Namespace, center: Vector) -> dict[str, list[Matrix]]:
     """Camera-to-world poses per split looking at ``center``: random upper hemisphere for train/val, an orbit for test."""
-    rng = np.random.default_rng(args.seed)
+    rng = random.Random(args.seed)
     low, high = math.sin(math.radians(args.min_elevation)), math.sin(math.radians(85.0))
 
-    def random_views(count: int) -> list[np.ndarray]:
+    def random_views(count: int) -> list[Matrix]:
         # Uniform on the sphere zone: sin(elevation) uniform, azimuth uniform.
-        elevations = np.arcsin(rng.uniform(low, high, count))
-        azimuths = rng.uniform(0.0, 2.0 * math.pi, count)
-        return [look_at(sphere_point(center, a, e, args.distance), center) for a, e in zip(azimuths, elevations)]
+        views = []
+        for _ in range(count):
+            elevation = math.asin(rng.uniform(low, high))
+            azimuth = rng.uniform(0.0, 2.0 * math.pi)
+            views.append(look_at(sphere_point(center, azimuth, elevation, args.distance), center))
+        return views
 
     orbit = [
         look_at(sphere_point(center, 2.0 * math.pi * i / max(args.test, 1) + 0.3, math.radians(30.0), args.distance), center)
@@ -343,11 +338,11 @@ def camera_poses(args: argparse.Namespace, center: np.ndarray) -> dict[str, list
     return {"train": random_views(args.train), "val": random_views(args.val), "test": orbit}
 
 
-def render_split(camera: bpy.types.Object, split: str, poses: list[np.ndarray], args: argparse.Namespace) -> None:
+def render_split(camera: bpy.types.Object, split: str, poses: list[Matrix], args: argparse.Namespace) -> None:
     extension = ".jpg" if args.jpeg_on_white else ".png"
     frames = []
     for index, pose in enumerate(poses):
-        camera.matrix_world = Matrix(pose.tolist())
+        camera.matrix_world = pose
         bpy.context.view_layer.update()
         relative = f"./{split}/r_{index}"
         bpy.context.scene.render.filepath = str(args.out / (relative[2:] + extension))
@@ -367,9 +362,9 @@ def main() -> None:
     setup_world_and_lights()
     setup_render(args)
     camera = make_camera(args.camera_angle_x)
-    vertices, faces = world_triangles(objects)
-    write_mesh_ply(vertices, faces, args.out / "mesh.ply")
-    center = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    vertices, triangles = world_triangles(objects)
+    write_mesh_ply(vertices, triangles, args.out / "mesh.ply")
+    center = Vector([0.5 * (min(v[k] for v in vertices) + max(v[k] for v in vertices)) for k in range(3)])
     for split, poses in camera_poses(args, center).items():
         render_split(camera, split, poses, args)
 
