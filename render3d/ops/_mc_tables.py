@@ -228,6 +228,7 @@ def build_tables() -> dict[str, np.ndarray]:
         ``centre_edges`` ``[16384, 12]`` bool: the edges whose vertices the centre vertex
         averages (all False for configurations without one).
         ``has_centre`` ``[16384]`` bool: whether a configuration has a centre vertex.
+        ``face_corners`` ``[6, 4]`` int64: :func:`face_corners` of each face.
         ``owned_crossings`` ``[256, 3]`` uint8: whether the edges from corner 0 along x, y, z
         (to corners 4, 2, 1) are crossed.
     """
@@ -255,6 +256,7 @@ def build_tables() -> dict[str, np.ndarray]:
         "triangle_edges": edges,
         "centre_edges": centre_edges,
         "has_centre": centre_edges.any(axis=1),
+        "face_corners": np.array([face_corners(face) for face in range(6)], dtype=np.int64),
         "owned_crossings": np.array(
             [[(case & 1) != (case >> corner & 1) for corner in (4, 2, 1)] for case in range(NUM_CASES)],
             dtype=np.uint8,

@@ -13,9 +13,9 @@ Algorithm:
    the padding (*virtual* cells) emit no triangles; they only own edges, as below.
 3. Every grid edge whose endpoints differ gets exactly one vertex, placed by linear
    interpolation. An edge is owned by the cell whose corner 0 is its lower endpoint; that cell
-   is active whenever the edge is crossed. A cell's ``k``-th triangle corner on its edge ``e``
-   finds the owner's rank among the active cells through a dense int32 rank map, then the
-   owner's vertex for ``e``'s axis, so cells sharing an edge share its vertex.
+   is active whenever the edge is crossed. A triangle corner on a cell's edge ``e`` finds the
+   owner's rank among the active cells through a dense map over the grid, then the owner's
+   vertex for ``e``'s axis, so cells sharing an edge share its vertex.
 4. Ambiguous faces (inside corners on one diagonal only) are decided by the asymptotic
    decider: the inside corners are joined across the face when the bilinear interpolant's
    saddle value is inside, i.e. when ``(f00*f11 - f10*f01 > 0) == (corner 00 is inside)`` with
@@ -68,12 +68,19 @@ def marching_cubes(
             ``level`` are inside. Samples equal to ``level`` are outside in both.
 
     Returns:
-        verts: ``[V, 3]`` float32 vertex positions on ``volume``'s device, one per grid edge the
-            surface crosses (no duplicates).
+        verts: ``[V, 3]`` float32 vertex positions on ``volume``'s device, coordinates in the
+            order of ``volume``'s axes: one per grid edge the surface crosses (shared by the
+            cells around that edge, no duplicates), plus one at the centre of each cell whose
+            ambiguous configuration cannot be triangulated without a chord on a cell face
+            (rare on smooth fields; scikit-image's Lewiner tables add such vertices too).
         faces: ``[F, 3]`` int64 vertex indices; each triangle's right-hand normal points from
             the inside region to the outside region (outward for a closed object). Both are
             empty (``[0, 3]``) when the surface does not cross the grid, e.g. when ``level``
-            lies outside the range of ``volume``.
+            lies outside the range of ``volume`` (with ``close_boundary`` and every sample
+            inside, the output is the box's surface).
+
+    Memory: besides the outputs, about 6 bytes per sample (int32 map + masks; 10 bytes from
+    2^31 / 3 samples on) plus a few tens of bytes per output triangle.
 
     Raises:
         ConfigError: a non-3D or non-finite ``volume``, a non-finite ``level``, a malformed
@@ -180,8 +187,10 @@ def _extract(volume: torch.Tensor, level: float, inside_above: bool) -> tuple[to
     if min(volume.shape) < 2:
         return _empty_mesh(device)
     shape = tuple(volume.shape)
-    # The slot map is allocated first so that its memory doubles as scratch for the case grid.
-    slot_map = torch.empty(volume.numel(), dtype=torch.int32, device=device)
+    # The slot map is allocated first so that its memory doubles as scratch for the case grid
+    # (at least 3.75 bytes per sample are needed there). Slots go up to 3 * active cells.
+    index_dtype = torch.int32 if 3 * volume.numel() < 2**31 else torch.int64
+    slot_map = torch.empty(volume.numel(), dtype=index_dtype, device=device)
     cells, cases, real = _active_cells(_padded_inside(volume, level, inside_above), slot_map)
     if real.numel() == 0:
         return _empty_mesh(device)
@@ -189,7 +198,9 @@ def _extract(volume: torch.Tensor, level: float, inside_above: bool) -> tuple[to
     flat_volume = volume.view(-1)
     verts, edges = _edge_vertices(flat_volume, level, cells, cases, slot_map, tables["owned_crossings"], shape)
     cells, cases = cells.gather(0, real), cases.gather(0, real)
-    configs = _configurations(flat_volume, level, cells, cases, tables["ambiguous_faces"], edges.corner_offset)
+    configs = _configurations(
+        flat_volume, level, cells, cases, tables["ambiguous_faces"], tables["face_corners"], edges.corner_offset
+    )
     verts, centre_of_cell = _centre_vertices(verts, cells, configs, tables, edges)
     faces = _triangles(cells, configs, tables, edges, centre_of_cell)
     return verts, faces
@@ -212,7 +223,7 @@ def _active_cells(inside: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Te
 
     Args:
         inside: ``[X+1, Y+1, Z+1]`` bool from :func:`_padded_inside`; overwritten.
-        scratch: ``[X*Y*Z]`` int32 buffer used as work space (its content is clobbered).
+        scratch: ``[X*Y*Z]`` int32 or int64 buffer used as work space (its content is clobbered).
 
     Returns:
         cells: ``[M]`` int64 linear index in the ``[X, Y, Z]`` grid of each active cell's
@@ -247,8 +258,8 @@ class _EdgeVertices:
     """Finds the vertex on a cell's local edge (0..11) through the edge's owner cell.
 
     Attributes:
-        slot_map: ``[X*Y*Z]`` int32, ``3 * rank`` of each active cell among all active cells
-            (entries of inactive cells are never read).
+        slot_map: ``[X*Y*Z]`` int32 (int64 from 2^31 / 3 samples on), ``3 * rank`` of each
+            active cell among all active cells (entries of inactive cells are never read).
         vertex_of_slot: ``[3*M]`` int64, vertex id of active cell ``m``'s edge along ``axis``
             at ``3*m + axis`` (meaningful only for crossed edges).
         edge_offset, edge_axis: ``[13]`` int64 linear offset of each local edge's lower corner
@@ -258,7 +269,7 @@ class _EdgeVertices:
 
     def __init__(self, cells: torch.Tensor, vertex_of_slot: torch.Tensor, slot_map: torch.Tensor, shape):
         device = cells.device
-        slot_map[cells] = torch.arange(0, 3 * cells.numel(), 3, dtype=torch.int32, device=device)
+        slot_map[cells] = torch.arange(0, 3 * cells.numel(), 3, dtype=slot_map.dtype, device=device)
         self.slot_map = slot_map
         self.vertex_of_slot = vertex_of_slot
         strides = (shape[1] * shape[2], shape[2], 1)
@@ -287,7 +298,7 @@ def _edge_vertices(
 
     Args:
         flat_volume: ``[X*Y*Z]`` samples; cells, cases: ``[M]`` int64 from :func:`_active_cells`;
-        slot_map: ``[X*Y*Z]`` int32 buffer to fill; owned_crossings: ``[256, 3]`` uint8 table.
+        slot_map: ``[X*Y*Z]`` int32 or int64 buffer to fill; owned_crossings: ``[256, 3]`` uint8 table.
 
     Returns:
         verts: ``[V, 3]`` float32 index-space positions, ordered by owner cell then axis.
@@ -317,30 +328,32 @@ def _configurations(
     cells: torch.Tensor,
     cases: torch.Tensor,
     ambiguous_faces: torch.Tensor,
+    face_corners: torch.Tensor,
     corner_offset: torch.Tensor,
 ) -> torch.Tensor:
     """Table row ``case * 64 + decision`` of each cell (asymptotic decider, step 4).
 
     Args:
         cells, cases: ``[M]`` int64 corner-0 indices and cases of real active cells;
-        ambiguous_faces: ``[256]`` uint8 face masks; corner_offset: ``[8]`` int64.
+        ambiguous_faces: ``[256]`` uint8 face masks; face_corners: ``[6, 4]`` int64 corners
+        ``q00, q10, q11, q01`` of each face; corner_offset: ``[8]`` int64.
 
     Returns:
         ``[M]`` int64 configuration indices.
     """
     configs = cases * _mc_tables.NUM_DECISIONS
-    masks = ambiguous_faces[cases]
+    masks = ambiguous_faces.gather(0, cases)
     ambiguous = torch.nonzero(masks).view(-1)
     if ambiguous.numel() == 0:
         return configs
-    base, sub_cases, sub_masks = cells[ambiguous], cases[ambiguous], masks[ambiguous].long()
-    decision = torch.zeros_like(sub_cases)
-    for face in range(6):
-        q00, q10, q11, q01 = _mc_tables.face_corners(face)
-        f00, f10, f11, f01 = (flat_volume[base + corner_offset[c]] - level for c in (q00, q10, q11, q01))
-        q00_inside = (sub_cases >> q00 & 1).bool()
-        joined = (f00 * f11 - f10 * f01 > 0) == q00_inside
-        decision |= (joined.long() << face) & sub_masks
+    sub_cases = cases.gather(0, ambiguous)
+    corners = cells.gather(0, ambiguous).unsqueeze(1) + corner_offset  # [A, 8]
+    values = flat_volume.take(corners).sub_(level)[:, face_corners]  # [A, 6, 4]: q00, q10, q11, q01
+    # f00*f11 > f10*f01 is exact-equivalent to f00*f11 - f10*f01 > 0 for finite floats.
+    positive_determinant = values[..., 0] * values[..., 2] > values[..., 1] * values[..., 3]
+    q00_inside = (sub_cases.unsqueeze(1) >> face_corners[:, 0]) & 1 == 1
+    joined = (positive_determinant == q00_inside).long()  # [A, 6]
+    decision = (joined << torch.arange(6, device=cells.device)).sum(dim=1) & masks.gather(0, ambiguous).long()
     configs[ambiguous] += decision
     return configs
 
@@ -425,4 +438,4 @@ def _repeat_indices(counts: torch.Tensor) -> torch.Tensor:
     starts = torch.cumsum(run_lengths, 0)
     marks = torch.zeros(int(starts[-1]), dtype=torch.int64, device=counts.device)
     marks[starts[:-1]] = 1
-    return nonempty.gather(0, torch.cumsum(marks, 0, out=marks))
+    return nonempty.gather(0, marks.cumsum_(0))
