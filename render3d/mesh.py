@@ -17,6 +17,7 @@ import torch
 from render3d.errors import ConfigError, DataError
 from render3d.io.atomic import atomic_path
 from render3d.ops.marching_cubes import marching_cubes
+from render3d.progress import progress_bar
 
 MESH_EXTENSIONS = (".ply", ".obj", ".glb")
 
@@ -31,6 +32,7 @@ def extract_mesh(
     device: torch.device | str | None = None,
     close_boundary: bool = False,
     inside: str = "above",
+    progress: bool = False,
 ):
     """Mesh the level set ``field_fn(x) == level`` inside an axis-aligned box.
 
@@ -52,6 +54,7 @@ def extract_mesh(
         inside: ``"above"`` (occupancy: values greater than ``level`` are inside) or
             ``"below"`` (signed distance: values less than ``level`` are inside). Faces are
             wound with normals pointing out of the inside region.
+        progress: show a progress bar (with ETA) over the field evaluations.
 
     Returns:
         ``trimesh.Trimesh`` with vertices ``[V, 3]`` (float64, as trimesh stores them) in bbox
@@ -73,7 +76,7 @@ def extract_mesh(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"extract_mesh: chunk_size must be a positive integer, got {chunk_size!r}")
     device = _field_device(field_fn) if device is None else torch.device(device)
-    volume = _sample_field(field_fn, box, shape, int(chunk_size), device)
+    volume = _sample_field(field_fn, box, shape, int(chunk_size), device, progress)
     verts, faces = marching_cubes(volume, level, bbox=box, close_boundary=close_boundary, inside=inside)
     return trimesh.Trimesh(vertices=verts.cpu().numpy(), faces=faces.cpu().numpy(), process=False)
 
@@ -105,13 +108,14 @@ def _field_device(field_fn) -> torch.device:
 
 
 @torch.no_grad()
-def _sample_field(field_fn, box: np.ndarray, shape: tuple[int, int, int], chunk_size: int, device) -> torch.Tensor:
+def _sample_field(field_fn, box: np.ndarray, shape, chunk_size: int, device, progress: bool) -> torch.Tensor:
     """``[X, Y, Z]`` float32 field values at the grid points of ``box`` (see extract_mesh)."""
     size_x, size_y, size_z = shape
     origin = torch.tensor(box[0], dtype=torch.float32, device=device)
     step = torch.tensor((box[1] - box[0]) / (np.array(shape) - 1), dtype=torch.float32, device=device)
     volume = torch.empty(shape, dtype=torch.float32, device=device)
     flat = volume.view(-1)
+    bar = progress_bar(flat.numel(), "extract_mesh: field", enabled=progress, unit="pt")
     for start in range(0, flat.numel(), chunk_size):
         index = torch.arange(start, min(start + chunk_size, flat.numel()), device=device)
         row = index // size_z
@@ -123,6 +127,8 @@ def _sample_field(field_fn, box: np.ndarray, shape: tuple[int, int, int], chunk_
         if not bool(torch.isfinite(values).all()):
             raise ConfigError("extract_mesh: field_fn returned non-finite values (NaN or inf)")
         flat[start: start + index.numel()] = values.reshape(-1).to(device=device, dtype=torch.float32)
+        bar.update(index.numel())
+    bar.close()
     return volume
 
 

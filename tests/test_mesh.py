@@ -34,7 +34,7 @@ def test_extract_mesh_occupancy_with_anisotropic_resolution_and_offset_box():
     assert mesh.volume > 0
 
 
-def test_chunks_are_bounded_and_do_not_change_the_result():
+def test_chunks_are_bounded_and_do_not_change_the_result(capsys):
     seen = []
 
     def field(points):
@@ -42,8 +42,9 @@ def test_chunks_are_bounded_and_do_not_change_the_result():
         assert not torch.is_grad_enabled()
         return sphere_sdf(points)
 
-    small = extract_mesh(field, BOX, 20, inside="below", chunk_size=777)
+    small = extract_mesh(field, BOX, 20, inside="below", chunk_size=777, progress=True)
     assert max(seen) == 777 and sum(seen) == 20**3
+    assert "extract_mesh: field" in capsys.readouterr().err  # the progress bar
     large = extract_mesh(sphere_sdf, BOX, 20, inside="below", chunk_size=2**20)
     np.testing.assert_array_equal(small.vertices, large.vertices)
     np.testing.assert_array_equal(small.faces, large.faces)

@@ -17,11 +17,11 @@ the output a closed 2-manifold.
 
 Tables are indexed by ``config = case * 64 + decision`` (decision bits only on ambiguous
 faces). For each configuration the crossings on every face are paired into directed segments,
-the segments are chained into closed loops on the cube's surface, and each loop is fanned
-into triangles without chords that lie on a cube face (a few loops of the ambiguous
+the segments are chained into closed loops on the cube's surface, and each loop is
+triangulated without chords that lie on a cube face (a few loops of the ambiguous
 configurations need a vertex at the mean of the loop's vertices for that). Segments are
-directed so that, seen from outside the cube, the inside corners
-lie to the right of the segment; triangulating a loop in that order gives triangles whose
+directed so that, seen from outside the cube, the inside corners lie to the right of the
+segment; triangulating a loop in that order gives triangles whose
 right-hand normals point from the inside region to the outside region (for a lone inside
 corner at the origin the loop runs x-edge, y-edge, z-edge: normal along +(1, 1, 1)).
 """
