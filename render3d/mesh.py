@@ -20,6 +20,7 @@ from render3d.ops.marching_cubes import marching_cubes
 from render3d.progress import progress_bar
 
 MESH_EXTENSIONS = (".ply", ".obj", ".glb")
+_EXTENSION_LIST = ", ".join(MESH_EXTENSIONS)
 
 
 def extract_mesh(
@@ -123,7 +124,9 @@ def _sample_field(field_fn, box: np.ndarray, shape, chunk_size: int, device, pro
         values = field_fn(grid.float() * step + origin)
         if not isinstance(values, torch.Tensor) or values.shape not in ((index.numel(),), (index.numel(), 1)):
             got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-            raise ConfigError(f"extract_mesh: field_fn must map [N, 3] points to [N] values, got {got} for N={index.numel()}")
+            raise ConfigError(
+                f"extract_mesh: field_fn must map [N, 3] points to [N] values, got {got} for N={index.numel()}"
+            )
         if not bool(torch.isfinite(values).all()):
             raise ConfigError("extract_mesh: field_fn returned non-finite values (NaN or inf)")
         flat[start: start + index.numel()] = values.reshape(-1).to(device=device, dtype=torch.float32)
@@ -147,7 +150,7 @@ def export_mesh(mesh, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_EXTENSIONS:
-        raise ConfigError(f"export_mesh: {path}: unsupported extension {path.suffix!r} (use one of {', '.join(MESH_EXTENSIONS)})")
+        raise ConfigError(f"export_mesh: {path}: unsupported extension {path.suffix!r} (use one of {_EXTENSION_LIST})")
     if len(getattr(mesh, "faces", ())) == 0:
         raise ConfigError(f"export_mesh: {path}: the mesh is empty (no faces); nothing to write")
     with atomic_path(path) as tmp:
@@ -168,7 +171,7 @@ def load_mesh(path: str | os.PathLike):
     if not path.is_file():
         raise DataError(f"load_mesh: {path}: no such file")
     if path.suffix.lower() not in MESH_EXTENSIONS:
-        raise DataError(f"load_mesh: {path}: unsupported extension {path.suffix!r} (use one of {', '.join(MESH_EXTENSIONS)})")
+        raise DataError(f"load_mesh: {path}: unsupported extension {path.suffix!r} (use one of {_EXTENSION_LIST})")
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
     except Exception as error:  # trimesh raises many unrelated types for a malformed file

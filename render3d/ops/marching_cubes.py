@@ -382,7 +382,8 @@ def _centre_vertices(
         return verts, None
     loop_edges = tables["centre_edges"][configs[centred]]
     # Edges outside the loop may be uncrossed: look up the loop's first edge instead, then mask.
-    local = torch.where(loop_edges, torch.arange(12, device=cells.device), loop_edges.to(torch.uint8).argmax(1, keepdim=True))
+    first_loop_edge = loop_edges.to(torch.uint8).argmax(dim=1, keepdim=True)
+    local = torch.where(loop_edges, torch.arange(12, device=cells.device), first_loop_edge)
     ids = edges.lookup(cells[centred].unsqueeze(1), local)
     weights = loop_edges.to(verts.dtype).unsqueeze(2)
     centres = (verts[ids] * weights).sum(dim=1) / weights.sum(dim=1)
