@@ -204,11 +204,11 @@ class Scene:
             rundir.update_metrics(self.run_dir, "eval", result)
         return result
 
-    def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None):
+    def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None, progress: bool = False):
         """Mesh the method's density field by marching cubes over the scene's bounds.
 
         Args:
-            resolution: grid cells per axis.
+            resolution: grid samples per axis.
             level: iso-level (default: the method's own).
             bbox: ``[2,3]`` region to mesh (default: the scene's aabb).
 
@@ -227,6 +227,8 @@ class Scene:
             resolution=resolution,
             level=default_level if level is None else level,
             device=self.method.device,
+            inside="above",
+            progress=progress,
         )
 
     # ------------------------------------------------------------------ persistence

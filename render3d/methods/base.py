@@ -145,6 +145,7 @@ class Method(torch.nn.Module, abc.ABC):
     def density_field(self) -> tuple[Callable[[Tensor], Tensor], float]:
         """A field ``[N,3] world points -> [N] values`` and the iso-level of the surface.
 
-        Methods that can be meshed override this; values above the level are inside.
+        Methods that can be meshed override this. Values above the level are inside, so a
+        signed-distance method returns the negated distance (and level 0).
         """
         raise ConfigError(f"method {self.name!r} cannot extract a mesh")
