@@ -110,3 +110,15 @@ def test_bad_input_is_one_line_and_exit_2(data, run, argv, message, capsys, tmp_
 def test_console_script_help_works():
     result = subprocess.run([sys.executable, "-m", "render3d.apps.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "fit" in result.stdout and "demo" in result.stdout
+
+
+def test_bench_quick_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "marching_cubes", "--quick", "--device", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["results"]["marching_cubes"]
+    assert [row["size"] for row in rows] == [64, 128]
+    assert all(row["vertices"] == row["skimage_vertices"] for row in rows)
+    assert result["machine"]["cpu_count"] >= 1
+    assert main(["bench", "--list"]) == 0 and "marching_cubes" in capsys.readouterr().out
+    assert _exit_status(["bench", "nope"]) == 2

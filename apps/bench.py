@@ -1,0 +1,67 @@
+"""The benchmark registry behind ``render3d bench``.
+
+Each benchmark returns rows (dicts) and prints its own table; ``run_benchmarks`` adds the
+machine description so that a JSON result says where it was measured. Full write-ups with
+the numbers measured so far are in ``benchmarks/RESULTS.md``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from render3d.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    description: str
+    run: Callable[[torch.device, bool], list[dict]]
+
+
+def _marching_cubes(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_marching_cubes import bench_size, print_table
+
+    sizes, repeats = ((64, 128), 2) if quick else ((128, 256, 512), 5)
+    rows = [bench_size(size, device, repeats) for size in sizes]
+    print_table(rows)
+    return rows
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
+}
+
+
+def machine_description(device: torch.device) -> dict:
+    """Where a benchmark ran: platform, CPU count, torch version and GPU name."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def run_benchmarks(names: list[str], device: str | None = None, quick: bool = False) -> dict:
+    """Run the named benchmarks (all when ``names`` is empty) and return their rows by name."""
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        raise ConfigError(f"unknown benchmark {unknown[0]!r} (available: {', '.join(BENCHMARKS)})")
+    if device is None:
+        torch_device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        torch_device = torch.device(device)
+        if torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    results = {}
+    for name in names or list(BENCHMARKS):
+        print(f"== {name}: {BENCHMARKS[name].description} ({torch_device})", flush=True)
+        results[name] = BENCHMARKS[name].run(torch_device, quick)
+    return {"machine": machine_description(torch_device), "results": results}
