@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     views = render.add_mutually_exclusive_group()
     views.add_argument("--split", choices=["train", "val", "test"], help="render the cameras of this split (default test)")
     views.add_argument("--orbit", type=_positive_int, metavar="N", help="render N frames orbiting the scene")
-    render.add_argument("--out", required=True, help="folder for the PNG frames")
+    render.add_argument("--out", help="folder for the PNG frames (default RUN/renders/SPLIT or RUN/renders/orbit)")
     render.add_argument("--video", help="also write the frames as a video (.mp4 or .gif)")
     render.add_argument("--fps", type=_positive_int, default=30, help="video frame rate (default 30)")
     render.add_argument("--data", help="dataset folder (default: the one the run was fit on)")

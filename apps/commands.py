@@ -12,6 +12,7 @@ from pathlib import Path
 
 import render3d
 from render3d.errors import ConfigError
+from render3d.rundir import RENDERS
 
 # Representations the demo prefers, best first, among those installed.
 DEMO_PREFERENCE = ("3dgs", "nerf")
@@ -72,17 +73,16 @@ def cmd_render(args: argparse.Namespace) -> int:
     scene = _load_scene(args)
     data = _data_for(scene, args.data)
     if args.orbit:
+        view = "orbit"
         cameras = _orbit_cameras(scene, data, args.orbit)
-        names = [f"orbit_{index:04d}.png" for index in range(args.orbit)]
     else:
-        split = args.split or "test"
-        dataset = render3d.load_dataset(data, split=split)
-        cameras = dataset.cameras
-        names = [f"{split}_{index:04d}.png" for index in range(len(dataset))]
+        view = args.split or "test"
+        cameras = render3d.load_dataset(data, split=view).cameras
+    names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
     if args.video is not None:
         _check_video_path(args.video)
     frames = scene.render(cameras, progress=not args.quiet)["rgb"].clamp(0, 1)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path(args.run) / RENDERS / view
     for name, frame in zip(names, frames):
         save_image(out / name, frame)
     _echo(f"wrote {len(names)} frames to {out}")

@@ -41,6 +41,8 @@ def test_render_split_and_orbit_with_video(run, tmp_path):
     video = tmp_path / "orbit.mp4"  # a GIF merges identical frames; the toy orbit views are identical
     assert main(["render", str(run), "--orbit", "5", "--out", str(frames), "--video", str(video), "--quiet"]) == 0
     assert len(list(frames.glob("orbit_*.png"))) == 5
+    assert main(["render", str(run), "--split", "val", "--quiet"]) == 0
+    assert sorted(p.name for p in (run / "renders" / "val").iterdir()) == ["val_0000.png", "val_0001.png"]
     assert iio.imread(video, index=None).shape[0] == 5
 
 
