@@ -1,0 +1,119 @@
+"""Triton ray marching: the step sequence of :mod:`render3d.ops.ray_marching`, per ray.
+
+One program marches a block of rays, one lane per ray, and loops over the step index until
+every lane's midpoint has passed its ``t_max``. Two launches, as in nerfacc: the first counts
+each ray's samples, an exclusive cumsum turns counts into offsets, the second writes the
+samples at those offsets (so the output is packed, sorted by ray then t, without atomics).
+
+Every float32 operation matches the reference's, in the same order; floating-point
+contraction into FMA is switched off at launch (``enable_fp_fusion=False``) so that GPU code
+rounds each product like PyTorch does. Not differentiable: a sampler.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from render3d.ops.ray_marching import MAX_STEP, MarchSpec
+
+BLOCK_RAYS = 64
+_MAX_STEP = tl.constexpr(MAX_STEP)
+
+
+@triton.jit
+def _march_kernel(
+    origins_ptr, dirs_ptr, t_min_ptr, t_max_ptr, binary_ptr,
+    counts_ptr, offsets_ptr, ray_indices_ptr, t_starts_ptr, t_ends_ptr,
+    n_rays, step_size, cone_angle, resolution,
+    min_x, min_y, min_z, scale_x, scale_y, scale_z,
+    HAS_GRID: tl.constexpr, USE_CONE: tl.constexpr, WRITE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    rays = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = rays < n_rays
+    t_min = tl.load(t_min_ptr + rays, mask=valid, other=0.0)
+    t_max = tl.load(t_max_ptr + rays, mask=valid, other=0.0)
+    ox = tl.load(origins_ptr + rays * 3, mask=valid, other=0.0)
+    oy = tl.load(origins_ptr + rays * 3 + 1, mask=valid, other=0.0)
+    oz = tl.load(origins_ptr + rays * 3 + 2, mask=valid, other=0.0)
+    dx = tl.load(dirs_ptr + rays * 3, mask=valid, other=0.0)
+    dy = tl.load(dirs_ptr + rays * 3 + 1, mask=valid, other=0.0)
+    dz = tl.load(dirs_ptr + rays * 3 + 2, mask=valid, other=0.0)
+    if WRITE:
+        cursor = tl.load(offsets_ptr + rays, mask=valid, other=0)
+    else:
+        cursor = tl.zeros([BLOCK], dtype=tl.int64)
+    t = t_min
+    k = tl.zeros([BLOCK], dtype=tl.float32)
+    marching = valid
+    while tl.max(marching.to(tl.int32), axis=0) > 0:
+        k_next = k + 1.0
+        if USE_CONE:
+            t_next = t + tl.minimum(tl.maximum(t * cone_angle, step_size), _MAX_STEP)
+        else:
+            t_next = t_min + k_next * step_size
+        mid = (t + t_next) * 0.5
+        marching = marching & (mid < t_max)
+        if HAS_GRID:
+            probe = tl.where(marching, mid, 0.0)
+            cx = (ox + dx * probe - min_x) * scale_x
+            cy = (oy + dy * probe - min_y) * scale_y
+            cz = (oz + dz * probe - min_z) * scale_z
+            inside = (cx >= 0) & (cx < resolution) & (cy >= 0) & (cy < resolution) & (cz >= 0) & (cz < resolution)
+            ix = tl.minimum(tl.maximum(cx.to(tl.int64), 0), resolution - 1)
+            iy = tl.minimum(tl.maximum(cy.to(tl.int64), 0), resolution - 1)
+            iz = tl.minimum(tl.maximum(cz.to(tl.int64), 0), resolution - 1)
+            cell = (ix * resolution + iy) * resolution + iz
+            occupied = tl.load(binary_ptr + cell, mask=marching & inside, other=0) != 0
+            emit = marching & inside & occupied
+        else:
+            emit = marching
+        if WRITE:
+            tl.store(ray_indices_ptr + cursor, rays, mask=emit)
+            tl.store(t_starts_ptr + cursor, t, mask=emit)
+            tl.store(t_ends_ptr + cursor, t_next, mask=emit)
+        cursor += emit.to(tl.int64)
+        t = t_next
+        k = k_next
+    if not WRITE:
+        tl.store(counts_ptr + rays, cursor, mask=valid)
+
+
+def ray_marching_triton(
+    origins: torch.Tensor, dirs: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor, spec: MarchSpec
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Kernel twin of :func:`render3d.ops.ray_marching.ray_marching_reference` (same arguments,
+    same packed outputs: ``ray_indices [S]`` int64, ``t_starts [S]``, ``t_ends [S]`` float32)."""
+    device = origins.device
+    n_rays = origins.shape[0]
+    origins, dirs = origins.contiguous(), dirs.contiguous()
+    counts = torch.zeros(n_rays, dtype=torch.int64, device=device)
+    has_grid = spec.binary is not None
+    binary = spec.binary.to(torch.uint8) if has_grid else torch.zeros(1, dtype=torch.uint8, device=device)
+    empty_float = torch.zeros(0, dtype=torch.float32, device=device)
+    empty_index = torch.zeros(0, dtype=torch.int64, device=device)
+    if n_rays == 0:
+        return empty_index, empty_float, empty_float.clone()
+    grid = (triton.cdiv(n_rays, BLOCK_RAYS),)
+    common = dict(
+        n_rays=n_rays, step_size=spec.step_size, cone_angle=spec.cone_angle, resolution=max(spec.resolution, 1),
+        min_x=spec.grid_min[0], min_y=spec.grid_min[1], min_z=spec.grid_min[2],
+        scale_x=spec.grid_scale[0], scale_y=spec.grid_scale[1], scale_z=spec.grid_scale[2],
+        HAS_GRID=has_grid, USE_CONE=spec.cone_angle > 0.0, BLOCK=BLOCK_RAYS, enable_fp_fusion=False,
+    )
+    _march_kernel[grid](
+        origins, dirs, t_min, t_max, binary, counts, counts, empty_index, empty_float, empty_float,
+        WRITE=False, **common,
+    )
+    ends = torch.cumsum(counts, 0)
+    total = int(ends[-1])
+    offsets = ends - counts
+    ray_indices = torch.empty(total, dtype=torch.int64, device=device)
+    t_starts = torch.empty(total, dtype=torch.float32, device=device)
+    t_ends = torch.empty(total, dtype=torch.float32, device=device)
+    if total:
+        _march_kernel[grid](
+            origins, dirs, t_min, t_max, binary, counts, offsets, ray_indices, t_starts, t_ends,
+            WRITE=True, **common,
+        )
+    return ray_indices, t_starts, t_ends

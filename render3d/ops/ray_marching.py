@@ -1,0 +1,447 @@
+"""Ray marching through an occupancy grid into packed samples (nerfacc's contract).
+
+Three pieces:
+
+- :func:`ray_aabb_intersect`: the slab method, per ray.
+- :class:`OccupancyGrid`: a ``res^3`` grid of density estimates kept by instant-ngp's EMA
+  rule, binarized into the mask that lets marching skip empty space.
+- :func:`ray_marching`: per ray, a deterministic sequence of steps between the ray's near and
+  far bounds inside an axis-aligned box; a step becomes a sample when the grid cell under its
+  midpoint is occupied. Output is *packed*: ``ray_indices [S]``, ``t_starts [S]``,
+  ``t_ends [S]`` sorted by ray, then by ``t``.
+
+The step sequence (the specification both the reference and the Triton kernel follow, in
+float32 with the same operations in the same order, so both emit identical samples):
+
+- ``t_0 = t_min`` where ``t_min = max(t_near, near)`` and ``t_max = min(t_far, far)``.
+- ``cone_angle == 0``: ``t_k = t_min + k * step_size`` (``k`` as float32).
+- ``cone_angle > 0``: ``t_{k+1} = t_k + clip(t_k * cone_angle, step_size, 1e10)``.
+- step ``k`` spans ``[t_k, t_{k+1}]``; marching stops at the first ``k`` whose midpoint
+  ``(t_k + t_{k+1}) * 0.5`` is not below ``t_max`` (the last sample may reach past ``t_max``
+  by less than half a step, as in nerfacc).
+- the cell of a point ``x`` is ``trunc((x - grid_min) * (res / grid_size))`` per axis; points
+  outside the grid's box are empty.
+
+Empty space is skipped step by step (no cell-sized jumps), which keeps the specification a
+single formula per ray.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from render3d.errors import ConfigError, TrainingError
+from render3d.ops._backend import use_triton
+from render3d.ops.volume_rendering import render_weights_from_density
+
+DENSITY_CHUNK = 2**18
+MAX_STEP = 1e10
+# Rays x steps materialized at once by the reference when cone_angle == 0 (bounds memory).
+DENSE_CHUNK_ELEMENTS = 2**22
+
+
+def ray_aabb_intersect(
+    origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each ray enters and leaves an axis-aligned box (slab method).
+
+    Args:
+        origins: ``[R, 3]`` float ray origins.
+        dirs: ``[R, 3]`` float ray directions (any length; ``t`` is in units of ``dirs``).
+        aabb: ``[2, 3]`` box (min corner, max corner), same device.
+
+    Returns:
+        t_near: ``[R]`` entry distance, clamped at 0 when the origin is inside the box.
+        t_far: ``[R]`` exit distance.
+        hit: ``[R]`` bool, ``t_far > t_near`` with both finite: the ray crosses the box ahead
+            of its origin over a positive length. ``t_near``/``t_far`` of missed rays are
+            meaningless.
+
+    A direction component of exactly 0 is handled without NaN: that slab admits every ``t``
+    when the origin lies within it and none otherwise. A zero direction never hits.
+    """
+    origins, dirs = _validated_rays(origins, dirs, "ray_aabb_intersect")
+    aabb = _validated_aabb(aabb, origins.device, "ray_aabb_intersect")
+    with torch.no_grad():
+        low, high = aabb[0].to(origins.dtype), aabb[1].to(origins.dtype)
+        parallel = dirs == 0
+        safe_dirs = torch.where(parallel, torch.ones_like(dirs), dirs)
+        t_low = (low - origins) / safe_dirs
+        t_high = (high - origins) / safe_dirs
+        within = (origins >= low) & (origins <= high)
+        infinity = torch.full_like(dirs, float("inf"))
+        slab_near = torch.where(parallel, torch.where(within, -infinity, infinity), torch.minimum(t_low, t_high))
+        slab_far = torch.where(parallel, torch.where(within, infinity, -infinity), torch.maximum(t_low, t_high))
+        t_near = slab_near.amax(dim=-1).clamp(min=0.0)
+        t_far = slab_far.amin(dim=-1)
+        hit = torch.isfinite(t_near) & torch.isfinite(t_far) & (t_far > t_near)
+    return t_near, t_far, hit
+
+
+class OccupancyGrid(torch.nn.Module):
+    """A ``res^3`` occupancy grid over a box, updated with instant-ngp's EMA rule.
+
+    Buffers (saved in ``state_dict``):
+        aabb: ``[2, 3]`` float32 box (min corner, max corner).
+        density: ``[res^3]`` float32 EMA of the density, cell ``(i, j, k)`` at
+            ``(i * res + j) * res + k``; starts at 0.
+        binary: ``[res, res, res]`` bool occupancy mask; starts all True so that the first
+            iterations sample everywhere.
+
+    Example:
+        >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=32)
+        >>> grid.update(0, lambda x: (x.norm(dim=-1) < 0.5).float() * 10)
+    """
+
+    def __init__(self, aabb: torch.Tensor | Sequence[Sequence[float]], resolution: int = 128):
+        super().__init__()
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+            raise ConfigError(f"OccupancyGrid: resolution must be a positive int, got {resolution!r}")
+        self.resolution = resolution
+        box = _validated_aabb(aabb, None, "OccupancyGrid")
+        self.register_buffer("aabb", box.float().clone())
+        self.register_buffer("density", torch.zeros(resolution**3, device=box.device))
+        self.register_buffer(
+            "binary", torch.ones(resolution, resolution, resolution, dtype=torch.bool, device=box.device)
+        )
+
+    @torch.no_grad()
+    def update(
+        self,
+        step: int,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        occ_thre: float = 0.01,
+        ema_decay: float = 0.95,
+        warmup_steps: int = 256,
+        n_samples: int | None = None,
+    ) -> None:
+        """One EMA update of ``density`` and ``binary`` (``torch.no_grad``).
+
+        Cells updated: every cell while ``step < warmup_steps``; afterwards ``n_samples``
+        cells drawn uniformly (with replacement) plus the currently occupied cells, of which
+        at most ``n_samples`` are kept, drawn at random (nerfacc's and instant-ngp's rule).
+        Each chosen cell is evaluated once at a uniformly jittered point inside it; a cell
+        drawn twice keeps the larger value. Then, on the chosen cells only,
+        ``density = max(density * ema_decay, new)``, and for every cell
+        ``binary = density > min(mean(density), occ_thre)``. The mean runs over all cells:
+        this grid has no ignored (invisible) cells.
+
+        Args:
+            step: the training step (decides warm-up).
+            density_fn: maps ``[M, 3]`` float32 world points to ``[M]`` (or ``[M, 1]``)
+                densities; called in chunks of at most 2^18 points.
+            occ_thre: upper bound of the occupancy threshold.
+            ema_decay: factor applied to the old estimate of an updated cell.
+            warmup_steps: steps during which every cell is updated.
+            n_samples: cells drawn uniformly after warm-up (default ``res^3 // 4``).
+
+        Raises:
+            ConfigError: a ``density_fn`` output of the wrong size or a bad argument.
+            TrainingError: ``density_fn`` returned NaN or inf.
+        """
+        cell_count = self.resolution**3
+        if n_samples is None:
+            n_samples = cell_count // 4
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ConfigError(f"OccupancyGrid.update: n_samples must be a positive int, got {n_samples!r}")
+        if not 0.0 <= ema_decay <= 1.0:
+            raise ConfigError(f"OccupancyGrid.update: ema_decay must be in [0, 1], got {ema_decay}")
+        device = self.density.device
+        if step < warmup_steps:
+            cells = torch.arange(cell_count, device=device)
+        else:
+            uniform = torch.randint(cell_count, (n_samples,), device=device)
+            occupied = torch.nonzero(self.binary.flatten()).squeeze(-1)
+            if occupied.numel() > n_samples:
+                occupied = occupied[torch.randint(occupied.numel(), (n_samples,), device=device)]
+            cells = torch.cat([uniform, occupied])
+        new_density = self._evaluate(cells, density_fn)
+        cell_max = torch.full_like(self.density, float("-inf"))
+        cell_max.scatter_reduce_(0, cells, new_density, reduce="amax")
+        chosen = torch.zeros_like(self.binary.flatten()).index_fill_(0, cells, True)
+        self.density.copy_(torch.where(chosen, torch.maximum(self.density * ema_decay, cell_max), self.density))
+        threshold = self.density.mean().clamp(max=occ_thre)
+        self.binary.copy_((self.density > threshold).view_as(self.binary))
+
+    def _evaluate(self, cells: torch.Tensor, density_fn: Callable) -> torch.Tensor:
+        """``[M]`` densities at a jittered point of each cell in ``cells [M]`` int64."""
+        res = self.resolution
+        coords = torch.stack([cells // (res * res), (cells // res) % res, cells % res], dim=-1).float()
+        unit = (coords + torch.rand_like(coords)) / res
+        points = self.aabb[0] + unit * (self.aabb[1] - self.aabb[0])
+        values = []
+        for chunk in points.split(DENSITY_CHUNK):
+            value = density_fn(chunk)
+            if not isinstance(value, torch.Tensor) or value.numel() != chunk.shape[0]:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ConfigError(
+                    f"OccupancyGrid.update: density_fn must return [M] densities for [M, 3] points, "
+                    f"got {shape} for M={chunk.shape[0]}"
+                )
+            values.append(value.reshape(-1).float())
+        new_density = torch.cat(values)
+        if not bool(torch.isfinite(new_density).all()):
+            raise TrainingError("OccupancyGrid.update: density_fn returned NaN or inf densities")
+        return new_density
+
+
+@torch.no_grad()
+def ray_marching(
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    grid: OccupancyGrid | None,
+    *,
+    aabb: torch.Tensor | Sequence[Sequence[float]],
+    near: float = 0.0,
+    far: float = 1e10,
+    step_size: float,
+    cone_angle: float = 0.0,
+    sigma_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    alpha_thre: float = 0.0,
+    early_stop_eps: float = 1e-4,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed samples along rays, skipping empty grid cells (``torch.no_grad``: a sampler).
+
+    The step sequence is specified in this module's docstring. Triton runs when
+    :func:`render3d.ops._backend.use_triton` says so; both paths emit identical samples.
+
+    Args:
+        origins: ``[R, 3]`` float ray origins (computed in float32).
+        dirs: ``[R, 3]`` float ray directions (computed in float32; ``t`` is in their units).
+        grid: an :class:`OccupancyGrid` on the rays' device, or ``None`` to keep every step.
+        aabb: ``[2, 3]`` box the rays are clipped to (usually the grid's box).
+        near, far: the ``t`` interval considered before clipping to ``aabb``.
+        step_size: the minimum step (> 0).
+        cone_angle: step growth ``dt = clip(t * cone_angle, step_size, 1e10)`` (>= 0).
+        sigma_fn: optional ``sigma_fn(t_starts [S], t_ends [S], ray_indices [S]) -> [S]``
+            densities of the marched samples; with it, samples whose transmittance is below
+            ``early_stop_eps`` are dropped, and so are samples whose
+            ``alpha = 1 - exp(-sigma * (t_end - t_start))`` is below ``alpha_thre`` when
+            ``alpha_thre > 0`` (transmittance is computed before the alpha filter, as in
+            nerfacc).
+        alpha_thre, early_stop_eps: the thresholds above (used only with ``sigma_fn``).
+
+    Returns:
+        ray_indices: ``[S]`` int64, sorted.
+        t_starts: ``[S]`` float32 start of each sample, increasing within a ray.
+        t_ends: ``[S]`` float32 end of each sample.
+
+    Example:
+        >>> box = torch.tensor([[-1.0] * 3, [1.0] * 3])
+        >>> o = torch.tensor([[0.0, 0.0, -3.0]]); d = torch.tensor([[0.0, 0.0, 1.0]])
+        >>> ray_indices, t_starts, t_ends = ray_marching(o, d, None, aabb=box, step_size=0.5)
+        >>> t_starts.tolist()
+        [2.0, 2.5, 3.0, 3.5]
+    """
+    origins, dirs = _validated_rays(origins, dirs, "ray_marching")
+    origins, dirs = origins.float(), dirs.float()
+    box = _validated_aabb(aabb, origins.device, "ray_marching").float()
+    _check_marching_numbers(near, far, step_size, cone_angle, alpha_thre, early_stop_eps)
+    if grid is not None and not isinstance(grid, OccupancyGrid):
+        raise ConfigError(f"ray_marching: grid must be an OccupancyGrid or None, got {type(grid).__name__}")
+    if grid is not None and grid.binary.device != origins.device:
+        raise ConfigError(f"ray_marching: grid is on {grid.binary.device}, rays on {origins.device}")
+    t_min, t_max = _clipped_interval(origins, dirs, box, near, far)
+    spec = MarchSpec.build(grid, step_size, cone_angle)
+    if use_triton(origins, dirs, t_min):
+        from render3d.kernels.ray_marching import ray_marching_triton
+
+        ray_indices, t_starts, t_ends = ray_marching_triton(origins, dirs, t_min, t_max, spec)
+    else:
+        ray_indices, t_starts, t_ends = ray_marching_reference(origins, dirs, t_min, t_max, spec)
+    if sigma_fn is not None and ray_indices.numel():
+        keep = _visible(sigma_fn, ray_indices, t_starts, t_ends, origins.shape[0], alpha_thre, early_stop_eps)
+        ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
+    return ray_indices, t_starts, t_ends
+
+
+class MarchSpec:
+    """The float32 constants of one marching call, shared verbatim by reference and kernel.
+
+    Attributes:
+        step_size, cone_angle: float32-rounded Python floats.
+        binary: ``[res^3]`` bool occupancy (flattened ``grid.binary``) or ``None``.
+        resolution: grid resolution (0 without a grid).
+        grid_min: 3 float32-rounded floats, the grid box's min corner.
+        grid_scale: 3 float32-rounded floats, ``res / (grid_max - grid_min)`` per axis.
+    """
+
+    def __init__(self, step_size, cone_angle, binary, resolution, grid_min, grid_scale):
+        self.step_size = step_size
+        self.cone_angle = cone_angle
+        self.binary = binary
+        self.resolution = resolution
+        self.grid_min = grid_min
+        self.grid_scale = grid_scale
+
+    @classmethod
+    def build(cls, grid: OccupancyGrid | None, step_size: float, cone_angle: float) -> "MarchSpec":
+        step32, cone32 = (float(torch.tensor(v, dtype=torch.float32)) for v in (step_size, cone_angle))
+        if grid is None:
+            return cls(step32, cone32, None, 0, (0.0,) * 3, (0.0,) * 3)
+        box = grid.aabb.float().cpu()
+        scale = torch.tensor(float(grid.resolution), dtype=torch.float32) / (box[1] - box[0])
+        return cls(
+            step32, cone32, grid.binary.reshape(-1), grid.resolution, tuple(box[0].tolist()), tuple(scale.tolist())
+        )
+
+
+def ray_marching_reference(
+    origins: torch.Tensor, dirs: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor, spec: MarchSpec
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Vectorized PyTorch marching (the specification; no loop over rays).
+
+    Args:
+        origins, dirs: ``[R, 3]`` float32.
+        t_min, t_max: ``[R]`` float32 clipped interval (``t_max <= t_min``: no samples).
+        spec: the call's constants.
+
+    Returns:
+        ``ray_indices [S]`` int64, ``t_starts [S]``, ``t_ends [S]`` float32, sorted by ray then t.
+
+    With ``cone_angle == 0`` the steps of a chunk of rays are one dense ``[rays, steps]`` grid
+    (chunks bound memory to 2^22 entries). With ``cone_angle > 0`` each step depends on the
+    previous one, so the loop runs over the step index ``k`` (bounded by the longest ray's
+    step count), vectorized over the rays still marching, which shrink as rays finish.
+    """
+    if spec.cone_angle == 0.0:
+        return _march_dense(origins, dirs, t_min, t_max, spec)
+    return _march_iterative(origins, dirs, t_min, t_max, spec)
+
+
+def _march_dense(origins, dirs, t_min, t_max, spec):
+    step = torch.tensor(spec.step_size, dtype=torch.float32, device=origins.device)
+    span = (t_max - t_min).clamp(min=0).double()
+    # Step counts bound the dense grid only; the emission mask below is exact.
+    bounds = (span / spec.step_size).ceil().long() + 2
+    outputs = []
+    ray_start = 0
+    rays = origins.shape[0]
+    while ray_start < rays:
+        # The chunk grows while its rays x its widest bound stays within budget.
+        chunk_bounds = bounds[ray_start:]
+        running_max = torch.cummax(chunk_bounds, dim=0).values
+        fits = (running_max * torch.arange(1, chunk_bounds.numel() + 1, device=bounds.device)) <= DENSE_CHUNK_ELEMENTS
+        ray_stop = ray_start + max(1, int(fits.sum()))
+        width = int(running_max[ray_stop - ray_start - 1])
+        k = torch.arange(width + 1, dtype=torch.float32, device=origins.device)
+        t_grid = t_min[ray_start:ray_stop, None] + k * step
+        starts, ends = t_grid[:, :-1], t_grid[:, 1:]
+        mids = (starts + ends) * 0.5
+        marching = mids < t_max[ray_start:ray_stop, None]
+        local_ray, step_index = torch.nonzero(marching, as_tuple=True)
+        ray_index = local_ray + ray_start
+        mid = mids[local_ray, step_index]
+        emit = _occupied(origins, dirs, ray_index, mid, spec)
+        local_ray, step_index, ray_index = local_ray[emit], step_index[emit], ray_index[emit]
+        outputs.append((ray_index, starts[local_ray, step_index], ends[local_ray, step_index]))
+        ray_start = ray_stop
+    return _concat(outputs, origins.device)
+
+
+def _march_iterative(origins, dirs, t_min, t_max, spec):
+    device = origins.device
+    step = torch.tensor(spec.step_size, dtype=torch.float32, device=device)
+    cone = torch.tensor(spec.cone_angle, dtype=torch.float32, device=device)
+    ray_index = torch.arange(origins.shape[0], device=device)
+    t = t_min.clone()
+    limit = t_max.clone()
+    outputs = []
+    while ray_index.numel():
+        t_next = t + torch.clamp(t * cone, min=step, max=MAX_STEP)
+        mid = (t + t_next) * 0.5
+        marching = mid < limit
+        ray_index, t, t_next, mid, limit = (v[marching] for v in (ray_index, t, t_next, mid, limit))
+        emit = _occupied(origins, dirs, ray_index, mid, spec)
+        outputs.append((ray_index[emit], t[emit], t_next[emit]))
+        t = t_next
+    ray_indices, t_starts, t_ends = _concat(outputs, device)
+    # Outputs are in step order; a stable sort by ray keeps step order within each ray.
+    order = torch.sort(ray_indices, stable=True).indices
+    return ray_indices[order], t_starts[order], t_ends[order]
+
+
+def _occupied(origins, dirs, ray_index, mid, spec: MarchSpec) -> torch.Tensor:
+    """``[N]`` bool: whether the cell under ``origins[ray_index] + dirs[ray_index] * mid`` is occupied."""
+    if spec.binary is None:
+        return torch.ones_like(mid, dtype=torch.bool)
+    points = origins[ray_index] + dirs[ray_index] * mid[:, None]
+    grid_min = torch.tensor(spec.grid_min, dtype=torch.float32, device=mid.device)
+    grid_scale = torch.tensor(spec.grid_scale, dtype=torch.float32, device=mid.device)
+    cell = (points - grid_min) * grid_scale
+    res = spec.resolution
+    inside = ((cell >= 0) & (cell < res)).all(dim=-1)
+    index = cell.long().clamp_(0, res - 1)
+    flat = (index[:, 0] * res + index[:, 1]) * res + index[:, 2]
+    return inside & spec.binary[flat]
+
+
+def _concat(outputs, device):
+    if not outputs:
+        empty = torch.zeros(0, dtype=torch.float32, device=device)
+        return torch.zeros(0, dtype=torch.int64, device=device), empty, empty.clone()
+    return tuple(torch.cat(parts) for parts in zip(*outputs))
+
+
+def _visible(sigma_fn, ray_indices, t_starts, t_ends, n_rays, alpha_thre, early_stop_eps) -> torch.Tensor:
+    sigmas = sigma_fn(t_starts, t_ends, ray_indices)
+    if not isinstance(sigmas, torch.Tensor) or sigmas.numel() != t_starts.numel():
+        shape = tuple(sigmas.shape) if isinstance(sigmas, torch.Tensor) else type(sigmas).__name__
+        raise ConfigError(f"ray_marching: sigma_fn must return [S] densities for S={t_starts.numel()}, got {shape}")
+    sigmas = sigmas.reshape(-1).to(t_starts.dtype)
+    _, transmittance, alphas = render_weights_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+    keep = transmittance >= early_stop_eps
+    if alpha_thre > 0:
+        keep &= alphas >= alpha_thre
+    return keep
+
+
+def _clipped_interval(origins, dirs, box, near, far) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t_min [R]``, ``t_max [R]`` float32: the marched interval, ``[0, 0]`` on rays missing
+    the box (always finite, so no lane ever computes with infinities)."""
+    t_near, t_far, hit = ray_aabb_intersect(origins, dirs, box)
+    zero = torch.zeros_like(t_near)
+    t_min = torch.where(hit, t_near.clamp(min=near), zero)
+    t_max = torch.where(hit, t_far.clamp(max=far), zero)
+    return t_min.contiguous(), t_max.contiguous()
+
+
+def _validated_rays(origins, dirs, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    for name, value in (("origins", origins), ("dirs", dirs)):
+        if not isinstance(value, torch.Tensor) or value.dim() != 2 or value.shape[-1] != 3:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ConfigError(f"{where}: {name} must be an [R, 3] tensor, got {shape}")
+        if not value.is_floating_point():
+            raise ConfigError(f"{where}: {name} must be floating point, got {value.dtype}")
+    if origins.shape != dirs.shape:
+        raise ConfigError(f"{where}: origins {tuple(origins.shape)} and dirs {tuple(dirs.shape)} differ in shape")
+    if origins.device != dirs.device:
+        raise ConfigError(f"{where}: origins on {origins.device}, dirs on {dirs.device}")
+    return origins, dirs.to(origins.dtype)
+
+
+def _validated_aabb(aabb, device, where: str) -> torch.Tensor:
+    try:
+        box = torch.as_tensor(aabb, dtype=torch.float32 if not isinstance(aabb, torch.Tensor) else None)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"{where}: aabb is not a [2, 3] array ({error})") from None
+    if box.shape != (2, 3) or not box.is_floating_point():
+        raise ConfigError(f"{where}: aabb must be a float [2, 3] (min corner, max corner), got {tuple(box.shape)}")
+    if not bool((box[1] > box[0]).all()) or not bool(torch.isfinite(box).all()):
+        raise ConfigError(f"{where}: aabb must be finite with max > min on every axis, got {box.tolist()}")
+    return box if device is None else box.to(device)
+
+
+def _check_marching_numbers(near, far, step_size, cone_angle, alpha_thre, early_stop_eps) -> None:
+    if not (near >= 0.0 and far > near):
+        raise ConfigError(f"ray_marching: need 0 <= near < far, got near={near}, far={far}")
+    if not step_size > 0.0:
+        raise ConfigError(f"ray_marching: step_size must be > 0, got {step_size}")
+    if not 0.0 <= cone_angle < float("inf"):
+        raise ConfigError(f"ray_marching: cone_angle must be finite and >= 0, got {cone_angle}")
+    if not 0.0 <= alpha_thre <= 1.0:
+        raise ConfigError(f"ray_marching: alpha_thre must be in [0, 1], got {alpha_thre}")
+    if not 0.0 <= early_stop_eps <= 1.0:
+        raise ConfigError(f"ray_marching: early_stop_eps must be in [0, 1], got {early_stop_eps}")

@@ -1,0 +1,265 @@
+"""ray_aabb_intersect, OccupancyGrid and the ray_marching reference against per-ray loops
+written here from the specification, plus grid skipping, early termination and input checks."""
+import math
+
+import pytest
+import torch
+
+from render3d.errors import ConfigError, TrainingError
+from render3d.ops import ray_marching as rm
+from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
+
+BOX = torch.tensor([[-1.0, -0.5, -0.75], [1.0, 0.5, 0.75]])
+
+
+@pytest.fixture(autouse=True)
+def _torch_backend(monkeypatch):
+    monkeypatch.setenv("RENDER3D_BACKEND", "torch")
+
+
+def _rays(count, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    origins = torch.randn(count, 3, generator=generator) * 2.5
+    targets = torch.randn(count, 3, generator=generator) * 0.4
+    dirs = torch.nn.functional.normalize(targets - origins, dim=-1)
+    return origins, dirs
+
+
+def _slab_loop(origin, direction, low, high):
+    """Scalar slab method in Python floats: (t_near, t_far, hit)."""
+    t_near, t_far = -math.inf, math.inf
+    for o, d, lo, hi in zip(origin, direction, low, high):
+        if d == 0.0:
+            if not lo <= o <= hi:
+                return None
+            continue
+        a, b = (lo - o) / d, (hi - o) / d
+        t_near, t_far = max(t_near, min(a, b)), min(t_far, max(a, b))
+    t_near = max(t_near, 0.0)
+    if not (math.isfinite(t_far) and t_far > t_near):
+        return None
+    return t_near, t_far
+
+
+def test_ray_aabb_intersect_matches_scalar_slab_loop():
+    origins, dirs = _rays(40)
+    special_origins = torch.tensor(
+        [[0.0, 0.0, 0.0], [0.0, 0.0, -3.0], [0.0, 0.7, -3.0], [-1.0, 0.2, 0.1], [5.0, 5.0, 5.0], [0.2, 0.1, 0.0]]
+    )
+    special_dirs = torch.tensor(
+        [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    )
+    origins, dirs = torch.cat([origins, special_origins]), torch.cat([dirs, special_dirs])
+    t_near, t_far, hit = ray_aabb_intersect(origins, dirs, BOX)
+    assert not torch.isnan(t_near).any() and not torch.isnan(t_far).any()
+    for i in range(origins.shape[0]):
+        expected = _slab_loop(origins[i].tolist(), dirs[i].tolist(), BOX[0].tolist(), BOX[1].tolist())
+        assert bool(hit[i]) == (expected is not None), i
+        if expected is not None:
+            assert t_near[i].item() == pytest.approx(expected[0], abs=1e-5)
+            assert t_far[i].item() == pytest.approx(expected[1], abs=1e-5)
+    # Inside origin: t_near clamped to 0; axis-parallel ray through the box; a ray parallel
+    # to a slab it is outside of; a ray starting on a face; far away; zero direction.
+    assert t_near[-6].item() == 0.0 and t_far[-6].item() == pytest.approx(0.5)
+    assert (t_near[-5].item(), t_far[-5].item()) == pytest.approx((2.25, 3.75))
+    assert hit[-6:].tolist() == [True, True, False, True, False, False]
+
+
+def _spec_loop(origin, direction, t_min, t_max, step, cone, occupied):
+    """The module docstring's step sequence for one ray, one step at a time in float32."""
+    f32 = lambda value: torch.tensor(value, dtype=torch.float32)  # noqa: E731
+    step, cone, t_min, t_max = f32(step), f32(cone), f32(t_min), f32(t_max)
+    samples, t, k = [], t_min, 0
+    while True:
+        if cone.item() > 0:
+            t_next = t + torch.clamp(t * cone, min=step, max=1e10)
+        else:
+            t_next = t_min + f32(float(k + 1)) * step
+        mid = (t + t_next) * 0.5
+        if not mid < t_max:
+            return samples
+        if occupied(origin + direction * mid):
+            samples.append((t.item(), t_next.item()))
+        t, k = t_next, k + 1
+
+
+def _grid_lookup(grid):
+    def occupied(point):
+        cell = (point - grid.aabb[0]) * (grid.resolution / (grid.aabb[1] - grid.aabb[0]))
+        if not bool(((cell >= 0) & (cell < grid.resolution)).all()):
+            return False
+        i, j, k = cell.long().tolist()
+        return bool(grid.binary[i, j, k])
+
+    return occupied
+
+
+def _sphere_grid(resolution=12, radius=0.45):
+    grid = OccupancyGrid(BOX, resolution)
+    grid.update(0, lambda x: (x.norm(dim=-1) < radius).float() * 50.0, occ_thre=0.5)
+    return grid
+
+
+@pytest.mark.parametrize("cone", [0.0, 0.03])
+@pytest.mark.parametrize("with_grid", [False, True])
+def test_marching_matches_per_ray_loop(cone, with_grid):
+    origins, dirs = _rays(9, seed=1)
+    grid = _sphere_grid() if with_grid else None
+    near, far, step = 0.3, 5.5, 0.06
+    ray_indices, t_starts, t_ends = ray_marching(
+        origins, dirs, grid, aabb=BOX, near=near, far=far, step_size=step, cone_angle=cone
+    )
+    t_near, t_far, hit = ray_aabb_intersect(origins, dirs, BOX)
+    occupied = _grid_lookup(grid) if with_grid else (lambda point: True)
+    expected = []
+    for i in range(origins.shape[0]):
+        if not hit[i]:
+            continue
+        t_min, t_max = max(t_near[i].item(), near), min(t_far[i].item(), far)
+        expected += [(i, *s) for s in _spec_loop(origins[i], dirs[i], t_min, t_max, step, cone, occupied)]
+    assert len(expected) > (15 if with_grid else 80)
+    widths = t_ends - t_starts
+    assert (widths.max() > 1.5 * step) == (cone > 0)  # the cone grows the steps
+    assert ray_indices.tolist() == [e[0] for e in expected]
+    assert t_starts.tolist() == [e[1] for e in expected]
+    assert t_ends.tolist() == [e[2] for e in expected]
+
+
+def test_marching_output_contract_and_example():
+    o, d = torch.tensor([[0.0, 0.0, -3.0]]), torch.tensor([[0.0, 0.0, 1.0]])
+    ray_indices, t_starts, t_ends = ray_marching(o, d, None, aabb=[[-1.0] * 3, [1.0] * 3], step_size=0.5)
+    assert ray_indices.dtype == torch.int64 and t_starts.dtype == torch.float32
+    assert t_starts.tolist() == [2.0, 2.5, 3.0, 3.5] and t_ends.tolist() == [2.5, 3.0, 3.5, 4.0]
+    empty = ray_marching(torch.zeros(0, 3), torch.zeros(0, 3), None, aabb=BOX, step_size=0.1)
+    assert [tuple(t.shape) for t in empty] == [(0,), (0,), (0,)]
+
+
+def test_marching_skips_empty_cells():
+    origins, dirs = _rays(200, seed=2)
+    grid = _sphere_grid()
+    assert 0 < int(grid.binary.sum()) < grid.binary.numel() // 4
+    dense = ray_marching(origins, dirs, None, aabb=BOX, step_size=0.02)
+    sparse = ray_marching(origins, dirs, grid, aabb=BOX, step_size=0.02)
+    assert 0 < sparse[0].numel() < dense[0].numel() // 4
+    mids = (sparse[1] + sparse[2]) * 0.5
+    points = origins[sparse[0]] + dirs[sparse[0]] * mids[:, None]
+    cells = ((points - BOX[0]) * (grid.resolution / (BOX[1] - BOX[0]))).long()
+    assert grid.binary[cells[:, 0], cells[:, 1], cells[:, 2]].all()
+    # Grid samples are exactly the occupied subset of the grid-free samples.
+    dense_keys = set(zip(dense[0].tolist(), dense[1].tolist()))
+    assert set(zip(sparse[0].tolist(), sparse[1].tolist())) <= dense_keys
+
+
+def test_dense_reference_chunks_do_not_change_samples(monkeypatch):
+    origins, dirs = _rays(50, seed=3)
+    whole = ray_marching(origins, dirs, None, aabb=BOX, step_size=0.05)
+    monkeypatch.setattr(rm, "DENSE_CHUNK_ELEMENTS", 64)
+    chunked = ray_marching(origins, dirs, None, aabb=BOX, step_size=0.05)
+    assert all(torch.equal(a, b) for a, b in zip(whole, chunked))
+
+
+def test_early_stop_and_alpha_threshold():
+    o = torch.tensor([[0.0, 0.0, -3.0], [0.1, 0.0, -3.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    step, sigma, eps = 0.01, 20.0, 1e-2
+    calls = []
+
+    def sigma_fn(t_starts, t_ends, ray_indices):
+        calls.append(t_starts.numel())
+        return torch.full_like(t_starts, sigma)
+
+    ray_indices, t_starts, _ = ray_marching(o, d, None, aabb=BOX, step_size=step, sigma_fn=sigma_fn, early_stop_eps=eps)
+    assert calls == [2 * 150]  # the box is 1.5 deep: 150 steps per ray before filtering
+    # T_i = exp(-i * sigma * step) >= eps keeps i <= ln(1/eps) / (sigma * step) = 23.03.
+    kept = math.floor(math.log(1 / eps) / (sigma * step)) + 1
+    assert torch.bincount(ray_indices).tolist() == [kept, kept]
+    assert t_starts[0].item() == pytest.approx(2.25)
+    # alpha = 1 - exp(-20 * 0.01) = 0.181 < 0.2: everything is dropped.
+    dropped = ray_marching(o, d, None, aabb=BOX, step_size=step, sigma_fn=sigma_fn, alpha_thre=0.2)
+    assert dropped[0].numel() == 0
+
+
+def test_grid_warmup_updates_every_cell_in_chunks():
+    grid = OccupancyGrid(BOX, resolution=65)  # 274625 cells: two density_fn chunks
+    chunks = []
+
+    def density_fn(points):
+        chunks.append(points.shape[0])
+        inside = ((points >= BOX[0]) & (points <= BOX[1])).all(dim=-1)
+        assert inside.all()
+        return torch.full((points.shape[0],), 3.0)
+
+    grid.update(0, density_fn)
+    assert chunks == [2**18, 65**3 - 2**18]
+    assert torch.equal(grid.density, torch.full((65**3,), 3.0))
+    assert grid.binary.all()  # 3 > min(mean=3, 0.01)
+
+
+def test_grid_ema_decay_and_threshold():
+    grid = OccupancyGrid(BOX, resolution=8)
+    grid.update(0, lambda x: torch.full((x.shape[0], 1), 2.0))
+    grid.update(1, lambda x: torch.zeros(x.shape[0]), ema_decay=0.9)
+    assert torch.allclose(grid.density, torch.full((512,), 1.8))
+    # Densities 0..0.511 by cell: the mean (0.2555) exceeds occ_thre, which is the threshold.
+    values = torch.arange(512, dtype=torch.float32) * 1e-3
+    grid = OccupancyGrid(BOX, resolution=8)
+    cell_of = lambda x: ((x - BOX[0]) * (8 / (BOX[1] - BOX[0]))).long()  # noqa: E731
+    by_cell = lambda x: values[(cell_of(x) * torch.tensor([64, 8, 1])).sum(-1)]  # noqa: E731
+    grid.update(0, by_cell, occ_thre=0.1)
+    assert torch.equal(grid.density, values)
+    assert torch.equal(grid.binary.flatten(), values > 0.1)
+    # With occ_thre above the mean, the mean is the threshold.
+    grid.update(0, by_cell, occ_thre=0.4, ema_decay=1.0)
+    assert torch.equal(grid.binary.flatten(), values > values.mean())
+
+
+def test_grid_after_warmup_updates_uniform_and_occupied_cells():
+    torch.manual_seed(0)
+    grid = OccupancyGrid(BOX, resolution=16)
+    grid.update(0, lambda x: (x.norm(dim=-1) < 0.3).float() * 10.0)
+    occupied_before = grid.binary.flatten().clone()
+    before = grid.density.clone()
+    grid.update(300, lambda x: torch.zeros(x.shape[0]), ema_decay=0.5, warmup_steps=256, n_samples=200)
+    changed = grid.density != before
+    # Every occupied cell is revisited (there are fewer than n_samples) and decays.
+    assert 0 < int(occupied_before.sum()) <= 200
+    assert changed[occupied_before].all()
+    assert torch.allclose(grid.density[occupied_before], before[occupied_before] * 0.5)
+    # Zero-density cells do not change; 200 uniform draws touch at most 200 cells.
+    untouched_zero = (before == 0) & ~changed
+    assert int(untouched_zero.sum()) >= 4096 - int(occupied_before.sum()) - 200
+
+
+def test_grid_is_a_module_with_buffers():
+    grid = OccupancyGrid(BOX, resolution=4)
+    state = grid.state_dict()
+    assert set(state) == {"aabb", "density", "binary"}
+    assert state["density"].shape == (64,) and state["binary"].shape == (4, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ray_aabb_intersect(torch.zeros(4, 2), torch.zeros(4, 2), BOX), "origins must be an"),
+        (lambda: ray_aabb_intersect(torch.zeros(4, 3), torch.zeros(4, 3), BOX.flip(0)), "max > min"),
+        (lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), None, aabb=BOX, step_size=0.0), "step_size"),
+        (lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), None, aabb=BOX, step_size=0.1, near=2, far=1), "near"),
+        (lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), "grid", aabb=BOX, step_size=0.1), "grid must be"),
+        (lambda: OccupancyGrid(BOX, resolution=0), "resolution"),
+        (lambda: OccupancyGrid(BOX, 4).update(0, lambda x: torch.zeros(3)), "density_fn must return"),
+        (
+            lambda: ray_marching(
+                torch.zeros(1, 3) - 3, torch.ones(1, 3), None, aabb=BOX, step_size=0.1, sigma_fn=lambda *a: torch.ones(2)
+            ),
+            "sigma_fn must return",
+        ),
+    ],
+)
+def test_bad_inputs_raise_config_error(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_non_finite_density_is_a_training_error():
+    with pytest.raises(TrainingError, match="NaN or inf"):
+        OccupancyGrid(BOX, 4).update(0, lambda x: torch.full((x.shape[0],), float("nan")))
