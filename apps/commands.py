@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import render3d
-from render3d.errors import ConfigError
+from render3d.errors import ConfigError, DataError
 from render3d.rundir import RENDERS
 
 # Representations the demo prefers, best first, among those installed.
@@ -101,15 +101,15 @@ def _check_video_path(path: str) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     scene = _load_scene(args)
-    data = _data_for(scene, args.data)
-    result = scene.evaluate(data, args.split, progress=not (args.quiet or args.json))
-    dataset = render3d.load_dataset(data, split=args.split)
+    dataset = render3d.load_dataset(_data_for(scene, args.data), split=args.split)
+    result = scene.evaluate(dataset, args.split, progress=not (args.quiet or args.json))
     if dataset.mesh_path is not None and _can_mesh(scene):
         from render3d.mesh import load_mesh
         from render3d.metrics import mesh_metrics
 
         mesh = scene.extract_mesh(resolution=args.resolution)
         result["mesh"] = mesh_metrics(mesh, load_mesh(dataset.mesh_path))
+        scene.record_metrics("mesh", result["mesh"])
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -168,7 +168,13 @@ def _print_dataset(path: Path) -> None:
     fmt = render3d.detect_format(path)
     _echo(f"{path}: {fmt} dataset")
     for split in ("train", "val", "test"):
-        dataset = render3d.load_dataset(path, split=split)
+        try:
+            dataset = render3d.load_dataset(path, split=split)
+        except DataError as error:
+            if split == "train":
+                raise
+            _echo(f"  {split}: none ({error})")
+            continue
         if split == "train":
             K = dataset.cameras.K[0]
             lo, hi = dataset.aabb.tolist()

@@ -109,7 +109,7 @@ class Scene:
             torch.manual_seed(seed)
             model = method_cls(method_config, SceneInfo.from_dataset(dataset)).to(torch_device)
             model.setup(dataset.to(torch_device))
-            scene = cls(model, run_dir=run_dir, data_root=dataset.root, seed=seed)
+            scene = cls(model, run_dir=run_dir, data_root=dataset.root.resolve(), seed=seed)
             if run_dir is not None:
                 scene._write_config()
             scene._train(method_config["steps"], checkpoint_every, progress)
@@ -200,9 +200,13 @@ class Scene:
             )
         mean = {key: sum(item[key] for item in per_image) / len(per_image) for key in ("psnr", "ssim")}
         result = {"split": split, "images": per_image, "mean": mean}
-        if self.run_dir is not None:
-            rundir.update_metrics(self.run_dir, "eval", result)
+        self.record_metrics("eval", result)
         return result
+
+    def record_metrics(self, section: str, values: dict) -> None:
+        """Store ``values`` as ``metrics.json[section]`` when the scene has a run directory."""
+        if self.run_dir is not None:
+            rundir.update_metrics(self.run_dir, section, values)
 
     def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None, progress: bool = False):
         """Mesh the method's density field by marching cubes over the scene's bounds.
@@ -274,7 +278,10 @@ class Scene:
         torch_device = resolve_device(device)
         payload = rundir.load_checkpoint(run_dir)
         method_cls = get_method(payload["method"])
-        method = method_cls(payload["config"], SceneInfo.from_dict(payload["scene_info"]))
+        try:
+            method = method_cls(method_cls.make_config(payload["config"]), SceneInfo.from_dict(payload["scene_info"]))
+        except ConfigError as error:
+            raise DataError(f"{run_dir / rundir.CHECKPOINT}: {error}") from None
         try:
             method.load_state_dict(payload["state_dict"])
         except RuntimeError as error:

@@ -124,3 +124,19 @@ def test_bench_quick_writes_json(tmp_path, capsys):
     assert result["machine"]["cpu_count"] >= 1
     assert main(["bench", "--list"]) == 0 and "marching_cubes" in capsys.readouterr().out
     assert _exit_status(["bench", "nope"]) == 2
+
+
+def test_info_without_a_val_split(data, capsys):
+    (data / "transforms_val.json").unlink()
+    assert main(["info", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "val: none" in printed and "test: 2 images" in printed
+
+
+def test_run_records_an_absolute_data_path(toy_method, data, tmp_path, monkeypatch):
+    monkeypatch.chdir(data.parent)
+    assert main(["fit", data.name, "--method", "toy", "--out", str(tmp_path / "r"), "--steps", "2", "--quiet", "--no-eval"]) == 0
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())["data"]
+    assert recorded == str(data.resolve())
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(tmp_path / "r"), "--json"]) == 0

@@ -56,8 +56,9 @@ def _intrinsics(meta: dict, path: Path, width: int, height: int) -> np.ndarray:
             fy = 0.5 * height / math.tan(0.5 * float(meta["camera_angle_y"])) if "camera_angle_y" in meta else fx
         cx = float(meta.get("cx", 0.5 * width))
         cy = float(meta.get("cy", 0.5 * height))
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: camera intrinsics (camera_angle_x / fl_x / cx / cy) must be numbers") from None
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise DataError(f"{path}: camera intrinsics (camera_angle_x / fl_x / cx / cy) must be numbers, "
+                        "with angles strictly between 0 and pi") from None
     if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):
         raise DataError(f"{path}: focal length must be positive (check camera_angle_x)")
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])

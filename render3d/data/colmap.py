@@ -21,7 +21,7 @@ from render3d.cameras import Cameras
 from render3d.data.bounds import bounds_from_points
 from render3d.data.colmap_io import ColmapCamera, ColmapImage, model_format, read_model
 from render3d.data.dataset import Dataset
-from render3d.data.images import check_same_size, load_images, relative_name
+from render3d.data.images import check_same_size, load_images, photo_folder, relative_name
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
 from render3d.errors import DataError
@@ -124,7 +124,7 @@ def load_colmap(
     if model_dir is None:
         raise DataError(f"{root}: no COLMAP model in sparse/0 or sparse (cameras, images, points3D as .bin or .txt)")
     if image_dir is None:
-        image_dir = root / "images" if (root / "images").is_dir() else root
+        image_dir = photo_folder(root) or root
     cameras, images_by_id, points = read_model(model_dir)
     registered = sorted(images_by_id.values(), key=lambda image: image.name)
     if not registered:

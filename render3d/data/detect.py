@@ -4,20 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from render3d.data.colmap import find_colmap_model
-from render3d.data.images import list_image_files
+from render3d.data.images import photo_folder
 from render3d.errors import DataError
 
-__all__ = ["FORMATS", "detect_format", "photo_folder"]
+__all__ = ["FORMATS", "detect_format"]
 
 FORMATS = ("blender", "nerfstudio", "colmap", "photos")
-
-
-def photo_folder(root: Path) -> Path | None:
-    """The folder of photos in ``root``: ``root/images`` if it holds images, else ``root`` if it does."""
-    for folder in (root / "images", root):
-        if folder.is_dir() and list_image_files(folder):
-            return folder
-    return None
 
 
 def detect_format(path) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "is_image_file",
     "list_image_files",
+    "photo_folder",
     "resolve_image_path",
     "relative_name",
     "image_size",
@@ -102,10 +103,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             pixels = read_png16(path).astype(np.float32) / 65535.0
         else:
             with Image.open(path) as image:
+                if image.mode.startswith("I;16"):
+                    return _gray_to_rgb(np.asarray(image, dtype=np.float32)[..., None] / 65535.0)
+                if image.mode in ("I", "F") or image.mode.startswith(("I;", "F;")):
+                    raise ValueError(f"{image.mode} (32-bit or float) images are not supported; save as 8- or 16-bit PNG")
                 has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
                 pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from None
+    return _gray_to_rgb(pixels)
+
+
+def _gray_to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """``[H,W,1|2|3|4]`` → ``[H,W,3|4]`` float32 (gray replicated, alpha kept)."""
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     elif pixels.shape[2] == 2:
@@ -199,3 +209,11 @@ def load_images(
         for future in [pool.submit(load_one, i) for i in range(len(paths))]:
             future.result()
     return rgb, (alpha if any(has_alpha) else None)
+
+
+def photo_folder(root: Path) -> Path | None:
+    """The folder of photos in ``root``: ``root/images`` if it holds images, else ``root`` if it does."""
+    for folder in (root / "images", root):
+        if folder.is_dir() and list_image_files(folder):
+            return folder
+    return None

@@ -10,8 +10,9 @@ Splits: ``train_filenames`` / ``val_filenames`` / ``test_filenames`` when presen
 ``test`` stand in for each other when only one is given); otherwise frames sorted by
 ``file_path`` with every ``test_every``-th one as ``test`` (and ``val``).
 
-Points: ``ply_file_path`` (nerfstudio's sparse points, stored in the original COLMAP frame) is
-loaded and moved into the frame of the poses by ``applied_transform`` when present.
+Points: ``ply_file_path`` (nerfstudio's sparse points). nerfstudio writes them already moved by
+``applied_transform`` into the frame of the poses, so they are used as stored (the key only
+records how that frame relates to the original COLMAP one).
 
 Bounds: from the points when there are any (:func:`render3d.data.bounds.bounds_from_points`),
 else from the camera centres of all frames (:func:`render3d.data.bounds.bounds_from_cameras`),
@@ -121,9 +122,6 @@ def _load_points(root: Path, meta: dict, path: Path) -> tuple[torch.Tensor | Non
         rgb = np.full((len(xyz), 3), 0.5)
     else:
         rgb = np.asarray(colors, dtype=np.float64)[:, :3] / 255.0
-    if "applied_transform" in meta:
-        transform = read_matrix(meta["applied_transform"], 3, 4, path, "applied_transform")
-        xyz = xyz @ transform[:, :3].T + transform[:, 3]
     return torch.tensor(xyz, dtype=torch.float32), torch.tensor(rgb, dtype=torch.float32)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from render3d.data.colmap import load_colmap
 from render3d.data.dataset import Dataset
-from render3d.data.detect import photo_folder
+from render3d.data.images import photo_folder
 from render3d.errors import DataError
 
 __all__ = ["load_photos"]

@@ -26,7 +26,8 @@ import numpy as np
 
 from render3d.errors import ConfigError, DataError
 
-__all__ = ["reconstruct", "similarity_alignment", "IMAGE_SUFFIXES", "CAMERA_MODELS", "MIN_REGISTERED_FRACTION"]
+__all__ = ["reconstruct", "similarity_alignment", "IMAGE_SUFFIXES", "CAMERA_MODELS", "MIN_REGISTERED_FRACTION",
+           "SMALL_IMAGE_SIDE"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
@@ -59,10 +60,13 @@ def _are_small(image_dir: Path, names: list[str]) -> bool:
     """True when every image is under :data:`SMALL_IMAGE_SIDE` pixels on its longest side."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        longest = max(max(Image.open(image_dir / name).size) for name in names)
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataError(f"{image_dir}: cannot read an image: {error}") from None
+    longest = 0
+    for name in names:
+        try:
+            with Image.open(image_dir / name) as image:
+                longest = max(longest, *image.size)
+        except (OSError, UnidentifiedImageError) as error:
+            raise DataError(f"{image_dir / name}: cannot read the image: {error}") from None
     return longest < SMALL_IMAGE_SIDE
 
 

@@ -36,10 +36,10 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
     for module in pkgutil.iter_modules(__path__):
         if module.name != "base" and not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
+    _discovered = True
 
 
 def available_methods() -> dict[str, type]:

@@ -112,7 +112,7 @@ class Method(torch.nn.Module, abc.ABC):
             config[key] = value
         if steps is not None:
             config["steps"] = steps
-        if not isinstance(config["steps"], int) or config["steps"] < 0:
+        if isinstance(config["steps"], bool) or not isinstance(config["steps"], int) or config["steps"] < 0:
             raise ConfigError(f"steps must be a non-negative integer, got {config['steps']!r}")
         return config
 

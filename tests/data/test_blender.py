@@ -228,3 +228,30 @@ def test_demo_scene_loads_with_valid_cameras_alpha_and_bounds():
     assert ((vertices >= train.aabb[0]) & (vertices <= train.aabb[1])).all()
     distances = (vertices[None] - train.cameras.centers[:, None]).norm(dim=-1)
     assert train.near <= float(distances.min()) and float(distances.max()) <= train.far
+
+
+def test_sixteen_bit_and_float_tiffs(tmp_path):
+    """Pillow opens 16-bit TIFFs as I;16 and float ones as F; convert('RGB') would clip them."""
+    from PIL import Image
+
+    from render3d.data.images import read_image
+
+    gray = (np.arange(32 * 32).reshape(32, 32) * 60).astype(np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g16.tif")
+    np.testing.assert_allclose(read_image(tmp_path / "g16.tif")[..., 1], gray / 65535.0, atol=1e-7)
+    Image.fromarray(np.random.rand(8, 8).astype(np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match="f.tif: F .*not supported"):
+        read_image(tmp_path / "f.tif")
+
+
+def test_zero_field_of_view_is_a_data_error(tmp_path):
+    import json
+
+    from tests.conftest import write_nerf_synthetic
+
+    root = write_nerf_synthetic(tmp_path / "scene")
+    meta = json.loads((root / "transforms_train.json").read_text())
+    meta["camera_angle_x"] = 0
+    (root / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="transforms_train.json: camera intrinsics"):
+        load_dataset(root, "train")

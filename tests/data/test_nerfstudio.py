@@ -80,15 +80,16 @@ def test_camera_bounds_use_aabb_scale(tmp_path):
     assert 0 < plain.near < plain.far
 
 
-def test_ply_points_are_moved_by_applied_transform(tmp_path):
+def test_ply_points_are_used_as_stored_despite_applied_transform(tmp_path):
+    """nerfstudio's colmap_to_json applies applied_transform to the PLY itself; applying it
+    again would mirror the cloud."""
     points = np.random.default_rng(0).uniform(-0.5, 0.5, (50, 3))
     colors = np.tile(np.array([[255, 0, 0, 255]], np.uint8), (50, 1))
     trimesh.PointCloud(points, colors=colors).export(tmp_path / "sparse_pc.ply")
     applied = [[0.0, 1.0, 0.0, 0.1], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.2]]
     write_scene(tmp_path, ply_file_path="sparse_pc.ply", applied_transform=applied)
     data = load_dataset(tmp_path, "train")
-    expected = points @ np.array(applied)[:, :3].T + np.array(applied)[:, 3]
-    np.testing.assert_allclose(data.points.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(data.points.numpy(), points, atol=1e-6)
     np.testing.assert_allclose(data.point_colors[0].numpy(), [1.0, 0.0, 0.0])
     inside = ((data.points >= data.aabb[0]) & (data.points <= data.aabb[1])).all(dim=1)
     assert inside.float().mean() > 0.9
