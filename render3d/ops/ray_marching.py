@@ -38,7 +38,7 @@ from render3d.ops.volume_rendering import render_weights_from_density
 DENSITY_CHUNK = 2**18
 MAX_STEP = 1e10
 # Rays x steps materialized at once by the reference when cone_angle == 0 (bounds memory).
-DENSE_CHUNK_ELEMENTS = 2**22
+DENSE_CHUNK_ELEMENTS = 2**20
 
 
 def ray_aabb_intersect(
@@ -302,7 +302,7 @@ def ray_marching_reference(
         ``ray_indices [S]`` int64, ``t_starts [S]``, ``t_ends [S]`` float32, sorted by ray then t.
 
     With ``cone_angle == 0`` the steps of a chunk of rays are one dense ``[rays, steps]`` grid
-    (chunks bound memory to 2^22 entries). With ``cone_angle > 0`` each step depends on the
+    (chunks bound memory to 2^20 entries). With ``cone_angle > 0`` each step depends on the
     previous one, so the loop runs over the step index ``k`` (bounded by the longest ray's
     step count), vectorized over the rays still marching, which shrink as rays finish.
     """
@@ -330,13 +330,12 @@ def _march_dense(origins, dirs, t_min, t_max, spec):
         t_grid = t_min[ray_start:ray_stop, None] + k * step
         starts, ends = t_grid[:, :-1], t_grid[:, 1:]
         mids = (starts + ends) * 0.5
-        marching = mids < t_max[ray_start:ray_stop, None]
-        local_ray, step_index = torch.nonzero(marching, as_tuple=True)
-        ray_index = local_ray + ray_start
-        mid = mids[local_ray, step_index]
-        emit = _occupied(origins, dirs, ray_index, mid, spec)
-        local_ray, step_index, ray_index = local_ray[emit], step_index[emit], ray_index[emit]
-        outputs.append((ray_index, starts[local_ray, step_index], ends[local_ray, step_index]))
+        emit = mids < t_max[ray_start:ray_stop, None]
+        if spec.binary is not None:
+            points = origins[ray_start:ray_stop, None, :] + dirs[ray_start:ray_stop, None, :] * mids[..., None]
+            emit &= _occupied(points, spec)
+        ray_index = emit.nonzero()[:, 0] + ray_start
+        outputs.append((ray_index, starts[emit], ends[emit]))
         ray_start = ray_stop
     return _concat(outputs, origins.device)
 
@@ -354,8 +353,11 @@ def _march_iterative(origins, dirs, t_min, t_max, spec):
         mid = (t + t_next) * 0.5
         marching = mid < limit
         ray_index, t, t_next, mid, limit = (v[marching] for v in (ray_index, t, t_next, mid, limit))
-        emit = _occupied(origins, dirs, ray_index, mid, spec)
-        outputs.append((ray_index[emit], t[emit], t_next[emit]))
+        if spec.binary is None:
+            outputs.append((ray_index, t, t_next))
+        else:
+            emit = _occupied(origins[ray_index] + dirs[ray_index] * mid[:, None], spec)
+            outputs.append((ray_index[emit], t[emit], t_next[emit]))
         t = t_next
     ray_indices, t_starts, t_ends = _concat(outputs, device)
     # Outputs are in step order; a stable sort by ray keeps step order within each ray.
@@ -363,18 +365,15 @@ def _march_iterative(origins, dirs, t_min, t_max, spec):
     return ray_indices[order], t_starts[order], t_ends[order]
 
 
-def _occupied(origins, dirs, ray_index, mid, spec: MarchSpec) -> torch.Tensor:
-    """``[N]`` bool: whether the cell under ``origins[ray_index] + dirs[ray_index] * mid`` is occupied."""
-    if spec.binary is None:
-        return torch.ones_like(mid, dtype=torch.bool)
-    points = origins[ray_index] + dirs[ray_index] * mid[:, None]
-    grid_min = torch.tensor(spec.grid_min, dtype=torch.float32, device=mid.device)
-    grid_scale = torch.tensor(spec.grid_scale, dtype=torch.float32, device=mid.device)
+def _occupied(points: torch.Tensor, spec: MarchSpec) -> torch.Tensor:
+    """``[...]`` bool: whether the grid cell under each of ``points [..., 3]`` is occupied."""
+    grid_min = torch.tensor(spec.grid_min, dtype=torch.float32, device=points.device)
+    grid_scale = torch.tensor(spec.grid_scale, dtype=torch.float32, device=points.device)
     cell = (points - grid_min) * grid_scale
     res = spec.resolution
     inside = ((cell >= 0) & (cell < res)).all(dim=-1)
     index = cell.long().clamp_(0, res - 1)
-    flat = (index[:, 0] * res + index[:, 1]) * res + index[:, 2]
+    flat = (index[..., 0] * res + index[..., 1]) * res + index[..., 2]
     return inside & spec.binary[flat]
 
 
