@@ -2,8 +2,8 @@
 
 Run inside Blender (headless)::
 
-    blender -b --factory-startup -P assets/blender/make_scene.py -- \
-        --out assets/demo --resolution 160 --train 32 --val 4 --test 8 --seed 0
+    blender -b --factory-startup --python-exit-code 1 -P assets/blender/make_scene.py -- \
+        --out assets/demo --resolution 160 --train 36 --val 6 --test 10 --seed 0
 
 Everything is made here from primitives and procedural shader nodes (brick, voronoi,
 checker, wave, noise): no downloaded model or image texture. The output folder gets

@@ -118,3 +118,15 @@ def test_unmatchable_images_fail_cleanly(tmp_path: Path):
         reconstruct(photos, output, progress=False)
     assert not (output / "sparse").exists()
     assert list(output.iterdir()) == []
+
+
+@pytest.mark.sfm
+def test_unreadable_image_is_a_data_error(tmp_path: Path):
+    pytest.importorskip("pycolmap")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("train_000.jpg", "train_001.jpg"):
+        shutil.copy(TWIN_IMAGES / name, photos / name)
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"broken.jpg: cannot read the image"):
+        reconstruct(photos, tmp_path / "out", progress=False)
