@@ -131,8 +131,8 @@ def _sh_colors_bwd(
     acc_r = tl.zeros((BLOCK, KP), dtype=tl.float32)
     acc_g = tl.zeros((BLOCK, KP), dtype=tl.float32)
     acc_b = tl.zeros((BLOCK, KP), dtype=tl.float32)
-    for cam in range(C):
-        pair = cam * N + gaussian
+    pair = gaussian  # int64: advanced by N per camera
+    for _ in range(C):
         x, y, z, divisor, long_enough = _unit_direction(dirs_ptr, pair, mask)
         basis, b_x, b_y, b_z = _sh_tiles(x, y, z, cols, DEGREE)
         # The clamp at 0 passes the gradient where the unclamped colour is >= 0.
@@ -154,6 +154,7 @@ def _sh_colors_bwd(
         tl.store(g_dirs_ptr + pair * 3, (g_x - x * radial) / divisor, mask=mask)
         tl.store(g_dirs_ptr + pair * 3 + 1, (g_y - y * radial) / divisor, mask=mask)
         tl.store(g_dirs_ptr + pair * 3 + 2, (g_z - z * radial) / divisor, mask=mask)
+        pair += N
     tile_mask = mask[:, None] & (cols[None, :] < BASES)
     base = g_coeffs_ptr + gaussian[:, None] * (K * 3) + cols[None, :] * 3
     tl.store(base, acc_r, mask=tile_mask)

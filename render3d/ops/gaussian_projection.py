@@ -42,7 +42,7 @@ from torch import Tensor
 from render3d.errors import ConfigError
 from render3d.ops._backend import use_triton
 
-__all__ = ["project_gaussians", "project_gaussians_reference", "FRUSTUM_MARGIN"]
+__all__ = ["project_gaussians", "project_gaussians_reference", "quaternion_to_rotation", "FRUSTUM_MARGIN"]
 
 # Fraction of the image size by which the frustum clamp of the EWA Jacobian extends past each
 # image border (0.15 = 0.3 of the half-extent: the original 3DGS limit of 1.3 * tan(fov/2)).

@@ -187,11 +187,14 @@ def test_culled_pairs_get_zero_gradients():
 def test_reference_gradcheck(antialiased):
     means, quats, log_scales, w2c, K = _scene()
     keep = [0, 1, 2, 7]  # visible, clamped, culled, anisotropic
-    inputs = dict(means=torch.as_tensor(means[keep]), quats=torch.as_tensor(quats[keep]),
-                  log_scales=torch.as_tensor(log_scales[keep]), w2c=torch.as_tensor(w2c), K=torch.as_tensor(K))  # fmt: skip
+    inputs = dict(means=means[keep], quats=quats[keep], log_scales=log_scales[keep], w2c=w2c, K=K)
+
+    def outputs(**kw):
+        return tuple(project_gaussians_reference(**kw, width=WIDTH, height=HEIGHT, antialiased=antialiased).values())
+
     assert_reference_gradcheck(
-        lambda **kw: tuple(project_gaussians_reference(**kw, width=WIDTH, height=HEIGHT, antialiased=antialiased).values()),
-        inputs,
+        outputs,
+        {name: torch.as_tensor(value) for name, value in inputs.items()},
         grad_inputs={"means", "quats", "log_scales"},
     )
 
