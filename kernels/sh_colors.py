@@ -1,12 +1,12 @@
 """Triton kernels for :func:`render3d.ops.sh_colors`: forward, hand-written backward,
 launchers and the autograd Function.
 
-Both kernels hold the SH basis of a block of directions as a ``[BLOCK, KP]`` tile (``KP`` the
-number of active basis functions rounded up to a power of two) next to the coefficient tiles
-of the same Gaussians. The forward runs one program per ``BLOCK`` (camera, Gaussian) pairs.
-The backward runs one program per ``BLOCK`` Gaussians and loops over the cameras, summing the
-coefficient gradients in registers: deterministic, without atomics or a ``[C,N,K,3]`` buffer.
-All arithmetic is float32.
+Both kernels hold the SH basis of a block of directions as a ``[BLOCK, KP]`` tile (``KP``:
+the number of active basis functions rounded up to a power of two, at least 2) next to the
+coefficient tiles of the same Gaussians. The forward runs one program per ``BLOCK``
+(camera, Gaussian) pairs. The backward runs one program per ``BLOCK`` Gaussians and loops over
+the cameras, summing the coefficient gradients in registers: deterministic, without atomics
+or a ``[C,N,K,3]`` buffer. All arithmetic is float32.
 """
 from __future__ import annotations
 
@@ -163,7 +163,8 @@ def _sh_colors_bwd(
 
 
 def _tile_width(degree: int) -> int:
-    return triton.next_power_of_2(num_sh_bases(degree))
+    """Tile columns: the active basis count rounded up to a power of two, at least 2."""
+    return max(2, triton.next_power_of_2(num_sh_bases(degree)))
 
 
 class _SHColors(torch.autograd.Function):
