@@ -185,7 +185,7 @@ def _soa_positions(x: torch.Tensor) -> torch.Tensor:
 
 
 def _level_cells(x_soa: torch.Tensor, level: LevelLayout, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell corners of one level.
+    """Cell corners of one level, corner-major (PyTorch's CPU loops vectorize along N).
 
     Args:
         x_soa: ``[3, N]`` float64 positions from :func:`_soa_positions`.
@@ -194,7 +194,7 @@ def _level_cells(x_soa: torch.Tensor, level: LevelLayout, dtype: torch.dtype) ->
             product of two float32 numbers is exact).
 
     Returns:
-        entries: ``[N, 8]`` int64 entries within the level (add ``level.offset`` for the flat
+        entries: ``[8, N]`` int64 entries within the level (add ``level.offset`` for the flat
             table), corner ``4*dz + 2*dy + dx``.
         frac: ``[3, N]`` fractional positions in ``dtype``.
     """
@@ -208,10 +208,10 @@ def _level_cells(x_soa: torch.Tensor, level: LevelLayout, dtype: torch.dtype) ->
         combine, y_step, z_step = torch.add, level.resolution, level.resolution**2
     y0 = cy * y_step
     z0 = cz * z_step
-    x_pair = (cx, cx + 1)
-    y_pair = (y0, y0 + y_step)
-    z_pair = (z0, z0 + z_step)
-    raw = torch.stack([combine(combine(z, y), xc) for z in z_pair for y in y_pair for xc in x_pair], 1)
+    x_pair = torch.stack([cx, cx + 1]).view(1, 2, -1)
+    y_pair = torch.stack([y0, y0 + y_step]).view(1, 2, -1)
+    z_pair = torch.stack([z0, z0 + z_step]).view(2, 1, -1)
+    raw = combine(combine(z_pair, y_pair).view(4, 1, -1), x_pair).view(8, -1)
     return _wrap(raw, level.size), frac
 
 
@@ -225,15 +225,19 @@ def _wrap(raw: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _axis_weights(frac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``[N, 2]`` weight pairs ``(1 - f, f)`` for the x, y and z axes from ``frac [3, N]``."""
-    return tuple(torch.stack([1 - f, f], 1) for f in frac.unbind(0))
+    """``[2, N]`` weight pairs ``(1 - f, f)`` for the x, y and z axes from ``frac [3, N]``."""
+    return torch.stack([1 - frac, frac], 1).unbind(0)
 
 
 def _corner_weights(frac: torch.Tensor) -> torch.Tensor:
-    """``[N, 8]`` trilinear weights (corner ``4*dz + 2*dy + dx``) from ``frac [3, N]``."""
+    """``[8, N]`` trilinear weights (corner ``4*dz + 2*dy + dx``) from ``frac [3, N]``."""
     wx, wy, wz = _axis_weights(frac)
-    wzy = (wz.unsqueeze(2) * wy.unsqueeze(1)).view(-1, 4, 1)
-    return (wzy * wx.unsqueeze(1)).view(-1, 8)
+    return (_outer(wz, wy).view(4, 1, -1) * wx.unsqueeze(0)).view(8, -1)
+
+
+def _outer(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``[2, 2, N]`` products ``first[i] * second[j]`` of two ``[2, N]`` weight pairs."""
+    return first.unsqueeze(1) * second.unsqueeze(0)
 
 
 def grid_indices_reference(x: torch.Tensor, config: Mapping | HashGridLayout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,8 +258,8 @@ def grid_indices_reference(x: torch.Tensor, config: Mapping | HashGridLayout) ->
         x_soa = _soa_positions(x)
         for level in layout.levels:
             entries, frac = _level_cells(x_soa, level, x.dtype)
-            indices.append(entries + level.offset)
-            weights.append(_corner_weights(frac))
+            indices.append(entries.t() + level.offset)
+            weights.append(_corner_weights(frac).t())
     return torch.stack(indices, 1), torch.stack(weights, 1)
 
 
@@ -296,8 +300,8 @@ def _scatter_add_rows(target: torch.Tensor, entries: torch.Tensor, values: torch
 def _interpolate_level(x_soa: torch.Tensor, table: torch.Tensor, level: LevelLayout) -> torch.Tensor:
     """``[N, F]`` features of one level."""
     entries, frac = _level_cells(x_soa, level, table.dtype)
-    corner_features = _gather_rows(_level_table(table, level), entries.view(-1)).view(-1, 8, table.shape[1])
-    return torch.bmm(_corner_weights(frac).unsqueeze(1), corner_features).squeeze(1)
+    corner_features = _gather_rows(_level_table(table, level), entries.view(-1)).view(8, -1, table.shape[1])
+    return torch.einsum("cn,cnf->nf", _corner_weights(frac), corner_features)
 
 
 def _level_backward(
@@ -310,16 +314,16 @@ def _level_backward(
     entries, frac = _level_cells(x_soa, level, table.dtype)
     entries = entries.view(-1)
     if grad_table is not None:
-        contributions = _corner_weights(frac).unsqueeze(-1) * grad_level.unsqueeze(1)
+        contributions = _corner_weights(frac).unsqueeze(-1) * grad_level.unsqueeze(0)
         _scatter_add_rows(_level_table(grad_table, level), entries, contributions.view(-1, features))
     if not want_input_grad:
         return None
     wx, wy, wz = _axis_weights(frac)
-    corner_features = _gather_rows(_level_table(table, level), entries).view(-1, 8, features)
-    slope = torch.bmm(corner_features, grad_level.unsqueeze(-1)).view(-1, 2, 2, 2)  # [N, dz, dy, dx]
-    grad_x = ((slope[..., 1] - slope[..., 0]) * (wz.unsqueeze(2) * wy.unsqueeze(1))).sum((1, 2))
-    grad_y = ((slope[:, :, 1] - slope[:, :, 0]) * (wz.unsqueeze(2) * wx.unsqueeze(1))).sum((1, 2))
-    grad_z = ((slope[:, 1] - slope[:, 0]) * (wy.unsqueeze(2) * wx.unsqueeze(1))).sum((1, 2))
+    corner_features = _gather_rows(_level_table(table, level), entries).view(8, -1, features)
+    slope = (corner_features * grad_level.unsqueeze(0)).sum(-1).view(2, 2, 2, -1)  # [dz, dy, dx, N]
+    grad_x = ((slope[:, :, 1] - slope[:, :, 0]) * _outer(wz, wy)).sum((0, 1))
+    grad_y = ((slope[:, 1] - slope[:, 0]) * _outer(wz, wx)).sum((0, 1))
+    grad_z = ((slope[1] - slope[0]) * _outer(wy, wx)).sum((0, 1))
     return torch.stack([grad_x, grad_y, grad_z], 0) * level.scale
 
 
