@@ -11,7 +11,8 @@ forward and backward (gradients w.r.t. densities and colours).
 
 The reference runs on every device; the Triton kernels only on CUDA tensors (the dispatch
 rule), so a CPU run reports the reference alone. Times are medians of ``repeats`` runs after
-one warm run; the table gives rays/s and samples/s of each stage.
+one warm run; the table gives rays/s and samples/s of each stage (wall clock) and the
+process CPU seconds (which stay meaningful when other processes steal cores).
 """
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ BALL_RADIUS = 0.5
 
 
 def bench(device: torch.device, quick: bool) -> list[dict]:
-    """Rows ``{backend, device, rays, samples, march_s, render_s, march_rays_per_s,
-    march_samples_per_s, render_samples_per_s}`` for the reference and, on CUDA, Triton;
-    prints them as a table."""
+    """Rows ``{backend, device, torch_threads, rays, samples, march_s, render_s, march_cpu_s,
+    render_cpu_s, march_rays_per_s, march_samples_per_s, render_samples_per_s}`` for the
+    reference and, on CUDA, Triton; prints them as a table. Throughputs are wall-clock;
+    ``*_cpu_s`` is the process CPU time, meaningful on a shared machine."""
     n_rays, repeats = (2**12, 2) if quick else (2**16, 3)
     origins, dirs = _rays(n_rays, device)
     grid = OccupancyGrid(torch.tensor(AABB, device=device), GRID_RESOLUTION)
@@ -70,14 +72,15 @@ def _backend(name: str):
             os.environ["RENDER3D_BACKEND"] = previous
 
 
-def _timed(fn, device: torch.device) -> tuple[float, object]:
+def _timed(fn, device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    result = fn()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def _bench_backend(backend: str, origins, dirs, grid, repeats: int) -> dict:
@@ -99,17 +102,21 @@ def _bench_backend(backend: str, origins, dirs, grid, repeats: int) -> dict:
             return out
 
         render()
-        march_times = [_timed(march, device)[0] for _ in range(repeats)]
-        render_times = [_timed(render, device)[0] for _ in range(repeats)]
+        march_times = [_timed(march, device) for _ in range(repeats)]
+        render_times = [_timed(render, device) for _ in range(repeats)]
     samples = int(t_starts.shape[0])
-    march_s, render_s = statistics.median(march_times), statistics.median(render_times)
+    march_s, march_cpu_s = (statistics.median(column) for column in zip(*march_times))
+    render_s, render_cpu_s = (statistics.median(column) for column in zip(*render_times))
     return {
         "backend": backend,
         "device": str(device),
+        "torch_threads": torch.get_num_threads(),
         "rays": n_rays,
         "samples": samples,
         "march_s": march_s,
         "render_s": render_s,
+        "march_cpu_s": march_cpu_s,
+        "render_cpu_s": render_cpu_s,
         "march_rays_per_s": n_rays / march_s,
         "march_samples_per_s": samples / march_s,
         "render_samples_per_s": samples / render_s,
@@ -120,12 +127,13 @@ def print_table(rows: list[dict]) -> None:
     """One line per backend: sizes, stage times and throughputs."""
     header = (
         f"{'backend':>8} {'device':>7} {'rays':>7} {'samples':>10} {'march s':>9} {'Mrays/s':>8} "
-        f"{'Msamples/s':>10} {'render s':>9} {'Msamples/s':>10}"
+        f"{'Msamples/s':>10} {'render s':>9} {'Msamples/s':>10} {'march cpu s':>11} {'render cpu s':>12}"
     )
     print(header)
     for row in rows:
         print(
             f"{row['backend']:>8} {row['device']:>7} {row['rays']:>7} {row['samples']:>10} "
             f"{row['march_s']:>9.3f} {row['march_rays_per_s'] / 1e6:>8.3f} {row['march_samples_per_s'] / 1e6:>10.2f} "
-            f"{row['render_s']:>9.3f} {row['render_samples_per_s'] / 1e6:>10.2f}"
+            f"{row['render_s']:>9.3f} {row['render_samples_per_s'] / 1e6:>10.2f} "
+            f"{row['march_cpu_s']:>11.3f} {row['render_cpu_s']:>12.3f}"
         )

@@ -27,6 +27,7 @@ single formula per ray.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -38,7 +39,7 @@ from render3d.ops.volume_rendering import render_weights_from_density
 DENSITY_CHUNK = 2**18
 MAX_STEP = 1e10
 # Rays x steps materialized at once by the reference when cone_angle == 0 (bounds memory).
-DENSE_CHUNK_ELEMENTS = 2**20
+DENSE_CHUNK_ELEMENTS = 2**18
 
 
 def ray_aabb_intersect(
@@ -245,7 +246,7 @@ def ray_marching(
         raise ConfigError(f"ray_marching: grid is on {grid.binary.device}, rays on {origins.device}")
     t_min, t_max = _clipped_interval(origins, dirs, box, near, far)
     spec = MarchSpec.build(grid, step_size, cone_angle)
-    if use_triton(origins, dirs, t_min):
+    if use_triton(origins, dirs, spec.binary):
         from render3d.kernels.ray_marching import ray_marching_triton
 
         ray_indices, t_starts, t_ends = ray_marching_triton(origins, dirs, t_min, t_max, spec)
@@ -257,6 +258,7 @@ def ray_marching(
     return ray_indices, t_starts, t_ends
 
 
+@dataclass(frozen=True)
 class MarchSpec:
     """The float32 constants of one marching call, shared verbatim by reference and kernel.
 
@@ -268,13 +270,12 @@ class MarchSpec:
         grid_scale: 3 float32-rounded floats, ``res / (grid_max - grid_min)`` per axis.
     """
 
-    def __init__(self, step_size, cone_angle, binary, resolution, grid_min, grid_scale):
-        self.step_size = step_size
-        self.cone_angle = cone_angle
-        self.binary = binary
-        self.resolution = resolution
-        self.grid_min = grid_min
-        self.grid_scale = grid_scale
+    step_size: float
+    cone_angle: float
+    binary: torch.Tensor | None
+    resolution: int
+    grid_min: tuple[float, float, float]
+    grid_scale: tuple[float, float, float]
 
     @classmethod
     def build(cls, grid: OccupancyGrid | None, step_size: float, cone_angle: float) -> "MarchSpec":
@@ -302,9 +303,10 @@ def ray_marching_reference(
         ``ray_indices [S]`` int64, ``t_starts [S]``, ``t_ends [S]`` float32, sorted by ray then t.
 
     With ``cone_angle == 0`` the steps of a chunk of rays are one dense ``[rays, steps]`` grid
-    (chunks bound memory to 2^20 entries). With ``cone_angle > 0`` each step depends on the
-    previous one, so the loop runs over the step index ``k`` (bounded by the longest ray's
-    step count), vectorized over the rays still marching, which shrink as rays finish.
+    (chunks of 2^18 entries bound memory and stay in cache). With ``cone_angle > 0`` each step
+    depends on the previous one, so the loop runs over the step index ``k`` (bounded by the
+    longest ray's step count), vectorized over the rays still marching, which shrink as rays
+    finish.
     """
     if spec.cone_angle == 0.0:
         return _march_dense(origins, dirs, t_min, t_max, spec)

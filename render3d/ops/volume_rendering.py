@@ -194,14 +194,21 @@ def _check_packed(ray_indices, n_rays, where: str, **per_sample: torch.Tensor) -
     if isinstance(n_rays, bool) or not isinstance(n_rays, int) or n_rays < 0:
         raise ConfigError(f"{where}: n_rays must be a non-negative int, got {n_rays!r}")
     if not isinstance(ray_indices, torch.Tensor) or ray_indices.dim() != 1 or ray_indices.dtype != torch.int64:
-        got = f"{ray_indices.dtype} {tuple(ray_indices.shape)}" if isinstance(ray_indices, torch.Tensor) else type(ray_indices).__name__
+        got = _describe(ray_indices)
         raise ConfigError(f"{where}: ray_indices must be a 1-D int64 tensor, got {got}")
     for name, value in per_sample.items():
         if not isinstance(value, torch.Tensor) or value.shape != ray_indices.shape or not value.is_floating_point():
-            got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            got = _describe(value)
             raise ConfigError(f"{where}: {name} must be a float [{ray_indices.shape[0]}] tensor, got {got}")
     if ray_indices.numel():
         unsorted = (ray_indices[1:] < ray_indices[:-1]).any()
         out_of_range = (ray_indices[0] < 0) | (ray_indices[-1] >= n_rays)
         if bool(unsorted | out_of_range):
             raise ConfigError(f"{where}: ray_indices must be sorted ascending and within [0, {n_rays})")
+
+
+def _describe(value) -> str:
+    """``"dtype (shape)"`` of a tensor, the type name of anything else (for error messages)."""
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} {tuple(value.shape)}"
+    return type(value).__name__

@@ -243,13 +243,17 @@ def test_grid_is_a_module_with_buffers():
         (lambda: ray_aabb_intersect(torch.zeros(4, 2), torch.zeros(4, 2), BOX), "origins must be an"),
         (lambda: ray_aabb_intersect(torch.zeros(4, 3), torch.zeros(4, 3), BOX.flip(0)), "max > min"),
         (lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), None, aabb=BOX, step_size=0.0), "step_size"),
-        (lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), None, aabb=BOX, step_size=0.1, near=2, far=1), "near"),
+        (
+            lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), None, aabb=BOX, step_size=0.1, near=2, far=1),
+            "near",
+        ),
         (lambda: ray_marching(torch.zeros(2, 3), torch.ones(2, 3), "grid", aabb=BOX, step_size=0.1), "grid must be"),
         (lambda: OccupancyGrid(BOX, resolution=0), "resolution"),
         (lambda: OccupancyGrid(BOX, 4).update(0, lambda x: torch.zeros(3)), "density_fn must return"),
         (
             lambda: ray_marching(
-                torch.zeros(1, 3) - 3, torch.ones(1, 3), None, aabb=BOX, step_size=0.1, sigma_fn=lambda *a: torch.ones(2)
+                torch.zeros(1, 3) - 3, torch.ones(1, 3), None, aabb=BOX, step_size=0.1,
+                sigma_fn=lambda *args: torch.ones(2),
             ),
             "sigma_fn must return",
         ),

@@ -71,7 +71,9 @@ def test_volume_render_matches_per_ray_loop():
 
 def test_weights_from_density_and_alpha_agree_with_loop():
     s = _packed([4, 7, 0, 2])
-    weights, transmittance, alphas = render_weights_from_density(s["t_starts"], s["t_ends"], s["sigmas"], s["ray_indices"], 4)
+    weights, transmittance, alphas = render_weights_from_density(
+        s["t_starts"], s["t_ends"], s["sigmas"], s["ray_indices"], 4
+    )
     expected, _, _, _ = _loop_render(s, 4)
     torch.testing.assert_close(weights, expected.float(), atol=1e-6, rtol=1e-5)
     first = torch.tensor([0, 4, 11])
