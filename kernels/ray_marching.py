@@ -90,10 +90,9 @@ def ray_marching_triton(
     counts = torch.zeros(n_rays, dtype=torch.int64, device=device)
     has_grid = spec.binary is not None
     binary = spec.binary.to(torch.uint8) if has_grid else torch.zeros(1, dtype=torch.uint8, device=device)
-    empty_float = torch.zeros(0, dtype=torch.float32, device=device)
-    empty_index = torch.zeros(0, dtype=torch.int64, device=device)
     if n_rays == 0:
-        return empty_index, empty_float, empty_float.clone()
+        empty = torch.zeros(0, dtype=torch.float32, device=device)
+        return torch.zeros(0, dtype=torch.int64, device=device), empty, empty.clone()
     grid = (triton.cdiv(n_rays, BLOCK_RAYS),)
     common = dict(
         n_rays=n_rays, step_size=spec.step_size, cone_angle=spec.cone_angle, resolution=max(spec.resolution, 1),
@@ -101,8 +100,9 @@ def ray_marching_triton(
         scale_x=spec.grid_scale[0], scale_y=spec.grid_scale[1], scale_z=spec.grid_scale[2],
         HAS_GRID=has_grid, USE_CONE=spec.cone_angle > 0.0, BLOCK=BLOCK_RAYS, enable_fp_fusion=False,
     )
+    # The counting pass writes counts only; the output pointers get allocated stand-ins.
     _march_kernel[grid](
-        origins, dirs, t_min, t_max, binary, counts, counts, empty_index, empty_float, empty_float,
+        origins, dirs, t_min, t_max, binary, counts, counts, counts, t_min, t_max,
         WRITE=False, **common,
     )
     ends = torch.cumsum(counts, 0)

@@ -146,7 +146,7 @@ class _VolumeRender(torch.autograd.Function):
         rgb = torch.zeros(n_rays, 3, dtype=torch.float32, device=device)
         opacity = torch.zeros(n_rays, 1, dtype=torch.float32, device=device)
         depth = torch.zeros(n_rays, 1, dtype=torch.float32, device=device)
-        if n_rays:
+        if n_rays and sigmas.numel():
             _forward_kernel[(n_rays,)](
                 t_starts, t_ends, sigmas, rgbs, first, counts, weights, rgb, opacity, depth, BLOCK=BLOCK_SAMPLES
             )
