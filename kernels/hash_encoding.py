@@ -243,12 +243,15 @@ def hash_encode_triton(x: torch.Tensor, table: torch.Tensor, levels: Levels) -> 
     """Differentiable hash encoding on the Triton kernels.
 
     Args:
-        x: ``[N, 3]`` float32 positions in ``[0, 1]^3``.
-        table: ``[n_entries, F]`` float32 table (tcnn's flat parameters viewed by entry).
+        x: ``[N, 3]`` float32 positions in ``[0, 1]^3`` (float64 is accepted and computed
+            in float32, positions included).
+        table: ``[n_entries, F]`` table of x's dtype (tcnn's flat parameters viewed by entry).
         levels: per level ``(scale, resolution, size, offset, hashed)``, as produced by
             ``render3d.ops.hash_encoding.kernel_levels``.
 
     Returns:
-        ``[N, L*F]`` float32, level-major; gradients for ``x`` and ``table``.
+        ``[N, L*F]`` in the table's dtype, level-major; gradients for ``x`` and ``table``
+        (once differentiable: second derivatives need the reference,
+        ``RENDER3D_BACKEND=torch``).
     """
     return HashEncodeFunction.apply(x, table, levels)
