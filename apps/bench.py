@@ -31,8 +31,15 @@ def _marching_cubes(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_ray_marching import bench
+
+    return bench(device, quick)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
+    "ray_marching": Benchmark("ray marching + volume rendering throughput (reference; Triton on CUDA)", _ray_marching),
 }
 
 

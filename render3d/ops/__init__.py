@@ -5,7 +5,26 @@ dispatch through :mod:`render3d.ops._backend`.
 """
 from render3d.ops.gaussian_projection import project_gaussians
 from render3d.ops.marching_cubes import marching_cubes
+from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.sh_colors import sh_colors
 from render3d.ops.spherical_harmonics import spherical_harmonics_basis
+from render3d.ops.volume_rendering import (
+    accumulate_along_rays,
+    render_weights_from_alpha,
+    render_weights_from_density,
+    volume_render,
+)
 
-__all__ = ["marching_cubes", "project_gaussians", "sh_colors", "spherical_harmonics_basis"]
+__all__ = [
+    "OccupancyGrid",
+    "accumulate_along_rays",
+    "marching_cubes",
+    "project_gaussians",
+    "ray_aabb_intersect",
+    "ray_marching",
+    "render_weights_from_alpha",
+    "render_weights_from_density",
+    "sh_colors",
+    "spherical_harmonics_basis",
+    "volume_render",
+]
