@@ -19,14 +19,19 @@ constants are those of the original 3DGS rasterizer: ``ALPHA_MAX = 0.99``,
 ``ALPHA_MIN = 1/255``, ``TRANSMITTANCE_MIN = 1e-4``. A Gaussian whose ``o * exp(-sigma)``
 exceeds ``ALPHA_MAX`` gets no gradient through ``alpha`` at that pixel (the clamp is flat).
 
-Both implementations process a tile's list in chunks: for a chunk the per-(pixel, Gaussian)
-alphas are computed at once, the transmittance in front of each Gaussian is ``T * cumprod(1 -
-alpha)`` (skipped Gaussians contribute ``1``), and the first Gaussian whose inclusive
-transmittance reaches ``TRANSMITTANCE_MIN`` ends the pixel, exactly as the sequential rule.
-The forward pass records, per pixel, ``last_end`` (index past its last contributor in the
-tile's list) and the final transmittance; the backward pass walks each tile's chunks from the
-last one any pixel needs back to the first, recovering the transmittance in front of a chunk
-as ``T_after / prod(1 - alpha)`` and accumulating the colour behind each Gaussian.
+Both implementations process a list in chunks: for a chunk the per-(pixel, Gaussian) alphas
+are computed at once, the transmittance after each Gaussian is ``T * cumprod(1 - alpha)``
+(skipped Gaussians contribute ``1``), and the first entry whose transmittance reaches
+``TRANSMITTANCE_MIN`` ends the pixel, exactly as the sequential rule. The forward pass records
+per pixel the final transmittance and where its list ended (the reference: the stopping entry;
+the kernel: one past the last contributor); the backward pass walks the chunks from the last
+one any pixel needs back to the first, recovering the transmittance in front of a chunk as
+``T_after / prod(1 - alpha)`` and accumulating the colour behind each Gaussian.
+
+The Triton kernel runs one program per tile over the tile's list. The reference runs the same
+lists cut down per 4x4 pixel block (entries provably skipped at every pixel of a block are
+dropped, see :class:`_BlockLists`), so both have the same contributors per pixel; they differ
+only in float rounding (``cumprod`` order).
 
 ``absgrad=True`` additionally sums, per Gaussian, the absolute value of each pixel's
 contribution to ``dL/dmeans2d`` (per coordinate) and stores the ``[C, N, 2]`` result as the
@@ -34,6 +39,8 @@ attribute ``means2d.absgrad`` during backward (the densification statistic of
 "AbsGS"/gsplat); each backward pass overwrites it.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -45,10 +52,11 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 
-# Reference chunking: Gaussians per chunk, and (pixels x Gaussians) elements per step, sized
-# so a step's working set stays in the 2-core machine's L2 cache (tuned in the benchmark).
+# Reference work layout (tuned on the 2-core CPU, see benchmarks/RESULTS_rasterization.md):
+# list entries per chunk, pixel block edge, and (pixel, entry) pairs evaluated per step.
 REFERENCE_CHUNK = 32
-REFERENCE_STEP_ELEMENTS = 1 << 17
+BLOCK_EDGE = 4
+REFERENCE_STEP_ELEMENTS = 1 << 18
 
 
 def rasterize_gaussians(
@@ -95,7 +103,7 @@ def rasterize_gaussians(
         >>> rgb, alpha = rasterize_gaussians(means2d, conics, torch.ones(1, 1, 3),
         ...                                  torch.full((1, 1), 0.5), 16, 16, 16, offsets, ids)
         >>> rgb.shape, round(alpha[0, 7, 7, 0].item(), 4)
-        (torch.Size([1, 16, 16, 3]), 0.4756)
+        (torch.Size([1, 16, 16, 3]), 0.4877)
     """
     check_rasterize_inputs(means2d, conics, colors, opacities, width, height, tile_size,
                            isect_offsets, flatten_ids, backgrounds)
@@ -158,153 +166,232 @@ def rasterize_gaussians_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PyTorch reference of :func:`rasterize_gaussians` (same arguments, shapes and results).
 
-    Vectorized over tiles and chunks of each tile's list (``REFERENCE_CHUNK`` Gaussians);
-    tiles leave the loop once every pixel has stopped or their list is exhausted. The
-    backward pass is hand-written (:class:`_RasterizeReference`), in the input dtype.
+    Vectorized over 4x4 pixel blocks and chunks of ``REFERENCE_CHUNK`` list entries; a block
+    leaves the loop once every pixel has stopped or its list is exhausted. The backward pass
+    is hand-written (:class:`_RasterizeReference`) and runs in the input dtype.
     """
     return _RasterizeReference.apply(means2d, conics, colors, opacities, backgrounds, width, height,
                                      tile_size, isect_offsets, flatten_ids, absgrad)
 
 
-class _TileLayout:
-    """Pixels grouped by tile: tile ``t = (c * tiles_h + ty) * tiles_w + tx``, pixel ``q`` row-major in it."""
+class _BlockLists:
+    """The reference's unit of work: tiles cut into ``block x block`` pixel blocks, each with its own list.
+
+    A block's list is its tile's list (same order) without the Gaussians that are skipped at
+    every pixel of the block: those whose ``alpha >= ALPHA_MIN`` region, the ellipse
+    ``sigma <= log(opacity / ALPHA_MIN)``, misses the block's pixel centres by a safety margin
+    far above float rounding (Gaussians with an indefinite or near-singular conic are kept in
+    every block of their tiles). Dropping entries that contribute nothing changes no pixel's
+    contributors, so results equal the per-tile algorithm's; it just evaluates 3-4x fewer
+    (pixel, Gaussian) pairs and lets small blocks stop early.
+
+    Blocks are numbered ``(tile, block_y, block_x)`` row-major, pixels row-major in a block.
+    """
 
     def __init__(self, n_cameras: int, width: int, height: int, tile_size: int, isect_offsets: torch.Tensor,
-                 n_isects: int, dtype: torch.dtype):
-        device = isect_offsets.device
+                 flatten_ids: torch.Tensor, means: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor):
+        device = means.device
         self.n_cameras, self.width, self.height, self.tile_size = n_cameras, width, height, tile_size
         self.tiles_w, self.tiles_h = tile_grid(width, height, tile_size)
-        self.n_tiles = n_cameras * self.tiles_w * self.tiles_h
-        self.starts = isect_offsets.reshape(-1).long()
-        self.ends = torch.cat([self.starts[1:], torch.tensor([n_isects], device=device)])
-        local = torch.arange(tile_size * tile_size, device=device)
-        tile = torch.arange(self.n_tiles, device=device) % (self.tiles_w * self.tiles_h)
-        pixel_x = (tile % self.tiles_w * tile_size)[:, None] + local % tile_size
-        pixel_y = (tile // self.tiles_w * tile_size)[:, None] + local // tile_size
+        self.block = math.gcd(tile_size, BLOCK_EDGE)
+        self.blocks_per_edge = tile_size // self.block
+        tiles_per_camera = self.tiles_w * self.tiles_h
+        blocks_per_tile = self.blocks_per_edge**2
+        self.n_blocks = n_cameras * tiles_per_camera * blocks_per_tile
+        block = torch.arange(self.n_blocks, device=device)
+        tile, sub = block // blocks_per_tile, block % blocks_per_tile
+        self.camera = tile // tiles_per_camera
+        origin_x = (tile % tiles_per_camera) % self.tiles_w * tile_size + sub % self.blocks_per_edge * self.block
+        origin_y = (tile % tiles_per_camera) // self.tiles_w * tile_size + sub // self.blocks_per_edge * self.block
+        local = torch.arange(self.block * self.block, device=device)
+        pixel_x = origin_x[:, None] + local % self.block
+        pixel_y = origin_y[:, None] + local // self.block
         self.inside = (pixel_x < width) & (pixel_y < height)
-        self.centre_x = pixel_x.to(dtype) + 0.5
-        self.centre_y = pixel_y.to(dtype) + 0.5
+        self.centre_x = pixel_x.to(means.dtype) + 0.5
+        self.centre_y = pixel_y.to(means.dtype) + 0.5
+        with torch.no_grad():
+            self.starts, self.ends, self.ids = self._block_lists(isect_offsets, flatten_ids, means.detach(),
+                                                                 conics.detach(), opacities.detach())
 
-    def to_tiles(self, image: torch.Tensor) -> torch.Tensor:
-        """``[C, H, W, *F]`` -> ``[tiles, pixels, *F]``, zero outside the image."""
-        size = self.tile_size
-        padded = image.new_zeros((self.n_cameras, self.tiles_h * size, self.tiles_w * size) + image.shape[3:])
+    def _block_lists(self, isect_offsets, flatten_ids, means, conics, opacities):
+        """``(starts [blocks], ends [blocks], ids [E])`` int64: the block lists, concatenated."""
+        device = means.device
+        n_isects = flatten_ids.numel()
+        tile_starts = isect_offsets.reshape(-1).long()
+        tile_ends = torch.cat([tile_starts[1:], tile_starts.new_tensor([n_isects])])
+        n_tiles = tile_starts.numel()
+        tile_of = torch.repeat_interleave(torch.arange(n_tiles, device=device), tile_ends - tile_starts,
+                                          output_size=n_isects)
+        tile_in_camera = tile_of % (self.tiles_w * self.tiles_h)
+        origin_x = (tile_in_camera % self.tiles_w * self.tile_size).to(means.dtype)
+        origin_y = (tile_in_camera // self.tiles_w * self.tile_size).to(means.dtype)
+        mean, conic, opacity = means[flatten_ids], conics[flatten_ids], opacities[flatten_ids]
+        a, b, c = conic.unbind(-1)
+        det = a * c - b * b
+        bounded = (det > 1e-4 * a * c) & (a > 0)
+        reach = torch.log(opacity.clamp(min=ALPHA_MIN) / ALPHA_MIN)
+        safe_det = torch.where(bounded, det, torch.ones_like(det))
+        half_w = torch.sqrt(2.0 * reach * c.abs() / safe_det) * 1.01 + 0.05
+        half_h = torch.sqrt(2.0 * reach * a.abs() / safe_det) * 1.01 + 0.05
+        last_block = self.blocks_per_edge - 1
+
+        def block_range(centre, half, origin):
+            low = torch.floor((centre - half - 0.5 - origin) / self.block)
+            high = torch.floor((centre + half - 0.5 - origin) / self.block)
+            low = torch.where(bounded, low, torch.zeros_like(low)).clamp(min=0)
+            high = torch.where(bounded, high, torch.full_like(high, last_block)).clamp(max=last_block)
+            return low.long(), high.long()
+
+        low_x, high_x = block_range(mean[:, 0], half_w, origin_x)
+        low_y, high_y = block_range(mean[:, 1], half_h, origin_y)
+        sub = torch.arange(self.blocks_per_edge**2, device=device)
+        sub_x, sub_y = sub % self.blocks_per_edge, sub // self.blocks_per_edge
+        member = ((sub_x >= low_x[:, None]) & (sub_x <= high_x[:, None]) & (sub_y >= low_y[:, None])
+                  & (sub_y <= high_y[:, None]) & (opacity >= ALPHA_MIN)[:, None])
+        running = torch.cat([member.new_zeros(1, sub.numel(), dtype=torch.int64),
+                             torch.cumsum(member.t().contiguous(), dim=1).t()])
+        before_tile = running[tile_starts]
+        block_counts = (running[tile_ends] - before_tile).reshape(-1)
+        block_ends = torch.cumsum(block_counts, 0)
+        block_starts = block_ends - block_counts
+        entry, entry_sub = torch.nonzero(member, as_tuple=True)
+        entry_tile = tile_of[entry]
+        rank = running[entry + 1, entry_sub] - before_tile[entry_tile, entry_sub] - 1
+        ids = torch.empty(entry.numel(), dtype=torch.int64, device=device)
+        ids[block_starts[entry_tile * sub.numel() + entry_sub] + rank] = flatten_ids[entry]
+        return block_starts, block_ends, ids
+
+    def to_blocks(self, image: torch.Tensor) -> torch.Tensor:
+        """``[C, H, W, *F]`` -> ``[blocks, pixels, *F]``, zero outside the image."""
+        features = image.shape[3:]
+        edge, size, count = self.block, self.tile_size, self.blocks_per_edge
+        padded = image.new_zeros((self.n_cameras, self.tiles_h * size, self.tiles_w * size) + features)
         padded[:, : self.height, : self.width] = image
-        tiled = padded.reshape((self.n_cameras, self.tiles_h, size, self.tiles_w, size) + image.shape[3:])
-        return tiled.transpose(2, 3).reshape((self.n_tiles, size * size) + image.shape[3:])
+        split = padded.reshape((self.n_cameras, self.tiles_h, count, edge, self.tiles_w, count, edge) + features)
+        order = (0, 1, 4, 2, 5, 3, 6) + tuple(range(7, 7 + len(features)))
+        return split.permute(order).reshape((self.n_blocks, edge * edge) + features)
 
-    def to_image(self, tiled: torch.Tensor) -> torch.Tensor:
-        """``[tiles, pixels, *F]`` -> ``[C, H, W, *F]``."""
-        size = self.tile_size
-        grid = tiled.reshape((self.n_cameras, self.tiles_h, self.tiles_w, size, size) + tiled.shape[2:])
-        image = grid.transpose(2, 3).reshape((self.n_cameras, self.tiles_h * size, self.tiles_w * size)
-                                             + tiled.shape[2:])
+    def to_image(self, blocks: torch.Tensor) -> torch.Tensor:
+        """``[blocks, pixels, *F]`` -> ``[C, H, W, *F]``."""
+        features = blocks.shape[2:]
+        edge, size, count = self.block, self.tile_size, self.blocks_per_edge
+        split = blocks.reshape((self.n_cameras, self.tiles_h, self.tiles_w, count, count, edge, edge) + features)
+        order = (0, 1, 3, 5, 2, 4, 6) + tuple(range(7, 7 + len(features)))
+        image = split.permute(order).reshape((self.n_cameras, self.tiles_h * size, self.tiles_w * size) + features)
         return image[:, : self.height, : self.width]
 
-    def steps(self, tiles: torch.Tensor):
-        """Split a tile index tensor into steps of at most ``REFERENCE_STEP_ELEMENTS`` work elements."""
-        per_step = max(1, REFERENCE_STEP_ELEMENTS // (self.tile_size * self.tile_size * REFERENCE_CHUNK))
-        return torch.split(tiles, per_step)
+    def steps(self, blocks: torch.Tensor):
+        """Split a block index tensor into steps of about ``REFERENCE_STEP_ELEMENTS`` (pixel, slot) pairs."""
+        per_step = max(1, REFERENCE_STEP_ELEMENTS // (self.block * self.block * REFERENCE_CHUNK))
+        return torch.split(blocks, per_step)
 
 
 class _Chunk:
-    """One chunk of ``REFERENCE_CHUNK`` list entries for a set of tiles: alphas per (tile, pixel, slot)."""
+    """One chunk of ``REFERENCE_CHUNK`` list entries for a set of blocks: alphas per (block, pixel, slot).
 
-    def __init__(self, layout: _TileLayout, tiles: torch.Tensor, chunk: int, flatten_ids: torch.Tensor,
-                 means: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor):
-        slot = layout.starts[tiles, None] + chunk * REFERENCE_CHUNK + torch.arange(REFERENCE_CHUNK,
-                                                                                    device=tiles.device)
-        in_list = slot < layout.ends[tiles, None]
-        self.ids = flatten_ids[slot.clamp(max=flatten_ids.numel() - 1)]
-        mean = means[self.ids]
-        conic = conics[self.ids]
-        self.opacity = opacities[self.ids][:, None, :]
-        self.dx = mean[:, None, :, 0] - layout.centre_x[tiles][:, :, None]
-        self.dy = mean[:, None, :, 1] - layout.centre_y[tiles][:, :, None]
+    ``-sigma`` is evaluated as ``(-a/2 * dx) * dx + (-c/2 * dy) * dy + (-b * dx) * dy``, bit for
+    bit the documented expression (halving and negation are exact), with fewer passes.
+    Slots past a block's list get opacity 0, hence are skipped like any faint Gaussian.
+    """
+
+    def __init__(self, lists: _BlockLists, blocks: torch.Tensor, chunk: int, means: torch.Tensor,
+                 conics: torch.Tensor, opacities: torch.Tensor):
+        slot = lists.starts[blocks, None] + chunk * REFERENCE_CHUNK + torch.arange(REFERENCE_CHUNK,
+                                                                                    device=blocks.device)
+        in_list = slot < lists.ends[blocks, None]
+        self.ids = lists.ids.index_select(0, slot.clamp(max=lists.ids.numel() - 1).reshape(-1))
+        mean = means.index_select(0, self.ids).reshape(slot.shape + (2,))
+        conic = conics.index_select(0, self.ids).reshape(slot.shape + (3,))
+        opacity = opacities.index_select(0, self.ids).reshape(slot.shape) * in_list
+        self.dx = mean[:, None, :, 0] - lists.centre_x.index_select(0, blocks)[:, :, None]
+        self.dy = mean[:, None, :, 1] - lists.centre_y.index_select(0, blocks)[:, :, None]
         self.a, self.b, self.c = (conic[:, None, :, i] for i in range(3))
-        sigma = 0.5 * (self.a * self.dx * self.dx + self.c * self.dy * self.dy) + self.b * self.dx * self.dy
-        self.vis = torch.exp(-sigma)
-        self.raw_alpha = self.opacity * self.vis
-        alpha = self.raw_alpha.clamp(max=ALPHA_MAX)
-        self.valid = (sigma >= 0) & (alpha >= ALPHA_MIN) & in_list[:, None, :]
-        self.alpha = torch.where(self.valid, alpha, 0.0)
+        power = (-0.5 * self.a * self.dx).mul_(self.dx)
+        power.add_((-0.5 * self.c * self.dy).mul_(self.dy)).add_((-self.b * self.dx).mul_(self.dy))
+        self.vis = torch.exp(power)
+        self.raw_alpha = opacity[:, None, :] * self.vis
+        self.valid = (power <= 0) & (self.raw_alpha >= ALPHA_MIN)
+        self.alpha = self.raw_alpha.clamp(max=ALPHA_MAX).mul_(self.valid)
+
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        """Rows of ``values [C*N, F]`` for this chunk's slots: ``[blocks, slots, F]``."""
+        return values.index_select(0, self.ids).reshape(-1, REFERENCE_CHUNK, values.shape[-1])
 
 
-def _forward_chunks(layout: _TileLayout, flatten_ids, means, conics, colors, opacities):
-    """Front-to-back compositing of every tile: ``(colour [tiles,P,D], T [tiles,P], last_end [tiles,P])``."""
-    n_pixels = layout.tile_size * layout.tile_size
-    dtype = means.dtype
-    transmittance = torch.ones(layout.n_tiles, n_pixels, dtype=dtype, device=means.device)
-    colour = torch.zeros(layout.n_tiles, n_pixels, colors.shape[-1], dtype=dtype, device=means.device)
-    last_end = torch.zeros(layout.n_tiles, n_pixels, dtype=torch.int32, device=means.device)
-    alive = layout.inside.clone()
-    slots = torch.arange(REFERENCE_CHUNK, device=means.device)
-    lengths = layout.ends - layout.starts
+def _forward_chunks(lists: _BlockLists, means, conics, colors, opacities):
+    """Front-to-back compositing of every block.
+
+    Returns ``colour [blocks, P, D]``, the final transmittance ``[blocks, P]`` and
+    ``stop [blocks, P]`` int64: the list index of the entry that stopped the pixel (the list
+    length if none did; 0 outside the image). The contributors are the valid entries before it.
+    """
+    n_pixels = lists.block * lists.block
+    dtype, device = means.dtype, means.device
+    transmittance = torch.ones(lists.n_blocks, n_pixels, dtype=dtype, device=device)
+    colour = torch.zeros(lists.n_blocks, n_pixels, colors.shape[-1], dtype=dtype, device=device)
+    lengths = lists.ends - lists.starts
+    stop = torch.where(lists.inside, lengths[:, None], 0)
+    alive = lists.inside.clone()
     active = torch.nonzero(lengths > 0).squeeze(1)
     chunk = 0
     while active.numel():
-        for tiles in layout.steps(active):
-            part = _Chunk(layout, tiles, chunk, flatten_ids, means, conics, opacities)
-            t_in = transmittance[tiles]
-            was_alive = alive[tiles]
-            t_incl = t_in[:, :, None] * torch.cumprod(1.0 - part.alpha, dim=-1)
+        for blocks in lists.steps(active):
+            part = _Chunk(lists, blocks, chunk, means, conics, opacities)
+            t_in = transmittance.index_select(0, blocks)
+            was_alive = alive.index_select(0, blocks)
+            t_start = torch.where(was_alive, t_in, 0.0)
+            t_incl = torch.cumprod(1.0 - part.alpha, dim=-1).mul_(t_start[:, :, None])
             # Transmittance never rises along the list and skipped entries keep it, so the
             # first entry at or below the threshold is a valid Gaussian: the stopping one.
             before_stop = t_incl > TRANSMITTANCE_MIN
-            contributes = part.valid & before_stop & was_alive[:, :, None]
-            t_excl = torch.cat([t_in[:, :, None], t_incl[:, :, :-1]], dim=-1)
-            weight = torch.where(contributes, part.alpha * t_excl, 0.0)
-            colour[tiles] += torch.bmm(weight, colors[part.ids])
-            t_out = torch.where(before_stop, t_incl, t_in[:, :, None]).amin(-1)
-            transmittance[tiles] = torch.where(was_alive, t_out, t_in)
-            last = torch.where(contributes, slots, -1).amax(-1)
-            last_end[tiles] = torch.where(last >= 0, chunk * REFERENCE_CHUNK + last + 1, last_end[tiles]).int()
-            alive[tiles] = was_alive & before_stop.all(-1)
+            t_excl = torch.cat([t_start[:, :, None], t_incl[:, :, :-1]], dim=-1)
+            weight = t_excl.mul_(part.alpha).mul_(before_stop)
+            colour.index_add_(0, blocks, torch.bmm(weight, part.gather(colors)))
+            n_before = before_stop.sum(-1)
+            last_kept = t_incl.gather(-1, (n_before - 1).clamp(min=0)[:, :, None])[:, :, 0]
+            transmittance[blocks] = torch.where(was_alive & (n_before > 0), last_kept, t_in)
+            stopped = was_alive & (n_before < REFERENCE_CHUNK)
+            stop[blocks] = torch.where(stopped, n_before + chunk * REFERENCE_CHUNK, stop.index_select(0, blocks))
+            alive[blocks] = was_alive & ~stopped
         chunk += 1
         active = active[(lengths[active] > chunk * REFERENCE_CHUNK) & alive[active].any(dim=1)]
-    return colour, transmittance, last_end
+    return colour, transmittance, stop
 
 
 class _RasterizeReference(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, backgrounds, width, height, tile_size,
                 isect_offsets, flatten_ids, absgrad):
-        n_cameras, n_gaussians = means2d.shape[:2]
-        layout = _TileLayout(n_cameras, width, height, tile_size, isect_offsets, flatten_ids.numel(), means2d.dtype)
-        flat = (means2d.reshape(-1, 2), conics.reshape(-1, 3), colors.reshape(n_cameras * n_gaussians, colors.shape[-1]),
-                opacities.reshape(-1))
-        colour, transmittance, last_end = _forward_chunks(layout, flatten_ids, *flat)
+        flat = _flatten(means2d, conics, colors, opacities)
+        lists = _BlockLists(means2d.shape[0], width, height, tile_size, isect_offsets, flatten_ids,
+                            flat[0], flat[1], flat[3])
+        colour, transmittance, stop = _forward_chunks(lists, *flat)
         if backgrounds is not None:
-            camera = torch.arange(layout.n_tiles, device=means2d.device) // (layout.tiles_w * layout.tiles_h)
-            colour = colour + transmittance[:, :, None] * backgrounds[camera][:, None, :]
-        ctx.layout = layout
+            colour = colour + transmittance[:, :, None] * backgrounds[lists.camera][:, None, :]
+        ctx.lists = lists
         ctx.absgrad = absgrad
-        ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, flatten_ids, transmittance, last_end)
-        render_colors = layout.to_image(colour).contiguous()
-        render_alphas = (1.0 - layout.to_image(transmittance))[..., None].contiguous()
+        ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, transmittance, stop)
+        render_colors = lists.to_image(colour).contiguous()
+        render_alphas = (1.0 - lists.to_image(transmittance))[..., None].contiguous()
         return render_colors, render_alphas
 
     @staticmethod
     def backward(ctx, grad_colors, grad_alphas):
-        means2d, conics, colors, opacities, backgrounds, flatten_ids, t_final, last_end = ctx.saved_tensors
-        layout: _TileLayout = ctx.layout
-        n_cameras, n_gaussians = means2d.shape[:2]
-        grad_pixels = layout.to_tiles(grad_colors)
-        grad_alpha_pixels = layout.to_tiles(grad_alphas[..., 0])
-        camera = torch.arange(layout.n_tiles, device=means2d.device) // (layout.tiles_w * layout.tiles_h)
-        behind = -grad_alpha_pixels * t_final
+        means2d, conics, colors, opacities, backgrounds, t_final, stop = ctx.saved_tensors
+        lists: _BlockLists = ctx.lists
+        grad_pixels = lists.to_blocks(grad_colors)
+        behind = -lists.to_blocks(grad_alphas[..., 0]) * t_final
         if backgrounds is not None:
-            behind = behind + (grad_pixels * backgrounds[camera][:, None, :]).sum(-1) * t_final
-        flat = (means2d.reshape(-1, 2), conics.reshape(-1, 3), colors.reshape(n_cameras * n_gaussians, colors.shape[-1]),
-                opacities.reshape(-1))
-        grads = _backward_chunks(layout, flatten_ids, *flat, t_final, last_end, grad_pixels, behind)
-        v_means, v_conics, v_colors, v_opacities, v_means_abs = grads
+            behind = behind + (grad_pixels * backgrounds[lists.camera][:, None, :]).sum(-1) * t_final
+        flat = _flatten(means2d, conics, colors, opacities)
+        v_means, v_conics, v_colors, v_opacities, v_means_abs = _backward_chunks(
+            lists, *flat, t_final, stop, grad_pixels, behind)
         if ctx.absgrad:
             means2d.absgrad = v_means_abs.reshape(means2d.shape)
         v_backgrounds = None
         if backgrounds is not None and ctx.needs_input_grad[4]:
-            per_tile = (grad_pixels * t_final[:, :, None]).sum(1)
-            v_backgrounds = torch.zeros_like(backgrounds).index_add_(0, camera, per_tile)
+            per_block = (grad_pixels * t_final[:, :, None]).sum(1)
+            v_backgrounds = torch.zeros_like(backgrounds).index_add_(0, lists.camera, per_block)
         needs = ctx.needs_input_grad
         return (v_means.reshape(means2d.shape) if needs[0] else None,
                 v_conics.reshape(conics.shape) if needs[1] else None,
@@ -313,53 +400,58 @@ class _RasterizeReference(torch.autograd.Function):
                 v_backgrounds, None, None, None, None, None, None)
 
 
-def _backward_chunks(layout: _TileLayout, flatten_ids, means, conics, colors, opacities,
-                     t_final, last_end, grad_pixels, behind):
-    """Walk each tile's chunks back to front; per-Gaussian gradients, each ``[C*N, ...]``.
+def _flatten(means2d, conics, colors, opacities):
+    """Per-(camera, Gaussian) rows: ``[C*N, 2]``, ``[C*N, 3]``, ``[C*N, D]``, ``[C*N]``."""
+    return (means2d.reshape(-1, 2), conics.reshape(-1, 3), colors.reshape(-1, colors.shape[-1]),
+            opacities.reshape(-1))
 
-    ``behind [tiles, P]`` is ``g . (colour composited behind)`` at the last contributor,
+
+def _backward_chunks(lists: _BlockLists, means, conics, colors, opacities, t_final, stop, grad_pixels, behind):
+    """Walk each block's chunks back to front; per-Gaussian gradients, each ``[C*N, ...]``.
+
+    ``behind [blocks, P]`` is ``g . (colour composited behind)`` at the last contributor,
     with ``-dL/d(alpha) * T_final`` folded in (``alpha = 1 - T_final`` depends on every alpha).
     """
     v_means, v_means_abs = torch.zeros_like(means), torch.zeros_like(means)
     v_conics, v_colors, v_opacities = torch.zeros_like(conics), torch.zeros_like(colors), torch.zeros_like(opacities)
     slots = torch.arange(REFERENCE_CHUNK, device=means.device)
-    chunks_needed = (last_end.amax(dim=1).long() + REFERENCE_CHUNK - 1) // REFERENCE_CHUNK
+    chunks_needed = (stop.amax(dim=1) + REFERENCE_CHUNK - 1) // REFERENCE_CHUNK
     t_after = t_final.clone()
     behind = behind.clone()
     for chunk in range(int(chunks_needed.max()) - 1 if chunks_needed.numel() else -1, -1, -1):
         active = torch.nonzero(chunks_needed > chunk).squeeze(1)
-        for tiles in layout.steps(active):
-            part = _Chunk(layout, tiles, chunk, flatten_ids, means, conics, opacities)
-            contributes = part.valid & (chunk * REFERENCE_CHUNK + slots < last_end[tiles][:, :, None])
-            alpha = torch.where(contributes, part.alpha, 0.0)
+        for blocks in lists.steps(active):
+            part = _Chunk(lists, blocks, chunk, means, conics, opacities)
+            contributes = part.valid & (chunk * REFERENCE_CHUNK + slots < stop.index_select(0, blocks)[:, :, None])
+            alpha = part.alpha * contributes
             one_minus = 1.0 - alpha
             products = torch.cumprod(one_minus, dim=-1)
-            t_start = t_after[tiles] / products[:, :, -1]
-            t_excl = t_start[:, :, None] * torch.cat([torch.ones_like(products[:, :, :1]), products[:, :, :-1]], -1)
+            t_start = t_after.index_select(0, blocks) / products[:, :, -1]
+            t_excl = torch.cat([t_start[:, :, None], products[:, :, :-1] * t_start[:, :, None]], -1)
             weight = alpha * t_excl
-            grad = grad_pixels[tiles]
-            chunk_colors = colors[part.ids]
-            grad_dot_color = torch.bmm(grad, chunk_colors.transpose(1, 2))
+            grad = grad_pixels.index_select(0, blocks)
+            grad_dot_color = torch.bmm(grad, part.gather(colors).transpose(1, 2))
             weighted = weight * grad_dot_color
             running = torch.cumsum(weighted, dim=-1)
             total = running[:, :, -1:]
-            behind_each = behind[tiles][:, :, None] + (total - running)
-            v_alpha = torch.where(contributes, t_excl * grad_dot_color - behind_each / one_minus, 0.0)
+            behind_each = (total - running).add_(behind.index_select(0, blocks)[:, :, None])
+            v_alpha = (t_excl * grad_dot_color).sub_(behind_each.div_(one_minus)).mul_(contributes)
             through = contributes & (part.raw_alpha <= ALPHA_MAX)
-            v_sigma = torch.where(through, -part.raw_alpha * v_alpha, 0.0)
-            v_opacity = torch.where(through, part.vis * v_alpha, 0.0).sum(1)
+            v_sigma = (part.raw_alpha * v_alpha).mul_(through).neg_()
+            v_opacity = (part.vis * v_alpha).mul_(through).sum(1)
             dx, dy = part.dx, part.dy
             v_mean_x = v_sigma * (part.a * dx + part.b * dy)
             v_mean_y = v_sigma * (part.b * dx + part.c * dy)
-            ids = part.ids.reshape(-1)
+            ids = part.ids
             v_means.index_add_(0, ids, torch.stack([v_mean_x.sum(1), v_mean_y.sum(1)], -1).reshape(-1, 2))
-            v_means_abs.index_add_(0, ids, torch.stack([v_mean_x.abs().sum(1), v_mean_y.abs().sum(1)], -1)
+            v_means_abs.index_add_(0, ids, torch.stack([v_mean_x.abs_().sum(1), v_mean_y.abs_().sum(1)], -1)
                                    .reshape(-1, 2))
-            v_conic = torch.stack([0.5 * (v_sigma * dx * dx).sum(1), (v_sigma * dx * dy).sum(1),
+            v_sigma_dx = v_sigma * dx
+            v_conic = torch.stack([0.5 * (v_sigma_dx * dx).sum(1), (v_sigma_dx * dy).sum(1),
                                    0.5 * (v_sigma * dy * dy).sum(1)], -1)
             v_conics.index_add_(0, ids, v_conic.reshape(-1, 3))
             v_colors.index_add_(0, ids, torch.bmm(weight.transpose(1, 2), grad).reshape(-1, colors.shape[1]))
             v_opacities.index_add_(0, ids, v_opacity.reshape(-1))
-            t_after[tiles] = t_start
-            behind[tiles] = behind[tiles] + total[:, :, 0]
+            t_after[blocks] = t_start
+            behind[blocks] = behind.index_select(0, blocks) + total[:, :, 0]
     return v_means, v_conics, v_colors, v_opacities, v_means_abs
