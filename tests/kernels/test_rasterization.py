@@ -8,11 +8,13 @@ from tests.kernels.harness import assert_matches_reference
 from tests.ops.test_rasterization import random_projected_gaussians, raster_inputs
 
 # Forward: both sides composite the same contributors in float32; they differ only in the
-# rounding of the chunk cumprod (tree scan vs sequential) and of T / (1 - alpha): ~1e-6 observed.
-FORWARD_ATOL, FORWARD_RTOL = 2e-5, 1e-5
-# Gradients: sums over up to 256 pixels of products of such values, accumulated with atomics in
-# another order, and the back-to-front division T_after / prod(1 - alpha): ~1e-5 observed.
-GRAD_ATOL, GRAD_RTOL = 2e-4, 2e-4
+# rounding of the chunk cumprod (tree scan vs sequential) and of T / (1 - alpha): at most
+# 2.4e-7 observed on these cases, so 2e-6 leaves ~10x room without hiding a wrong contributor.
+FORWARD_ATOL, FORWARD_RTOL = 2e-6, 1e-5
+# Gradients: sums over up to 256 pixels, accumulated with atomics in another order, and the
+# back-to-front division T_after / prod(1 - alpha): at most 1e-5 observed on gradients up to
+# 20 in magnitude (relative ~1e-6).
+GRAD_ATOL, GRAD_RTOL = 5e-5, 1e-4
 
 
 def _inputs(device, n_cameras, n_gaussians, width, height, n_channels, tile_size, background, seed):
