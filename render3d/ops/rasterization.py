@@ -309,7 +309,8 @@ class _Chunk:
         power = (-0.5 * self.a * self.dx).mul_(self.dx)
         power.add_((-0.5 * self.c * self.dy).mul_(self.dy)).add_((-self.b * self.dx).mul_(self.dy))
         self.vis = torch.exp(power)
-        self.raw_alpha = opacity[:, None, :] * self.vis
+        self.opacity = opacity[:, None, :]
+        self.raw_alpha = self.opacity * self.vis
         self.valid = (power <= 0) & (self.raw_alpha >= ALPHA_MIN)
         self.alpha = self.raw_alpha.clamp(max=ALPHA_MAX).mul_(self.valid)
 
@@ -384,10 +385,12 @@ class _RasterizeReference(torch.autograd.Function):
         if backgrounds is not None:
             behind = behind + (grad_pixels * backgrounds[lists.camera][:, None, :]).sum(-1) * t_final
         flat = _flatten(means2d, conics, colors, opacities)
-        v_means, v_conics, v_colors, v_opacities, v_means_abs = _backward_chunks(
-            lists, *flat, t_final, stop, grad_pixels, behind)
+        grads = _backward_chunks(lists, *flat, t_final, stop, grad_pixels, behind, ctx.absgrad)
+        n_channels = colors.shape[-1]
+        v_means, v_conics, v_colors, v_opacities = grads[:, :2], grads[:, 2:5], grads[:, 5:5 + n_channels], \
+            grads[:, 5 + n_channels]
         if ctx.absgrad:
-            means2d.absgrad = v_means_abs.reshape(means2d.shape)
+            means2d.absgrad = grads[:, 6 + n_channels:].reshape(means2d.shape)
         v_backgrounds = None
         if backgrounds is not None and ctx.needs_input_grad[4]:
             per_block = (grad_pixels * t_final[:, :, None]).sum(1)
@@ -406,14 +409,22 @@ def _flatten(means2d, conics, colors, opacities):
             opacities.reshape(-1))
 
 
-def _backward_chunks(lists: _BlockLists, means, conics, colors, opacities, t_final, stop, grad_pixels, behind):
-    """Walk each block's chunks back to front; per-Gaussian gradients, each ``[C*N, ...]``.
+def _backward_chunks(lists: _BlockLists, means, conics, colors, opacities, t_final, stop, grad_pixels, behind,
+                     absgrad: bool):
+    """Walk each block's chunks back to front; per-Gaussian gradients.
 
     ``behind [blocks, P]`` is ``g . (colour composited behind)`` at the last contributor,
     with ``-dL/d(alpha) * T_final`` folded in (``alpha = 1 - T_final`` depends on every alpha).
+    Per-pixel terms are summed over the block's pixels before the scatter: with
+    ``q = dL/dalpha * exp(-sigma)`` (0 where alpha is clamped or the entry does not contribute),
+    ``dL/dsigma = -opacity * q``, so ``dL/dmean = -opacity * (a S_x + b S_y, b S_x + c S_y)``
+    and ``dL/dconic = -opacity * (S_xx / 2, S_xy, S_yy / 2)`` with ``S_x = sum(q dx)``,
+    ``S_xy = sum(q dx dy)`` etc. Returns ``[C*N, 2 + 3 + D + 1 (+ 2 with absgrad)]``: the
+    gradients of mean, conic, colour, opacity (and the absolute mean gradient) side by side.
     """
-    v_means, v_means_abs = torch.zeros_like(means), torch.zeros_like(means)
-    v_conics, v_colors, v_opacities = torch.zeros_like(conics), torch.zeros_like(colors), torch.zeros_like(opacities)
+    n_channels = colors.shape[1]
+    grads = torch.zeros(means.shape[0], 6 + n_channels + (2 if absgrad else 0), dtype=means.dtype,
+                        device=means.device)
     slots = torch.arange(REFERENCE_CHUNK, device=means.device)
     chunks_needed = (stop.amax(dim=1) + REFERENCE_CHUNK - 1) // REFERENCE_CHUNK
     t_after = t_final.clone()
@@ -422,8 +433,8 @@ def _backward_chunks(lists: _BlockLists, means, conics, colors, opacities, t_fin
         active = torch.nonzero(chunks_needed > chunk).squeeze(1)
         for blocks in lists.steps(active):
             part = _Chunk(lists, blocks, chunk, means, conics, opacities)
-            contributes = part.valid & (chunk * REFERENCE_CHUNK + slots < stop.index_select(0, blocks)[:, :, None])
-            alpha = part.alpha * contributes
+            before_stop = chunk * REFERENCE_CHUNK + slots < stop.index_select(0, blocks)[:, :, None]
+            alpha = part.alpha * before_stop
             one_minus = 1.0 - alpha
             products = torch.cumprod(one_minus, dim=-1)
             t_start = t_after.index_select(0, blocks) / products[:, :, -1]
@@ -431,27 +442,26 @@ def _backward_chunks(lists: _BlockLists, means, conics, colors, opacities, t_fin
             weight = alpha * t_excl
             grad = grad_pixels.index_select(0, blocks)
             grad_dot_color = torch.bmm(grad, part.gather(colors).transpose(1, 2))
-            weighted = weight * grad_dot_color
-            running = torch.cumsum(weighted, dim=-1)
+            running = torch.cumsum(weight * grad_dot_color, dim=-1)
             total = running[:, :, -1:]
             behind_each = (total - running).add_(behind.index_select(0, blocks)[:, :, None])
-            v_alpha = (t_excl * grad_dot_color).sub_(behind_each.div_(one_minus)).mul_(contributes)
-            through = contributes & (part.raw_alpha <= ALPHA_MAX)
-            v_sigma = (part.raw_alpha * v_alpha).mul_(through).neg_()
-            v_opacity = (part.vis * v_alpha).mul_(through).sum(1)
-            dx, dy = part.dx, part.dy
-            v_mean_x = v_sigma * (part.a * dx + part.b * dy)
-            v_mean_y = v_sigma * (part.b * dx + part.c * dy)
-            ids = part.ids
-            v_means.index_add_(0, ids, torch.stack([v_mean_x.sum(1), v_mean_y.sum(1)], -1).reshape(-1, 2))
-            v_means_abs.index_add_(0, ids, torch.stack([v_mean_x.abs_().sum(1), v_mean_y.abs_().sum(1)], -1)
-                                   .reshape(-1, 2))
-            v_sigma_dx = v_sigma * dx
-            v_conic = torch.stack([0.5 * (v_sigma_dx * dx).sum(1), (v_sigma_dx * dy).sum(1),
-                                   0.5 * (v_sigma * dy * dy).sum(1)], -1)
-            v_conics.index_add_(0, ids, v_conic.reshape(-1, 3))
-            v_colors.index_add_(0, ids, torch.bmm(weight.transpose(1, 2), grad).reshape(-1, colors.shape[1]))
-            v_opacities.index_add_(0, ids, v_opacity.reshape(-1))
+            v_alpha = (t_excl * grad_dot_color).sub_(behind_each.div_(one_minus))
+            through = (alpha > 0) & (part.raw_alpha <= ALPHA_MAX)
+            q = torch.where(through, part.vis * v_alpha, 0.0)
+            q_dx, q_dy = q * part.dx, q * part.dy
+            sums = torch.stack([q_dx.sum(1), q_dy.sum(1), (q_dx * part.dx).sum(1), (q_dx * part.dy).sum(1),
+                                (q_dy * part.dy).sum(1), q.sum(1)], -1)
+            neg_opacity = -part.opacity[:, 0, :]
+            a, b, c = part.a[:, 0, :], part.b[:, 0, :], part.c[:, 0, :]
+            s_x, s_y, s_xx, s_xy, s_yy, s_1 = sums.unbind(-1)
+            columns = [neg_opacity * (a * s_x + b * s_y), neg_opacity * (b * s_x + c * s_y),
+                       0.5 * neg_opacity * s_xx, neg_opacity * s_xy, 0.5 * neg_opacity * s_yy]
+            rows = [torch.stack(columns, -1), torch.bmm(weight.transpose(1, 2), grad), s_1[:, :, None]]
+            if absgrad:
+                v_sigma_abs = q.abs_() * part.opacity
+                rows.append(torch.stack([(v_sigma_abs * (part.a * part.dx + part.b * part.dy).abs_()).sum(1),
+                                         (v_sigma_abs * (part.b * part.dx + part.c * part.dy).abs_()).sum(1)], -1))
+            grads.index_add_(0, part.ids, torch.cat(rows, -1).reshape(part.ids.numel(), -1))
             t_after[blocks] = t_start
             behind[blocks] = behind.index_select(0, blocks) + total[:, :, 0]
-    return v_means, v_conics, v_colors, v_opacities, v_means_abs
+    return grads
