@@ -205,6 +205,7 @@ class _RasterizeTriton(torch.autograd.Function):
     def forward(ctx, means2d, conics, colors, opacities, backgrounds, width, height, tile_size,
                 isect_offsets, flatten_ids, absgrad):
         n_cameras, n_gaussians, n_channels = colors.shape
+        ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds)
         means2d, conics, colors, opacities = (t.contiguous() for t in (means2d, conics, colors, opacities))
         flatten_ids = flatten_ids.contiguous()
         tiles_w, tiles_per_camera, starts, ends = _launch_shape(width, height, tile_size, isect_offsets,
@@ -224,13 +225,15 @@ class _RasterizeTriton(torch.autograd.Function):
             T_MIN=TRANSMITTANCE_MIN, num_warps=8)
         ctx.shape = (width, height, tile_size, tiles_w, tiles_per_camera)
         ctx.absgrad = absgrad
-        ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, starts, flatten_ids,
-                              t_final, last_end)
+        ctx.launch = (starts, flatten_ids, t_final, last_end)
         return render_colors, render_alphas
 
     @staticmethod
     def backward(ctx, grad_colors, grad_alphas):
-        means2d, conics, colors, opacities, backgrounds, starts, flatten_ids, t_final, last_end = ctx.saved_tensors
+        inputs = ctx.saved_tensors
+        means2d, conics, colors, opacities = (t.contiguous() for t in inputs[:4])
+        backgrounds = inputs[4]
+        starts, flatten_ids, t_final, last_end = ctx.launch
         width, height, tile_size, tiles_w, tiles_per_camera = ctx.shape
         n_channels = colors.shape[-1]
         v_means = torch.zeros_like(means2d)
@@ -247,7 +250,7 @@ class _RasterizeTriton(torch.autograd.Function):
             HAS_BACKGROUND=has_background, ABSGRAD=bool(ctx.absgrad), ALPHA_CAP=ALPHA_MAX,
             ALPHA_FLOOR=ALPHA_MIN, num_warps=8)
         if ctx.absgrad:
-            means2d.absgrad = v_means_abs
+            inputs[0].absgrad = v_means_abs
         v_backgrounds = None
         if has_background and ctx.needs_input_grad[4]:
             v_backgrounds = (grad_colors * t_final[..., None]).sum(dim=(1, 2))

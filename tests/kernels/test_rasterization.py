@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from render3d.kernels.rasterization import rasterize_gaussians_triton
-from render3d.ops.rasterization import rasterize_gaussians_reference
+from render3d.ops.rasterization import rasterize_gaussians, rasterize_gaussians_reference
 from tests.kernels.harness import assert_matches_reference
 from tests.ops.test_rasterization import random_projected_gaussians, raster_inputs
 
@@ -57,3 +57,19 @@ def test_absgrad_matches_reference(device):
         absgrads.append(means2d.absgrad)
     assert absgrads[0].abs().sum() > 0
     torch.testing.assert_close(absgrads[1], absgrads[0], atol=GRAD_ATOL, rtol=GRAD_RTOL)
+
+
+def test_public_function_dispatches_to_triton_and_sets_absgrad_on_the_callers_tensor(device, monkeypatch):
+    inputs = _inputs(device, 1, 12, 10, 9, 3, 8, False, seed=3)
+    results = []
+    for backend in ("torch", "triton"):
+        monkeypatch.setenv("RENDER3D_BACKEND", backend)
+        padded = torch.cat([inputs["means2d"], torch.zeros_like(inputs["means2d"][..., :1])], -1)
+        padded.requires_grad_(True)
+        means2d = padded[..., :2]                      # a non-contiguous view
+        means2d.retain_grad()
+        colors, alphas = rasterize_gaussians(**{**inputs, "means2d": means2d, "absgrad": True})
+        (colors.sum() + alphas.sum()).backward()
+        results.append((colors.detach(), means2d.grad, means2d.absgrad))
+    for (expected, actual) in zip(results[0], results[1]):
+        torch.testing.assert_close(actual, expected, atol=GRAD_ATOL, rtol=GRAD_RTOL)
