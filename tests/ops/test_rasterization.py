@@ -199,3 +199,34 @@ def test_public_function_checks_its_arguments():
         rasterize_gaussians(**{**inputs, "backgrounds": torch.zeros(2, 3)})
     with pytest.raises(ConfigError, match="width must be"):
         rasterize_gaussians(**{**inputs, "width": 0})
+
+
+def test_block_lists_only_drop_gaussians_skipped_at_every_pixel_of_the_block():
+    from render3d.ops.rasterization import _BlockLists, _flatten
+
+    gaussians = random_projected_gaussians(1, 60, 32, 32, seed=11, scale=(0.3, 6.0), opacity=(0.0, 1.0))
+    gaussians["conics"][0, :5, 1] = 2.0 * gaussians["conics"][0, :5, 0]      # indefinite conics
+    gaussians["conics"][0, 5:10, 1] = 0.9999 * torch.sqrt(gaussians["conics"][0, 5:10, 0]
+                                                          * gaussians["conics"][0, 5:10, 2])  # near-singular
+    inputs = raster_inputs(gaussians, 32, 32, 16)
+    means, conics, _, opacities = _flatten(inputs["means2d"], inputs["conics"], inputs["colors"], inputs["opacities"])
+    lists = _BlockLists(1, 32, 32, 16, inputs["isect_offsets"], inputs["flatten_ids"], means, conics, opacities)
+    kept = {(block, int(g)) for block in range(lists.n_blocks)
+            for g in lists.ids[lists.starts[block]:lists.ends[block]]}
+    tile_starts = inputs["isect_offsets"].reshape(-1).tolist() + [inputs["flatten_ids"].numel()]
+    blocks_per_tile = lists.blocks_per_edge**2
+    dropped = 0
+    for tile in range(len(tile_starts) - 1):
+        for g in inputs["flatten_ids"][tile_starts[tile]:tile_starts[tile + 1]].tolist():
+            for block in range(tile * blocks_per_tile, (tile + 1) * blocks_per_tile):
+                if (block, g) in kept:
+                    continue
+                dropped += 1
+                dx = means[g, 0].double() - lists.centre_x[block].double()
+                dy = means[g, 1].double() - lists.centre_y[block].double()
+                a, b, c = conics[g].double()
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                alpha = (opacities[g].double() * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
+                # float64 here vs float32 in the op: 0.1 % below the threshold is still "skipped".
+                assert not ((sigma >= 0) & (alpha >= ALPHA_MIN * 0.999)).any(), (block, g)
+    assert dropped > 100 and len(kept) > 100
