@@ -77,13 +77,14 @@ def test_forward_and_gradients_match_reference(name, n, device, triton_backend):
     )
 
 
-def test_table_gradient_alone(device, triton_backend):
+@pytest.mark.parametrize("differentiated", [{"params"}, {"x"}])
+def test_one_gradient_alone(differentiated, device, triton_backend):
     config = CONFIGS["mixed_f2"]
     layout = hash_grid_layout(config)
     inputs = {"x": _points(17, device), "params": torch.randn(layout.n_entries, 2).to(device)}
-    # Only the table is differentiated: the kernel skips the position gradient (tolerances as above).
+    # The kernel skips the gradient nobody asked for (tolerances as above).
     assert_matches_reference(
         lambda x, params: hash_encode_reference(x, params, config),
         lambda x, params: hash_encode(x, params, config),
-        inputs, atol=1e-5, rtol=1e-5, grad_atol=1e-4, grad_rtol=1e-4, grad_inputs={"params"},
+        inputs, atol=1e-5, rtol=1e-5, grad_atol=1e-4, grad_rtol=1e-4, grad_inputs=differentiated,
     )
