@@ -116,7 +116,8 @@ def _hash_encode_bwd_kernel(
             entry = _corner_entry(cx, cy, cz, resolution, size, offset, hashed)
             pointers = entry[:, None] * F + features[None, :]
             if TABLE_GRAD:
-                tl.atomic_add(grad_table_ptr + pointers, weight[:, None] * grad, mask=mask[:, None])
+                # Pure accumulation, ordered with nothing else: relaxed atomics (no fences).
+                tl.atomic_add(grad_table_ptr + pointers, weight[:, None] * grad, mask=mask[:, None], sem="relaxed")
             if INPUT_GRAD:
                 values = tl.load(table_ptr + pointers, mask=mask[:, None], other=0.0).to(tl.float32)
                 slope = tl.sum(values * grad, axis=1)
