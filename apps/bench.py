@@ -31,6 +31,12 @@ def _marching_cubes(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+def _hash_encoding(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_hash_encoding import bench
+
+    return bench(device, quick)
+
+
 def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
     from render3d.apps.bench_ray_marching import bench
 
@@ -39,6 +45,7 @@ def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
+    "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
     "ray_marching": Benchmark("ray marching + volume rendering throughput (reference; Triton on CUDA)", _ray_marching),
 }
 

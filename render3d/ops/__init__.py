@@ -4,6 +4,7 @@ Each op module holds the public function, its ``*_reference`` in plain PyTorch a
 dispatch through :mod:`render3d.ops._backend`.
 """
 from render3d.ops.gaussian_projection import project_gaussians
+from render3d.ops.hash_encoding import HashGrid, hash_encode, hash_encode_reference, hash_grid_layout
 from render3d.ops.marching_cubes import marching_cubes
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.sh_colors import sh_colors
@@ -16,8 +17,12 @@ from render3d.ops.volume_rendering import (
 )
 
 __all__ = [
+    "HashGrid",
     "OccupancyGrid",
     "accumulate_along_rays",
+    "hash_encode",
+    "hash_encode_reference",
+    "hash_grid_layout",
     "marching_cubes",
     "project_gaussians",
     "ray_aabb_intersect",
