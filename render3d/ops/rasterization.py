@@ -56,7 +56,7 @@ TRANSMITTANCE_MIN = 1e-4
 # list entries per chunk, pixel block edge, and (pixel, entry) pairs evaluated per step.
 REFERENCE_CHUNK = 32
 BLOCK_EDGE = 4
-REFERENCE_STEP_ELEMENTS = 1 << 18
+REFERENCE_STEP_ELEMENTS = 1 << 20
 
 
 def rasterize_gaussians(
