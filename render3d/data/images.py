@@ -32,7 +32,7 @@ __all__ = [
     "load_images",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # what COLMAP's SfM reads too
 
 
 def is_image_file(path: Path) -> bool:

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from render3d.data.images import IMAGE_EXTENSIONS, list_image_files
 from render3d.errors import ConfigError, DataError
 
-__all__ = ["reconstruct", "similarity_alignment", "IMAGE_SUFFIXES", "CAMERA_MODELS", "MIN_REGISTERED_FRACTION",
-           "SMALL_IMAGE_SIDE"]
+__all__ = ["reconstruct", "similarity_alignment", "CAMERA_MODELS", "MIN_REGISTERED_FRACTION", "SMALL_IMAGE_SIDE"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 MIN_REGISTERED_FRACTION = 0.5
 SMALL_IMAGE_SIDE = 400
@@ -47,11 +46,11 @@ def _import_pycolmap():
 def _list_images(image_dir: Path) -> list[str]:
     if not image_dir.is_dir():
         raise DataError(f"{image_dir}: not a folder of images")
-    names = sorted(p.name for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    names = [path.name for path in list_image_files(image_dir)]
     if len(names) < _MIN_IMAGES:
         raise DataError(
             f"{image_dir}: structure-from-motion needs at least {_MIN_IMAGES} images "
-            f"({', '.join(IMAGE_SUFFIXES)}), found {len(names)}"
+            f"({', '.join(IMAGE_EXTENSIONS)}), found {len(names)}"
         )
     return names
 
@@ -175,7 +174,11 @@ def _reconstruct_in_temp(pycolmap, image_dir: Path, names: list[str], output_dir
     """Run the pipeline in a temporary folder inside ``output_dir``; move the model to ``sparse/0``."""
     with tempfile.TemporaryDirectory(prefix=".sfm-", dir=output_dir) as work:
         work = Path(work)
-        model = _run_pipeline(pycolmap, image_dir, names, work, camera_model, single_camera, seed, progress)
+        try:
+            model = _run_pipeline(pycolmap, image_dir, names, work, camera_model, single_camera, seed, progress)
+        except RuntimeError as error:  # pycolmap reports its failures as RuntimeError
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(f"{image_dir}: structure-from-motion failed: {first}") from None
         registered = 0 if model is None else model.num_reg_images()
         if registered < MIN_REGISTERED_FRACTION * len(names):
             raise DataError(
