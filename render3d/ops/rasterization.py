@@ -52,7 +52,7 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 
-# Reference work layout (tuned on the 2-core CPU, see benchmarks/RESULTS_rasterization.md):
+# Reference work layout (tuned on the 2-core CPU, see benchmarks/RESULTS.md):
 # list entries per chunk, pixel block edge, and (pixel, entry) pairs evaluated per step.
 REFERENCE_CHUNK = 32
 BLOCK_EDGE = 4
