@@ -1,0 +1,227 @@
+"""``nerf``: an Instant-NGP style radiance field trained with occupancy-grid ray marching.
+
+Per step: draw random pixels of the training images, march their rays through the occupancy
+grid (empty space skipped, early termination at low transmittance), evaluate the hash-grid
+field on the packed samples, volume-render and minimise the MSE to the pixels. The number of
+rays per step adapts so that each step processes about ``target_samples`` samples. RGBA
+data is trained over random background colours (so that empty space must become
+transparent) and rendered over the dataset's background.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from render3d.cameras import Cameras
+from render3d.data.dataset import Dataset
+from render3d.errors import ConfigError
+from render3d.methods import register
+from render3d.methods._nerf_field import RadianceField
+from render3d.methods.base import Method, SceneInfo
+from render3d.ops.ray_marching import OccupancyGrid, ray_marching
+from render3d.ops.volume_rendering import volume_render
+
+_BACKGROUNDS = ("random", "white", "black", "dataset")
+
+
+@register
+class NeRF(Method):
+    name = "nerf"
+    description = "Instant-NGP radiance field: hash grid + tiny MLPs, occupancy-grid ray marching"
+    default_config = {
+        "steps": 5000,
+        # field
+        "hash_levels": 16,
+        "hash_features": 2,
+        "log2_hashmap_size": 19,
+        "base_resolution": 16,
+        "max_resolution": 2048,
+        "hidden_dim": 64,
+        "geo_feat_dim": 15,
+        "sh_degree": 3,
+        # optimisation
+        "lr": 1e-2,
+        "weight_decay": 1e-6,
+        "warmup_steps": 100,
+        "target_samples": 2**18,
+        "initial_rays": 1024,
+        "max_rays": 2**16,
+        "background": "random",
+        # ray marching
+        "render_steps": 1024,
+        "cone_angle": 0.0,
+        "alpha_thre": 0.0,
+        "early_stop_eps": 1e-4,
+        "grid_resolution": 128,
+        "grid_update_every": 16,
+        "grid_warmup_steps": 256,
+        "occ_thre": 0.01,
+        "ema_decay": 0.95,
+        # rendering and meshing
+        "render_chunk": 8192,
+        "eval_chunk_samples": 2**18,
+        "mesh_level": 20.0,  # best Chamfer-L1 on assets/demo among 2.5-40 (benchmarks/RESULTS.md)
+    }
+    # Sized for a 2-core CPU: >= 28 dB test PSNR on assets/demo in under 5 minutes (benchmarks/RESULTS.md).
+    demo_config = {
+        "steps": 550,
+        "target_samples": 2**16,
+        "initial_rays": 256,
+        "log2_hashmap_size": 17,
+        "max_resolution": 512,
+        "grid_resolution": 64,
+    }
+
+    def __init__(self, config: dict, scene_info: SceneInfo) -> None:
+        super().__init__(config, scene_info)
+        if config["background"] not in _BACKGROUNDS:
+            raise ConfigError(f"background must be one of {', '.join(_BACKGROUNDS)}, got {config['background']!r}")
+        aabb = scene_info.aabb_tensor()
+        if not (aabb[1] > aabb[0]).all():
+            raise ConfigError(f"scene aabb must have max > min on every axis, got {aabb.tolist()}")
+        self.field = RadianceField(aabb, config)
+        self.grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
+        self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
+        # Step so that the box diagonal takes render_steps samples (Instant-NGP: sqrt(3)/1024 of the unit cube).
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / config["render_steps"]
+        self.n_rays = int(config["initial_rays"])
+
+    # ------------------------------------------------------------------ training
+    def setup(self, dataset: Dataset) -> None:
+        n, h, w = dataset.images.shape[:3]
+        if n == 0:
+            raise ConfigError("nerf: the training split has no images")
+        self.cameras = dataset.cameras
+        self.pixels = dataset.images.reshape(-1, 3)
+        self.alphas = None if dataset.alphas is None else dataset.alphas.reshape(-1, 1)
+        self.dataset_background = torch.tensor(dataset.background, dtype=torch.float32, device=self.pixels.device)
+        self.image_shape = (n, h, w)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.field.encoding.parameters(), "weight_decay": 0.0},
+                {"params": list(self.field.density_mlp.parameters()) + list(self.field.color_mlp.parameters()),
+                 "weight_decay": self.config["weight_decay"]},
+            ],
+            lr=self.config["lr"],
+            betas=(0.9, 0.99),
+            eps=1e-15,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then ×0.33 at 50 %, 75 % and 90 % of the steps (nerfacc's schedule)."""
+        warmup = self.config["warmup_steps"]
+        if step < warmup:
+            return 0.01 + 0.99 * step / warmup
+        total = max(self.config["steps"], 1)
+        return 0.33 ** sum(step >= fraction * total for fraction in (0.5, 0.75, 0.9))
+
+    def _occupancy_eval(self, points: Tensor) -> Tensor:
+        return self.field.density(points) * self.step_size
+
+    def _sample_batch(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Random training pixels: origins ``[R,3]``, unit dirs ``[R,3]``, target colours
+        ``[R,3]`` composited over this step's background, and that background ``[R,3]``."""
+        n, h, w = self.image_shape
+        device = self.pixels.device
+        index = torch.randint(0, n * h * w, (self.n_rays,), device=device)
+        camera = index // (h * w)
+        pixel = index % (h * w)
+        xy = torch.stack([pixel % w, pixel // w], dim=-1).to(torch.float32) + 0.5
+        origins, dirs = self.cameras.pixel_rays(camera, xy)
+        target = self.pixels[index]
+        background = self._train_background(len(index), device)
+        if self.alphas is not None:
+            target = target + (1.0 - self.alphas[index]) * (background - self.dataset_background)
+        return origins, dirs, target, background
+
+    def _train_background(self, n_rays: int, device: torch.device) -> Tensor:
+        mode = self.config["background"]
+        if mode == "random" and self.alphas is not None:
+            return torch.rand(n_rays, 3, device=device)
+        colour = {"white": 1.0, "black": 0.0}.get(mode)
+        if colour is None:
+            return self.dataset_background.expand(n_rays, 3)
+        return torch.full((n_rays, 3), colour, device=device)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        if step % self.config["grid_update_every"] == 0:
+            self.grid.update(
+                step,
+                self._occupancy_eval,
+                occ_thre=self.config["occ_thre"],
+                ema_decay=self.config["ema_decay"],
+                warmup_steps=self.config["grid_warmup_steps"],
+            )
+        origins, dirs, target, background = self._sample_batch()
+        out = self._render_rays(origins, dirs, background)
+        mse = torch.nn.functional.mse_loss(out["rgb"], target)
+        self.optimizer.zero_grad(set_to_none=True)
+        if out["n_samples"] > 0:
+            mse.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        self._adapt_batch(out["n_samples"])
+        loss = mse.item()
+        return {"loss": loss, "psnr": -10.0 * math.log10(max(loss, 1e-10)), "rays": self.n_rays}
+
+    def _adapt_batch(self, n_samples: int) -> None:
+        """Instant-NGP's dynamic batch: keep about ``target_samples`` samples per step."""
+        ratio = self.config["target_samples"] / max(n_samples, 1)
+        self.n_rays = int(min(max(self.n_rays * ratio, 256), self.config["max_rays"]))
+
+    # ------------------------------------------------------------------ rendering
+    def _render_rays(self, origins: Tensor, dirs: Tensor, background: Tensor) -> dict:
+        """Volume-render rays ``[R,3]`` over ``background [R,3]`` or ``[3]``."""
+
+        def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            mid = origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+            return torch.cat([self.field.density(part) for part in mid.split(self.config["eval_chunk_samples"])])
+
+        ray_indices, t_starts, t_ends = ray_marching(
+            origins,
+            dirs,
+            self.grid,
+            aabb=self.field.aabb,
+            step_size=self.step_size,
+            cone_angle=self.config["cone_angle"],
+            sigma_fn=sigma_fn,
+            alpha_thre=self.config["alpha_thre"],
+            early_stop_eps=self.config["early_stop_eps"],
+        )
+        mid = origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+        sigmas, rgbs = self._field_on_samples(mid, dirs[ray_indices])
+        out = volume_render(t_starts, t_ends, ray_indices, origins.shape[0], sigmas, rgbs, background)
+        out["n_samples"] = int(t_starts.shape[0])
+        return out
+
+    def _field_on_samples(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        """The field on packed samples; without autograd, in chunks of ``eval_chunk_samples``
+        so that rendering memory stays bounded whatever the number of samples."""
+        if torch.is_grad_enabled():
+            return self.field(points, dirs)
+        chunk = self.config["eval_chunk_samples"]
+        parts = [self.field(p, d) for p, d in zip(points.split(chunk), dirs.split(chunk))]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras) -> dict[str, Tensor]:
+        rgb, depth, alpha = [], [], []
+        chunk = int(self.config["render_chunk"])
+        for index in range(len(cameras)):
+            origins, dirs = cameras[index].generate_rays()
+            origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+            parts = [
+                self._render_rays(origins[s : s + chunk], dirs[s : s + chunk], self.render_background)
+                for s in range(0, origins.shape[0], chunk)
+            ]
+            shape = (1, cameras.height, cameras.width)
+            rgb.append(torch.cat([p["rgb"] for p in parts]).reshape(*shape, 3))
+            depth.append(torch.cat([p["depth"] for p in parts]).reshape(shape))
+            alpha.append(torch.cat([p["opacity"] for p in parts]).reshape(shape))
+        return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "alpha": torch.cat(alpha)}
+
+    def density_field(self):
+        return self.field.density, float(self.config["mesh_level"])
