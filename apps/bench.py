@@ -43,6 +43,12 @@ def _rasterization(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
+def _nerf(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_nerf import bench
+
+    return bench(device, quick)
+
+
 def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
     from render3d.apps.bench_ray_marching import bench
 
@@ -52,6 +58,7 @@ def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
     "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
+    "nerf": Benchmark("fit the nerf method to the demo scene: fit time, test PSNR/SSIM", _nerf),
     "rasterization": Benchmark(
         "Gaussian tile binning + rasterization: CPU reference (100k @ 400x400), Triton fps on CUDA (1M @ 1080p)",
         _rasterization,

@@ -41,7 +41,7 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _config_item(text: str) -> tuple[str, object]:
+def parse_config_item(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, booleans, lists)."""
     import json
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the method's)")
     fit.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    fit.add_argument("--config", type=_config_item, action="append", default=[], metavar="KEY=VALUE",
+    fit.add_argument("--config", type=parse_config_item, action="append", default=[], metavar="KEY=VALUE",
                      help="override a method option; repeatable")
     fit.add_argument("--checkpoint-every", type=_positive_int, help="also checkpoint every N steps")
     fit.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after fitting")
