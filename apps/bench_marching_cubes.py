@@ -22,10 +22,10 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import torch
 
+from render3d.apps.timing import timed
 from render3d.io.atomic import atomic_write_json
 from render3d.ops.marching_cubes import marching_cubes
 
@@ -37,15 +37,6 @@ def gyroid_volume(size: int, device: torch.device) -> torch.Tensor:
     return (torch.sin(x) * torch.cos(y) + torch.sin(y) * torch.cos(z) + torch.sin(z) * torch.cos(x)).contiguous()
 
 
-def _timed(fn, device: torch.device) -> tuple[float, float, object]:
-    """(wall seconds, process CPU seconds, result) of one call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start, time.process_time() - start_cpu, result
 
 
 def bench_size(size: int, device: torch.device, repeats: int, level: float = 0.0) -> dict:
@@ -67,10 +58,10 @@ def bench_size(size: int, device: torch.device, repeats: int, level: float = 0.0
         torch.cuda.reset_peak_memory_stats(device)
     ours_times, theirs_times, ours_cpu, theirs_cpu = [], [], [], []
     for _ in range(repeats):
-        seconds, cpu_seconds, (verts, faces) = _timed(ours, device)
+        seconds, cpu_seconds, (verts, faces) = timed(ours, device)
         ours_times.append(seconds)
         ours_cpu.append(cpu_seconds)
-        seconds, cpu_seconds, (sk_verts, sk_faces, _, _) = _timed(theirs, torch.device("cpu"))
+        seconds, cpu_seconds, (sk_verts, sk_faces, _, _) = timed(theirs, torch.device("cpu"))
         theirs_times.append(seconds)
         theirs_cpu.append(cpu_seconds)
     row = {

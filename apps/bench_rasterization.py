@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import time
 
 import torch
 
+from render3d.apps.timing import timed
 from render3d.ops.rasterization import rasterize_gaussians
 from render3d.ops.tile_binning import isect_offset_encode, isect_tiles, tile_grid
 
@@ -54,15 +54,6 @@ def synthetic_splats(n_gaussians: int, width: int, height: int, device: torch.de
     return {name: value.to(device) for name, value in splats.items()}
 
 
-def _timed(fn, device: torch.device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def bench_case(n_gaussians: int, width: int, height: int, device: torch.device, repeats: int,
@@ -93,7 +84,7 @@ def bench_case(n_gaussians: int, width: int, height: int, device: torch.device, 
     timings = {}
     for name, fn in (("binning", binning), ("forward", forward), ("forward+backward", forward_backward)):
         fn()
-        runs = [_timed(fn, device) for _ in range(repeats)]
+        runs = [timed(fn, device)[:2] for _ in range(repeats)]
         timings[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {

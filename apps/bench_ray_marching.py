@@ -20,10 +20,10 @@ import contextlib
 import math
 import os
 import statistics
-import time
 
 import torch
 
+from render3d.apps.timing import timed
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
 from render3d.ops.volume_rendering import volume_render
 
@@ -72,15 +72,6 @@ def _backend(name: str):
             os.environ["RENDER3D_BACKEND"] = previous
 
 
-def _timed(fn, device: torch.device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def _bench_backend(backend: str, origins, dirs, grid, repeats: int) -> dict:
@@ -102,8 +93,8 @@ def _bench_backend(backend: str, origins, dirs, grid, repeats: int) -> dict:
             return out
 
         render()
-        march_times = [_timed(march, device) for _ in range(repeats)]
-        render_times = [_timed(render, device) for _ in range(repeats)]
+        march_times = [timed(march, device)[:2] for _ in range(repeats)]
+        render_times = [timed(render, device)[:2] for _ in range(repeats)]
     samples = int(t_starts.shape[0])
     march_s, march_cpu_s = (statistics.median(column) for column in zip(*march_times))
     render_s, render_cpu_s = (statistics.median(column) for column in zip(*render_times))
