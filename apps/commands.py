@@ -103,7 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scene = _load_scene(args)
     dataset = render3d.load_dataset(_data_for(scene, args.data), split=args.split)
     result = scene.evaluate(dataset, args.split, progress=not (args.quiet or args.json))
-    if dataset.mesh_path is not None and _can_mesh(scene):
+    if dataset.mesh_path is not None and scene.method.can_mesh:
         from render3d.mesh import load_mesh
         from render3d.metrics import mesh_metrics
 
@@ -118,14 +118,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for key, value in result.get("mesh", {}).items():
         _echo(f"mesh {key}: {value:.5g}" if isinstance(value, float) else f"mesh {key}: {value}")
     return 0
-
-
-def _can_mesh(scene: "render3d.Scene") -> bool:
-    try:
-        scene.method.density_field()
-    except ConfigError:
-        return False
-    return True
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -237,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
     video = _write_demo_video(out, frames)
     written = [f"run directory: {out / 'run'}", f"novel-view video: {video}"]
-    if _can_mesh(scene):
+    if scene.method.can_mesh:
         from render3d.mesh import export_mesh
 
         mesh_path = out / "mesh.ply"

@@ -1,7 +1,8 @@
 """Meshes from implicit fields, and mesh files in and out.
 
 - :func:`extract_mesh` samples any field ``[N, 3] -> [N]`` on a regular grid in bounded-size
-  chunks and runs :func:`render3d.ops.marching_cubes.marching_cubes` on the result.
+  chunks (:func:`sample_field`) and runs :func:`render3d.ops.marching_cubes.marching_cubes` on
+  the result (:func:`mesh_from_volume`, also for volumes a method computes itself).
 - :func:`export_mesh` / :func:`load_mesh` write and read PLY, OBJ and GLB through ``trimesh``;
   writes are atomic.
 """
@@ -70,14 +71,38 @@ def extract_mesh(
         >>> sphere = lambda p: p.norm(dim=-1) - 0.5
         >>> mesh = extract_mesh(sphere, [[-1, -1, -1], [1, 1, 1]], 64, inside="below")
     """
-    import trimesh
+    volume = sample_field(field_fn, bbox, resolution, chunk_size=chunk_size, device=device, progress=progress)
+    return mesh_from_volume(volume, bbox, level, close_boundary=close_boundary, inside=inside)
 
+
+def sample_field(
+    field_fn: Callable[[torch.Tensor], torch.Tensor],
+    bbox: torch.Tensor | Sequence[Sequence[float]],
+    resolution: int | Sequence[int] = 256,
+    *,
+    chunk_size: int = 2**18,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``[X, Y, Z]`` float32 values of ``field_fn`` on the grid of :func:`extract_mesh`
+    (same arguments and errors)."""
     box = _validated_bbox(bbox)
     shape = _validated_resolution(resolution)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"extract_mesh: chunk_size must be a positive integer, got {chunk_size!r}")
     device = _field_device(field_fn) if device is None else torch.device(device)
-    volume = _sample_field(field_fn, box, shape, int(chunk_size), device, progress)
+    return _sample_field(field_fn, box, shape, int(chunk_size), device, progress)
+
+
+def mesh_from_volume(volume: torch.Tensor, bbox, level: float = 0.0, *, close_boundary: bool = False,
+                     inside: str = "above"):
+    """Marching cubes on a sampled ``[X, Y, Z]`` volume whose corner samples sit on the corners
+    of ``bbox``; a ``trimesh.Trimesh`` as :func:`extract_mesh` returns."""
+    import trimesh
+
+    box = _validated_bbox(bbox)
+    if not bool(torch.isfinite(volume).all()):
+        raise ConfigError("extract_mesh: the volume has non-finite values (NaN or inf)")
     verts, faces = marching_cubes(volume, level, bbox=box, close_boundary=close_boundary, inside=inside)
     return trimesh.Trimesh(vertices=verts.cpu().numpy(), faces=faces.cpu().numpy(), process=False)
 

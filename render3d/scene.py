@@ -209,7 +209,8 @@ class Scene:
             rundir.update_metrics(self.run_dir, section, values)
 
     def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None, progress: bool = False):
-        """Mesh the method's density field by marching cubes over the scene's bounds.
+        """Mesh the method's density (:meth:`Method.density_volume`) by marching cubes over the
+        scene's bounds.
 
         Args:
             resolution: grid samples per axis.
@@ -219,21 +220,15 @@ class Scene:
         Returns:
             ``trimesh.Trimesh`` in world coordinates.
         """
-        from render3d.mesh import extract_mesh
+        from render3d.mesh import mesh_from_volume
 
         if not isinstance(resolution, int) or resolution < 2:
             raise ConfigError(f"resolution must be an integer >= 2, got {resolution!r}")
-        field, default_level = self.method.density_field()
+        if not self.method.can_mesh:
+            raise ConfigError(f"method {self.method.name!r} cannot extract a mesh")
         box = self.method.scene_info.aabb_tensor() if bbox is None else torch.as_tensor(bbox, dtype=torch.float32)
-        return extract_mesh(
-            field,
-            box,
-            resolution=resolution,
-            level=default_level if level is None else level,
-            device=self.method.device,
-            inside="above",
-            progress=progress,
-        )
+        volume, default_level = self.method.density_volume(box, (resolution,) * 3, progress=progress)
+        return mesh_from_volume(volume, box, default_level if level is None else level, inside="above")
 
     # ------------------------------------------------------------------ persistence
     def _checkpoint_payload(self, step: int) -> dict:

@@ -149,3 +149,22 @@ class Method(torch.nn.Module, abc.ABC):
         signed-distance method returns the negated distance (and level 0).
         """
         raise ConfigError(f"method {self.name!r} cannot extract a mesh")
+
+    def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
+                       progress: bool = False) -> tuple[Tensor, float]:
+        """The density on the grid of ``bbox [2,3]`` with ``resolution`` samples per axis (corner
+        samples on the box corners): ``[X,Y,Z]`` float32 values and the iso-level.
+
+        The default samples :meth:`density_field`; methods whose density is cheaper to build
+        as a whole volume (e.g. splatting Gaussians) override this instead.
+        """
+        from render3d.mesh import sample_field
+
+        field, level = self.density_field()
+        return sample_field(field, bbox, resolution, device=self.device, progress=progress), level
+
+    @property
+    def can_mesh(self) -> bool:
+        """Whether :meth:`density_volume` works for this method."""
+        cls = type(self)
+        return cls.density_field is not Method.density_field or cls.density_volume is not Method.density_volume

@@ -1,0 +1,332 @@
+"""3D Gaussian Splatting (Kerbl et al. 2023) as a render3d method (registry name ``"3dgs"``).
+
+The scene is a set of anisotropic 3D Gaussians (position, rotation, log-scales, opacity logit,
+SH colour coefficients up to degree 3), rendered by :func:`render3d.ops.render_gaussians`
+(projection, SH colours, tile binning, tile-sorted rasterization: PyTorch references on the
+CPU, Triton kernels on CUDA) and fitted one training image per step with
+``(1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)``:
+
+- initialisation from the dataset's structure-from-motion points (COLMAP, nerfstudio with
+  points) or ``init_points`` random points in the scene box (NeRF-synthetic), scales from the
+  mean distance to the 3 nearest neighbours, identity rotations, opacity ``init_opacity``;
+- Adam per parameter with the original learning rates; the position rate decays
+  exponentially from ``lr_means`` to ``lr_means_final`` (both × the scene scale);
+- the active SH degree rises by one every ``sh_degree_every`` steps up to ``sh_degree``;
+- densification by the original adaptive density control (``strategy="adc"``) or the
+  capped 3DGS-MCMC strategy (``strategy="mcmc"``, at most ``cap_max`` Gaussians), see
+  :mod:`render3d.methods._densification`.
+
+The schedule keys (``refine_*``, ``reset_every``, ``sh_degree_every``) are given for a run of
+``schedule_steps`` steps (the original 30000) and scaled to the actual ``steps``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from render3d.cameras import Cameras
+from render3d.data.dataset import Dataset
+from render3d.errors import ConfigError
+from render3d.methods import _splat_params as splats
+from render3d.methods import register
+from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
+from render3d.methods._splat_volume import splat_density_volume
+from render3d.methods.base import Method, SceneInfo
+from render3d.ops.gaussian_rendering import render_gaussians
+from render3d.ops.spherical_harmonics import num_sh_bases
+
+SH_C0 = 0.28209479177387814  # degree-0 SH basis: colour = 0.5 + SH_C0 * f_dc
+_STRATEGIES = ("adc", "mcmc")
+_INITS = ("auto", "points", "random")
+
+
+@register
+class GaussianSplatting(Method):
+    name = "3dgs"
+    description = "3D Gaussian Splatting: anisotropic Gaussians, tile-sorted rasterization, ADC or MCMC densification"
+    default_config = {
+        "steps": 30000,
+        # initialisation
+        "init": "auto",
+        "init_points": 100_000,
+        "init_opacity": 0.1,
+        "init_scale": 1.0,
+        "sh_degree": 3,
+        # optimisation
+        "lr_means": 1.6e-4,
+        "lr_means_final": 1.6e-6,
+        "lr_quats": 1e-3,
+        "lr_scales": 5e-3,
+        "lr_opacities": 5e-2,
+        "lr_sh0": 2.5e-3,
+        "lr_shN": 2.5e-3 / 20,
+        "ssim_lambda": 0.2,
+        # schedule (for schedule_steps steps; scaled to `steps`)
+        "schedule_steps": 30000,
+        "sh_degree_every": 1000,
+        "refine_start": 500,
+        "refine_stop": 15000,
+        "refine_every": 100,
+        "reset_every": 3000,
+        # densification
+        "strategy": "adc",
+        "grow_grad2d": 2e-4,
+        "grow_scale3d": 0.01,
+        "prune_opacity": 0.005,
+        "prune_scale3d": 0.1,
+        "max_gaussians": 0,
+        "absgrad": False,
+        "cap_max": 1_000_000,
+        "noise_lr": 5e5,
+        "opacity_reg": 0.01,
+        "scale_reg": 0.01,
+        # rendering and meshing
+        "antialiased": False,
+        "near": 0.01,
+        "mesh_level": 0.5,
+    }
+    # Sized for a 2-core CPU on assets/demo (benchmarks/RESULTS.md).
+    demo_config = {
+        "steps": 3000,
+        "init_points": 20_000,
+        "schedule_steps": 3000,
+        "sh_degree_every": 300,
+        "refine_start": 100,
+        "refine_stop": 2000,
+        "refine_every": 100,
+        "reset_every": 1000,
+        "max_gaussians": 60_000,
+    }
+
+    def __init__(self, config: dict, scene_info: SceneInfo) -> None:
+        super().__init__(config, scene_info)
+        _validate_config(config)
+        empty = {"means": (0, 3), "quats": (0, 4), "log_scales": (0, 3), "opacity_logits": (0,), "sh0": (0, 1, 3),
+                 "shN": (0, num_sh_bases(config["sh_degree"]) - 1, 3)}
+        self.splats = nn.ParameterDict({name: nn.Parameter(torch.zeros(shape)) for name, shape in empty.items()})
+        self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
+        self.register_buffer("active_sh_degree", torch.tensor(config["sh_degree"]))
+        self.register_buffer("scene_scale", torch.tensor(1.0))
+
+    # ------------------------------------------------------------------ schedule
+    def _scheduled(self, key: str) -> int:
+        """A schedule key scaled from ``schedule_steps`` to this run's ``steps`` (at least 1)."""
+        ratio = self.config["steps"] / max(self.config["schedule_steps"], 1)
+        return max(1, round(self.config[key] * ratio))
+
+    def _lr_means(self, step: int) -> float:
+        fraction = min(step / max(self.config["steps"], 1), 1.0)
+        start, end = self.config["lr_means"], self.config["lr_means_final"]
+        return float(self.scene_scale) * start * (end / start) ** fraction
+
+    # ------------------------------------------------------------------ training
+    def setup(self, dataset: Dataset) -> None:
+        if len(dataset) == 0:
+            raise ConfigError("3dgs: the training split has no images")
+        device = dataset.images.device
+        self.images = dataset.images
+        self.cameras = dataset.cameras
+        centers = dataset.cameras.centers
+        # The original's "cameras extent": 1.1 x the largest camera distance from their mean.
+        self.scene_scale.fill_(1.1 * float((centers - centers.mean(0)).norm(dim=-1).max().clamp(min=1e-3)))
+        means, colors = self._initial_points(dataset)
+        self._set_gaussians(means, colors)
+        learning_rates = {"means": self._lr_means(0), "quats": self.config["lr_quats"],
+                          "log_scales": self.config["lr_scales"], "opacity_logits": self.config["lr_opacities"],
+                          "sh0": self.config["lr_sh0"], "shN": self.config["lr_shN"]}
+        self.optimizer = splats.make_optimizer(self.splats, learning_rates)
+        self.strategy = self._make_strategy()
+        self.active_sh_degree.fill_(0)
+        self.view_order = torch.randperm(len(dataset), device=device)
+
+    def _initial_points(self, dataset: Dataset) -> tuple[Tensor, Tensor]:
+        mode = self.config["init"]
+        has_points = dataset.points is not None and dataset.points.shape[0] > 0
+        if mode == "points" and not has_points:
+            raise ConfigError("3dgs: init='points' but the dataset has no structure-from-motion points")
+        device = dataset.images.device
+        if has_points and mode != "random":
+            colors = dataset.point_colors if dataset.point_colors is not None else torch.full_like(dataset.points, 0.5)
+            return dataset.points.float(), colors.float()
+        aabb = dataset.aabb.to(device)
+        n = int(self.config["init_points"])
+        means = aabb[0] + (aabb[1] - aabb[0]) * torch.rand(n, 3, device=device)
+        return means, torch.rand(n, 3, device=device)
+
+    def _set_gaussians(self, means: Tensor, colors: Tensor) -> None:
+        n = means.shape[0]
+        device = means.device
+        distances = _mean_neighbour_distance(means, k=3)
+        quats = torch.zeros(n, 4, device=device)
+        quats[:, 0] = 1.0
+        values = {
+            "means": means,
+            "quats": quats,
+            "log_scales": torch.log(distances * self.config["init_scale"])[:, None].repeat(1, 3),
+            "opacity_logits": torch.full((n,), math.log(self.config["init_opacity"] / (1 - self.config["init_opacity"])),
+                                         device=device),
+            "sh0": ((colors - 0.5) / SH_C0)[:, None, :],
+            "shN": torch.zeros(n, self.splats["shN"].shape[1], 3, device=device),
+        }
+        for name, value in values.items():
+            self.splats[name] = nn.Parameter(value.contiguous())
+
+    def _make_strategy(self):
+        config = self.config
+        schedule = {key: self._scheduled(key) for key in ("refine_start", "refine_stop", "refine_every")}
+        if config["strategy"] == "mcmc":
+            return MarkovChainMonteCarlo(cap_max=config["cap_max"], min_opacity=config["prune_opacity"],
+                                         noise_lr=config["noise_lr"], opacity_reg=config["opacity_reg"],
+                                         scale_reg=config["scale_reg"], **schedule)
+        return AdaptiveDensityControl(float(self.scene_scale), grow_grad2d=config["grow_grad2d"],
+                                      grow_scale3d=config["grow_scale3d"], prune_opacity=config["prune_opacity"],
+                                      prune_scale3d=config["prune_scale3d"], reset_every=self._scheduled("reset_every"),
+                                      max_gaussians=config["max_gaussians"], absgrad=config["absgrad"], **schedule)
+
+    def _next_view(self, step: int) -> int:
+        """Training views in shuffled epochs (each image once per epoch, as the original)."""
+        n = self.view_order.shape[0]
+        if step > 0 and step % n == 0:
+            self.view_order = torch.randperm(n, device=self.view_order.device)
+        return int(self.view_order[step % n])
+
+    def train_step(self, step: int) -> dict[str, float]:
+        from render3d.metrics.ssim import ssim
+
+        degree = min(step // self._scheduled("sh_degree_every"), self.config["sh_degree"])
+        self.active_sh_degree.fill_(degree)
+        for group in self.optimizer.param_groups:
+            if group["name"] == "means":
+                group["lr"] = self._lr_means(step)
+        view = self._next_view(step)
+        camera = self.cameras[view]
+        target = self.images[view: view + 1]
+        rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"])
+        if info["means2d"].requires_grad:
+            info["means2d"].retain_grad()
+        l1 = (rgb - target).abs().mean()
+        lam = self.config["ssim_lambda"]
+        loss = (1 - lam) * l1 + lam * (1 - ssim(rgb, target).mean()) + self.strategy.regularization(self.splats)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.strategy.step(step, self.splats, self.optimizer, info, camera.width, camera.height, self._lr_means(step))
+        mse = float(((rgb.detach() - target) ** 2).mean())
+        return {"loss": float(loss), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.splats["means"].shape[0])
+
+    # ------------------------------------------------------------------ rendering
+    def _render(self, cameras: Cameras, degree: int, *, with_depth: bool, absgrad: bool = False):
+        coeffs = torch.cat([self.splats["sh0"], self.splats["shN"]], dim=1)
+        return render_gaussians(
+            self.splats["means"],
+            self.splats["quats"],
+            self.splats["log_scales"],
+            torch.sigmoid(self.splats["opacity_logits"]),
+            coeffs,
+            cameras.w2c,
+            cameras.K,
+            cameras.width,
+            cameras.height,
+            sh_degree=degree,
+            backgrounds=self.render_background,
+            with_depth=with_depth,
+            near=self.config["near"],
+            antialiased=self.config["antialiased"],
+            absgrad=absgrad,
+        )
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras) -> dict[str, Tensor]:
+        rgb, depth, alpha = [], [], []
+        degree = int(self.active_sh_degree)
+        for index in range(len(cameras)):
+            camera = cameras[index]
+            features, alphas, _ = self._render(camera, degree, with_depth=True)
+            rgb.append(features[..., :3].clamp(0, 1))
+            depth.append(features[..., 3] * _ray_length_per_depth(camera))
+            alpha.append(alphas[..., 0])
+        return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "alpha": torch.cat(alpha)}
+
+    # ------------------------------------------------------------------ meshing and export
+    def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
+                       progress: bool = False) -> tuple[Tensor, float]:
+        """The Gaussians' opacity field ``sum_i o_i exp(-d^T Sigma_i^-1 d / 2)`` splatted onto the
+        grid (:func:`render3d.methods._splat_volume.splat_density_volume`), level ``mesh_level``."""
+        volume = splat_density_volume(self.splats["means"].detach(), self.splats["quats"].detach(),
+                                      self.splats["log_scales"].detach(),
+                                      torch.sigmoid(self.splats["opacity_logits"].detach()), bbox, resolution,
+                                      progress=progress)
+        return volume, float(self.config["mesh_level"])
+
+    def gaussians(self) -> dict[str, Tensor]:
+        """Detached copies in the 3DGS PLY layout: means, quats, log_scales, opacity_logits, sh."""
+        return {
+            "means": self.splats["means"].detach().clone(),
+            "quats": self.splats["quats"].detach().clone(),
+            "log_scales": self.splats["log_scales"].detach().clone(),
+            "opacity_logits": self.splats["opacity_logits"].detach().clone(),
+            "sh": torch.cat([self.splats["sh0"], self.splats["shN"]], dim=1).detach().clone(),
+        }
+
+    def load_gaussians(self, values: dict[str, Tensor]) -> None:
+        """Replace the Gaussians (inverse of :meth:`gaussians`); SH beyond ``sh_degree`` is dropped."""
+        sh = values["sh"]
+        n_bases = num_sh_bases(self.config["sh_degree"])
+        if sh.shape[1] < n_bases:
+            sh = torch.cat([sh, sh.new_zeros(sh.shape[0], n_bases - sh.shape[1], 3)], dim=1)
+        parameters = {"means": values["means"], "quats": values["quats"], "log_scales": values["log_scales"],
+                      "opacity_logits": values["opacity_logits"], "sh0": sh[:, :1], "shN": sh[:, 1:n_bases]}
+        for name, value in parameters.items():
+            self.splats[name] = nn.Parameter(value.float().contiguous().to(self.render_background.device))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Resize the Gaussian parameters to the checkpoint's count before loading it."""
+        for name in splats.PARAM_NAMES:
+            key = f"splats.{name}"
+            if key in state_dict:
+                self.splats[name] = nn.Parameter(torch.empty_like(state_dict[key]))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _validate_config(config: dict) -> None:
+    if config["strategy"] not in _STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(_STRATEGIES)}, got {config['strategy']!r}")
+    if config["init"] not in _INITS:
+        raise ConfigError(f"init must be one of {', '.join(_INITS)}, got {config['init']!r}")
+    if config["sh_degree"] not in (0, 1, 2, 3):
+        raise ConfigError(f"sh_degree must be 0, 1, 2 or 3, got {config['sh_degree']!r}")
+    if not 0.0 < config["init_opacity"] < 1.0:
+        raise ConfigError(f"init_opacity must be in (0, 1), got {config['init_opacity']!r}")
+    for key in ("init_points", "cap_max", "schedule_steps", "sh_degree_every", "refine_every", "reset_every"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+
+
+def _mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096) -> Tensor:
+    """``[N]`` mean distance of each point to its ``k`` nearest others (brute force, in chunks)."""
+    n = points.shape[0]
+    if n <= 1:
+        return torch.full((n,), 0.01, device=points.device)
+    k = min(k, n - 1)
+    out = torch.empty(n, device=points.device)
+    for start in range(0, n, chunk):
+        block = points[start: start + chunk]
+        distances = torch.cdist(block, points)
+        nearest = torch.topk(distances, k + 1, dim=1, largest=False).values[:, 1:]  # drop the point itself
+        out[start: start + chunk] = nearest.mean(dim=1)
+    return out.clamp(min=1e-7)
+
+
+def _ray_length_per_depth(camera: Cameras) -> Tensor:
+    """``[1,H,W]`` length of the ray through each pixel per unit of camera-space depth."""
+    xy = camera.pixel_grid().reshape(-1, 2)
+    K = camera.K[0]
+    x = (xy[:, 0] - K[0, 2]) / K[0, 0]
+    y = (xy[:, 1] - K[1, 2]) / K[1, 1]
+    return torch.sqrt(x * x + y * y + 1.0).reshape(1, camera.height, camera.width)
