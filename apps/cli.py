@@ -54,6 +54,17 @@ def parse_config_item(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def parse_rgb(text: str) -> tuple[float, float, float]:
+    """``R,G,B`` with each value in [0, 1], e.g. ``1,1,1`` for white."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0.0 <= value <= 1.0 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not R,G,B with values in [0, 1]")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="render3d",
@@ -77,19 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
 
     render = commands.add_parser("render", help="render a fitted scene's test views or an orbit")
-    render.add_argument("run", help="run directory written by `render3d fit`")
+    render.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file")
     views = render.add_mutually_exclusive_group()
     views.add_argument("--split", choices=["train", "val", "test"], help="render the cameras of this split (default test)")
     views.add_argument("--orbit", type=_positive_int, metavar="N", help="render N frames orbiting the scene")
-    render.add_argument("--out", help="folder for the PNG frames (default RUN/renders/SPLIT or RUN/renders/orbit)")
+    render.add_argument("--out", help="folder for the PNG frames (default RUN/renders/SPLIT or RUN/renders/orbit;"
+                                      " FILE_renders/... next to a .ply)")
     render.add_argument("--video", help="also write the frames as a video (.mp4 or .gif)")
     render.add_argument("--fps", type=_positive_int, default=30, help="video frame rate (default 30)")
     render.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
+    render.add_argument("--background", type=parse_rgb, metavar="R,G,B",
+                        help="background of a splat .ply in [0,1] (default 0,0,0; a run keeps its own)")
     render.add_argument("--device", help="cpu, cuda, cuda:N")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="PSNR/SSIM on a split; mesh metrics when the data has a ground-truth mesh")
-    evaluate.add_argument("run", help="run directory written by `render3d fit`")
+    evaluate.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file (needs --data;"
+                          " rendered over the dataset's background)")
     evaluate.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
     evaluate.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes resolution for mesh metrics")
@@ -97,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="cpu, cuda, cuda:N")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    export = commands.add_parser("export", help="export a fitted scene as a mesh")
-    export.add_argument("run", help="run directory written by `render3d fit`")
-    export.add_argument("--mesh", required=True, help="output mesh file (.ply, .obj or .glb)")
+    export = commands.add_parser("export", help="export a fitted scene as a mesh and/or a 3DGS splat PLY")
+    export.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file")
+    export.add_argument("--mesh", help="output mesh file (.ply, .obj or .glb)")
+    export.add_argument("--splat", metavar="FILE.ply",
+                        help="output standard 3DGS PLY of the Gaussians (Gaussian methods such as 3dgs)")
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes cells per axis (default 256)")
     export.add_argument("--level", type=float, help="iso-level (default: the method's)")
     export.add_argument("--device", help="cpu, cuda, cuda:N")

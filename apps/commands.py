@@ -23,13 +23,17 @@ def _echo(message: str) -> None:
 
 
 def _load_scene(args: argparse.Namespace) -> "render3d.Scene":
-    return render3d.Scene.load(args.run, device=getattr(args, "device", None))
+    """The scene of ``args.run``: a run directory or a 3DGS splat ``.ply`` file."""
+    return render3d.Scene.load(args.run, device=getattr(args, "device", None),
+                               background=getattr(args, "background", None))
 
 
 def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
     if data is not None:
         return Path(data)
     if scene.data_root is None:
+        if scene.run_dir is None:
+            raise ConfigError("a splat .ply file has no dataset; pass --data DIR (or --orbit N to render)")
         raise ConfigError("the run does not record its dataset folder; pass --data DIR")
     return scene.data_root
 
@@ -67,22 +71,53 @@ def _orbit_cameras(scene: "render3d.Scene", data: Path, n_frames: int) -> "rende
     return orbit_around(train.cameras, n_frames, train.center)
 
 
+# Orbit around a scene without a dataset (a splat .ply): horizontal field of view, elevation.
+_BOX_ORBIT_FOV_DEG = 50.0
+_BOX_ORBIT_ELEVATION_DEG = 20.0
+
+
+def _box_orbit_cameras(scene: "render3d.Scene", n_frames: int) -> "render3d.Cameras":
+    """``n_frames`` cameras orbiting the scene's aabb (z up), far enough for its bounding
+    sphere to fit the field of view, at the scene's image size."""
+    import math
+
+    from render3d.camera_paths import orbit
+    from render3d.cameras import intrinsics_from_fov
+
+    info = scene.method.scene_info
+    box = info.aabb_tensor()
+    center = box.mean(dim=0)
+    half_diagonal = float((box[1] - box[0]).norm()) / 2
+    fov = math.radians(_BOX_ORBIT_FOV_DEG)
+    radius = max(half_diagonal / math.sin(fov / 2), 1e-3)
+    K = intrinsics_from_fov(fov, info.width, info.height)
+    return orbit(center, radius, n_frames, K, info.width, info.height, _BOX_ORBIT_ELEVATION_DEG)
+
+
+def _default_render_folder(scene: "render3d.Scene", run: str, view: str) -> Path:
+    if scene.run_dir is None:  # a splat .ply: a folder beside it
+        return Path(run).with_name(f"{Path(run).stem}_renders") / view
+    return Path(run) / RENDERS / view
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from render3d.io.images import save_image
 
-    scene = _load_scene(args)
-    data = _data_for(scene, args.data)
-    if args.orbit:
-        view = "orbit"
-        cameras = _orbit_cameras(scene, data, args.orbit)
-    else:
-        view = args.split or "test"
-        cameras = render3d.load_dataset(data, split=view).cameras
-    names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
     if args.video is not None:
         _check_video_path(args.video)
+    scene = _load_scene(args)
+    if args.orbit:
+        view = "orbit"
+        if args.data is None and scene.data_root is None:
+            cameras = _box_orbit_cameras(scene, args.orbit)
+        else:
+            cameras = _orbit_cameras(scene, _data_for(scene, args.data), args.orbit)
+    else:
+        view = args.split or "test"
+        cameras = render3d.load_dataset(_data_for(scene, args.data), split=view).cameras
+    names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
     frames = scene.render(cameras, progress=not args.quiet)["rgb"].clamp(0, 1)
-    out = Path(args.out) if args.out else Path(args.run) / RENDERS / view
+    out = Path(args.out) if args.out else _default_render_folder(scene, args.run, view)
     for name, frame in zip(names, frames):
         save_image(out / name, frame)
     _echo(f"wrote {len(names)} frames to {out}")
@@ -99,9 +134,20 @@ def _check_video_path(path: str) -> None:
         raise ConfigError(f"--video: {path!r} must end in .mp4 or .gif")
 
 
+def _is_splat_file(run: str) -> bool:
+    """Whether ``run`` names a splat ``.ply`` file rather than a run directory (Scene.load's rule)."""
+    return Path(run).suffix.lower() == ".ply" and not Path(run).is_dir()
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    scene = _load_scene(args)
-    dataset = render3d.load_dataset(_data_for(scene, args.data), split=args.split)
+    if _is_splat_file(args.run):  # rendered over the dataset's background, as a fitted run is
+        if args.data is None:
+            raise ConfigError("a splat .ply file has no dataset; pass --data DIR")
+        dataset = render3d.load_dataset(args.data, split=args.split)
+        scene = render3d.Scene.load(args.run, device=args.device, background=dataset.background)
+    else:
+        scene = _load_scene(args)
+        dataset = render3d.load_dataset(_data_for(scene, args.data), split=args.split)
     result = scene.evaluate(dataset, args.split, progress=not (args.quiet or args.json))
     if dataset.mesh_path is not None and scene.method.can_mesh:
         from render3d.mesh import load_mesh
@@ -123,12 +169,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from render3d.mesh import MESH_EXTENSIONS, export_mesh
 
-    if Path(args.mesh).suffix.lower() not in MESH_EXTENSIONS:
+    if args.mesh is None and args.splat is None:
+        raise ConfigError("nothing to export: give --splat FILE.ply and/or --mesh FILE")
+    if args.mesh is not None and Path(args.mesh).suffix.lower() not in MESH_EXTENSIONS:
         raise ConfigError(f"--mesh: {args.mesh!r} must end in {', '.join(MESH_EXTENSIONS)}")
+    if args.splat is not None and Path(args.splat).suffix.lower() != ".ply":
+        raise ConfigError(f"--splat: {args.splat!r} must end in .ply (the 3DGS splat format)")
     scene = _load_scene(args)
-    mesh = scene.extract_mesh(resolution=args.resolution, level=args.level)
-    export_mesh(mesh, args.mesh)
-    _echo(f"wrote {args.mesh}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
+    # Check every request before writing anything, so a refused one leaves no partial export.
+    if args.splat is not None and not scene.can_export_splat:
+        raise ConfigError(f"--splat: method {scene.method.name!r} has no Gaussians to export (use --mesh)")
+    if args.mesh is not None and not scene.method.can_mesh:
+        raise ConfigError(f"--mesh: method {scene.method.name!r} cannot extract a mesh")
+    # The mesh first: it is the one that can still be refused (e.g. empty at this level).
+    if args.mesh is not None:
+        mesh = scene.extract_mesh(resolution=args.resolution, level=args.level)
+        export_mesh(mesh, args.mesh)
+        _echo(f"wrote {args.mesh}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
+    if args.splat is not None:
+        size = scene.export_splat(args.splat).stat().st_size
+        _echo(f"wrote {args.splat}: 3DGS splat PLY, {size / 1e6:.3g} MB")
     return 0
 
 

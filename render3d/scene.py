@@ -8,6 +8,11 @@ Example::
     print(scene.evaluate("assets/demo")["mean"])  # {"psnr": ..., "ssim": ...}
     scene.extract_mesh(resolution=256).export("demo.ply")
     scene = render3d.Scene.load("runs/demo")
+
+    # Gaussian methods ("3dgs") also read and write the standard 3DGS splat PLY:
+    scene.export_splat("demo_splat.ply")                 # opens in common splat viewers
+    splat = render3d.Scene.load("point_cloud.ply", background=(0, 0, 0))  # e.g. from the original 3DGS
+    out = splat.render(scene_cameras)
 """
 from __future__ import annotations
 
@@ -46,6 +51,42 @@ def _as_dataset(data: str | os.PathLike | Dataset, split: str) -> Dataset:
     from render3d.data import load_dataset
 
     return load_dataset(data, split=split)
+
+
+# What a splat PLY does not say and Scene.load assumes (splat viewers' conventions).
+_SPLAT_NEAR = 0.01
+_SPLAT_FAR = 1.0e4
+_SPLAT_IMAGE_SIZE = 800
+_SPLAT_BACKGROUND = (0.0, 0.0, 0.0)
+
+
+def _splat_bounds(means: torch.Tensor, quantile: float = 0.005, pad: float = 0.1) -> tuple[tuple, tuple]:
+    """A robust box around Gaussian centres ``means [N,3]`` (N >= 1): the per-axis
+    ``quantile`` / ``1 - quantile`` quantiles, each side padded by ``pad`` of the extent
+    (at least 1e-3), so that stray far-away Gaussians do not blow up the scene bounds.
+
+    Returns:
+        ``((xmin, ymin, zmin), (xmax, ymax, zmax))``.
+    """
+    import numpy as np
+
+    points = means.detach().double().cpu().numpy()
+    lo = np.quantile(points, quantile, axis=0)
+    hi = np.quantile(points, 1.0 - quantile, axis=0)
+    margin = np.maximum(pad * (hi - lo), 1e-3)
+    return tuple(float(v) for v in lo - margin), tuple(float(v) for v in hi + margin)
+
+
+def _check_background(background) -> tuple[float, float, float]:
+    if background is None:
+        return _SPLAT_BACKGROUND
+    try:
+        values = tuple(float(c) for c in background)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(0.0 <= c <= 1.0 for c in values):
+        raise ConfigError(f"background must be 3 numbers (r, g, b) in [0, 1], got {background!r}")
+    return values
 
 
 class Scene:
@@ -266,10 +307,67 @@ class Scene:
         self._write_checkpoint(int(self.method.config.get("steps", 0)))
         return self.run_dir
 
+    @property
+    def can_export_splat(self) -> bool:
+        """Whether :meth:`export_splat` works: the method has Gaussians (``gaussians()``)."""
+        return callable(getattr(self.method, "gaussians", None))
+
+    def export_splat(self, path: str | os.PathLike) -> Path:
+        """Write the method's Gaussians as a standard 3DGS PLY (atomically); returns ``Path(path)``.
+
+        The file holds ``means [N,3]``, wxyz ``quats [N,4]``, ``log_scales [N,3]``,
+        ``opacity_logits [N]`` and ``sh [N,K,3]`` in the layout of
+        :mod:`render3d.io.splat_ply`; :meth:`Scene.load` reads it back.
+
+        Raises:
+            ConfigError: ``path`` does not end in ``.ply``, or the method has no Gaussians.
+        """
+        from render3d.io.splat_ply import save_splat_ply
+
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"path must be a file path ending in .ply, got {type(path).__name__}")
+        if Path(path).suffix.lower() != ".ply":
+            raise ConfigError(f"path: {str(path)!r} must end in .ply (the 3DGS splat format)")
+        if not self.can_export_splat:
+            raise ConfigError(f"method {self.method.name!r} has no Gaussians to export as a splat PLY "
+                              f"(only Gaussian methods such as '3dgs' do; extract_mesh exports a mesh)")
+        values = self.method.gaussians()
+        return save_splat_ply(path, values["means"], values["quats"], values["log_scales"],
+                              values["opacity_logits"], values["sh"])
+
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, *, device: str | torch.device | None = None) -> "Scene":
-        """Rebuild a scene from a run directory written by :meth:`fit` or :meth:`save`."""
-        run_dir = Path(run_dir)
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        background: tuple[float, float, float] | None = None,
+    ) -> "Scene":
+        """Rebuild a scene from a run directory (written by :meth:`fit` or :meth:`save`) or
+        from a standard 3DGS splat ``.ply`` file (e.g. written by :meth:`export_splat` or by the
+        original 3D Gaussian Splatting implementation).
+
+        A splat file becomes a ``"3dgs"`` scene with the file's SH degree, an aabb around the
+        0.5-99.5 % quantiles of the means (padded 10 %), near 0.01, width/height 800 and no
+        dataset or run directory.
+
+        Args:
+            path: run directory or ``.ply`` file.
+            device: ``"cpu"``, ``"cuda"``…; default CUDA when available.
+            background: RGB in [0,1] that a splat file is rendered over (default black, as
+                splat viewers do); only valid for ``.ply`` files (a run keeps its own).
+
+        Raises:
+            DataError: missing or malformed run directory or PLY file (naming the file).
+            ConfigError: bad ``device`` or ``background``.
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".ply" and not path.is_dir():
+            return cls._load_splat(path, device=device, background=background)
+        if background is not None:
+            raise ConfigError(f"background: only valid when loading a .ply splat file; the run {str(path)!r} "
+                              "keeps the background it was fit with")
+        run_dir = path
         torch_device = resolve_device(device)
         payload = rundir.load_checkpoint(run_dir)
         method_cls = get_method(payload["method"])
@@ -286,3 +384,22 @@ class Scene:
         config = rundir.read_json(run_dir / rundir.CONFIG)
         data_root = config.get("data")
         return cls(method, run_dir=run_dir, data_root=None if data_root is None else Path(data_root), seed=payload.get("seed"))
+
+    @classmethod
+    def _load_splat(cls, path: Path, *, device, background) -> "Scene":
+        from render3d.io.splat_ply import load_splat_ply
+
+        background = _check_background(background)
+        torch_device = resolve_device(device)
+        values = load_splat_ply(path)
+        degree = math.isqrt(values["sh"].shape[1]) - 1
+        means = values["means"]
+        if means.shape[0] == 0:
+            raise DataError(f"{path}: the splat PLY has no Gaussians")
+        info = SceneInfo(aabb=_splat_bounds(means), near=_SPLAT_NEAR, far=_SPLAT_FAR, background=background,
+                         width=_SPLAT_IMAGE_SIZE, height=_SPLAT_IMAGE_SIZE)
+        method_cls = get_method("3dgs")
+        method = method_cls(method_cls.make_config({"sh_degree": degree}, steps=0), info)
+        method.load_gaussians(values)
+        method.to(torch_device).eval()
+        return cls(method)

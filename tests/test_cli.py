@@ -140,3 +140,52 @@ def test_run_records_an_absolute_data_path(toy_method, data, tmp_path, monkeypat
     assert recorded == str(data.resolve())
     monkeypatch.chdir(tmp_path)
     assert main(["eval", str(tmp_path / "r"), "--json"]) == 0
+
+
+def test_export_splat_then_render_and_eval_the_ply(data, tmp_path, capsys):
+    run = tmp_path / "gs"
+    assert main(["fit", str(data), "--method", "3dgs", "--out", str(run), "--steps", "10", "--quiet", "--no-eval",
+                 "--config", "init_points=300"]) == 0
+    splat = tmp_path / "out" / "scene.ply"
+    capsys.readouterr()
+    assert main(["export", str(run), "--splat", str(splat)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == [f"{printed[0].split(':')[0]}: 3DGS splat PLY, {splat.stat().st_size / 1e6:.3g} MB"]
+    assert printed[0].startswith(f"wrote {splat}") and splat.read_bytes().startswith(b"ply\n")
+    # No dataset behind a .ply: the orbit goes round its bounds, frames land beside it.
+    video = tmp_path / "orbit.mp4"
+    assert main(["render", str(splat), "--orbit", "2", "--video", str(video), "--background", "1,1,1", "--quiet"]) == 0
+    frames = sorted((tmp_path / "out" / "scene_renders" / "orbit").iterdir())
+    assert [p.name for p in frames] == ["orbit_0000.png", "orbit_0001.png"]
+    assert iio.imread(frames[0]).shape == (800, 800, 3) and iio.imread(video, index=None).shape[0] == 2
+    # Evaluated over the dataset's background, the PLY scores what the run scores.
+    capsys.readouterr()
+    assert main(["eval", str(splat), "--data", str(data), "--json"]) == 0
+    from_ply = json.loads(capsys.readouterr().out)["mean"]
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean"] == pytest.approx(from_ply, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "RUN"], "nothing to export: give --splat FILE.ply and/or --mesh FILE"),
+        (["export", "RUN", "--splat", "OUT/x.ply"], "--splat: method 'toy' has no Gaussians to export"),
+        (["export", "RUN", "--splat", "OUT/x.splat"], "must end in .ply"),
+        (["render", "OUT/bad.ply", "--orbit", "2"], "bad.ply: not a PLY file"),
+        (["render", "OUT/missing.ply", "--orbit", "2"], "missing.ply: splat PLY file does not exist"),
+        (["render", "RUN", "--background", "1,1,1"], "background: only valid when loading a .ply"),
+        (["render", "RUN", "--background", "red"], "is not R,G,B"),
+    ],
+)
+def test_splat_errors_are_one_line_and_write_nothing(run, argv, message, capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "bad.ply").write_bytes(b"not a ply\n")
+    argv = [a.replace("RUN", str(run)).replace("OUT/", str(out) + "/") for a in argv]
+    capsys.readouterr()
+    assert _exit_status(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err
+    assert sorted(p.name for p in out.iterdir()) == ["bad.ply"]
