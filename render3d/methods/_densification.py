@@ -244,7 +244,7 @@ class MarkovChainMonteCarlo:
         scales = params["log_scales"].exp()
         rotation = quaternion_to_rotation(params["quats"])
         covariance = rotation @ torch.diag_embed(scales**2) @ rotation.transpose(1, 2)
-        # Transparent Gaussians explore: the gate is ~1 below opacity 0.005, ~0 above.
+        # Transparent Gaussians explore: the gate is 0.5 at opacity 0.005, at most 0.62, ~0 above 0.05.
         gate = torch.sigmoid(100.0 * ((1.0 - opacities) - 0.995))
         noise = torch.randn_like(params["means"]) * (gate * self.noise_lr * lr_means)[:, None]
         params["means"].add_((covariance @ noise[..., None])[..., 0])

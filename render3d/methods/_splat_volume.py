@@ -54,7 +54,7 @@ def splat_density_volume(
     low = torch.ceil((means - half_extent - box[0]) / spacing).clamp(min=0).long()
     high = torch.minimum(torch.floor((means + half_extent - box[0]) / spacing).long(), shape - 1)
     extent = (high - low + 1).clamp(min=0)
-    pairs = extent.prod(dim=1)
+    pairs = extent.prod(dim=1) * (opacities >= ALPHA_CUTOFF)
     selected = (pairs > 0).nonzero()[:, 0]
     if selected.numel() == 0:
         return volume

@@ -214,7 +214,7 @@ class GaussianSplatting(Method):
         self.optimizer.step()
         self.strategy.step(step, self.splats, self.optimizer, info, camera.width, camera.height, self._lr_means(step))
         mse = float(((rgb.detach() - target) ** 2).mean())
-        return {"loss": float(loss), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
+        return {"loss": loss.item(), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
 
     @property
     def num_gaussians(self) -> int:
