@@ -43,10 +43,13 @@ def _rasterization(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
-def _nerf(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_nerf import bench
+def _fit(method: str) -> Callable[[torch.device, bool], list[dict]]:
+    def run(device: torch.device, quick: bool) -> list[dict]:
+        from render3d.apps.bench_fit import bench
 
-    return bench(device, quick)
+        return bench(method, device, quick)
+
+    return run
 
 
 def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
@@ -58,7 +61,8 @@ def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
     "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
-    "nerf": Benchmark("fit the nerf method to the demo scene: fit time, test PSNR/SSIM", _nerf),
+    "nerf": Benchmark("fit the nerf method to the demo scene: fit time, test PSNR/SSIM", _fit("nerf")),
+    "3dgs": Benchmark("fit the 3dgs method to the demo scene: fit time, test PSNR/SSIM", _fit("3dgs")),
     "rasterization": Benchmark(
         "Gaussian tile binning + rasterization: CPU reference (100k @ 400x400), Triton fps on CUDA (1M @ 1080p)",
         _rasterization,

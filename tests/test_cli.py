@@ -122,7 +122,8 @@ def test_bench_quick_writes_json(tmp_path, capsys):
     assert [row["size"] for row in rows] == [64, 128]
     assert all(row["vertices"] == row["skimage_vertices"] for row in rows)
     assert result["machine"]["cpu_count"] >= 1
-    assert main(["bench", "--list"]) == 0 and "marching_cubes" in capsys.readouterr().out
+    listing = main(["bench", "--list"]), capsys.readouterr().out
+    assert listing[0] == 0 and all(name in listing[1] for name in ("marching_cubes", "nerf", "3dgs"))
     assert _exit_status(["bench", "nope"]) == 2
 
 
