@@ -289,6 +289,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
     video = _write_demo_video(out, frames)
     written = [f"run directory: {out / 'run'}", f"novel-view video: {video}"]
+    if scene.can_export_splat:
+        written.append(f"3DGS splat: {scene.export_splat(out / 'splat.ply')}")
     if scene.method.can_mesh:
         from render3d.mesh import export_mesh
 
