@@ -332,6 +332,8 @@ class Scene:
             raise ConfigError(f"method {self.method.name!r} has no Gaussians to export as a splat PLY "
                               f"(only Gaussian methods such as '3dgs' do; extract_mesh exports a mesh)")
         values = self.method.gaussians()
+        if values["means"].shape[0] == 0:
+            raise ConfigError(f"path: the scene has no Gaussians, so {str(path)!r} would be an empty splat")
         return save_splat_ply(path, values["means"], values["quats"], values["log_scales"],
                               values["opacity_logits"], values["sh"])
 

@@ -14,8 +14,9 @@ Gaussians during training.
   scale of the copies are adjusted so that the rendered sum is preserved, and position
   noise shaped by each covariance is injected every step (stronger for transparent ones).
 
-Both act after ``loss.backward()`` and before ``optimizer.step()``, editing the parameters
-and Adam's moments through :mod:`render3d.methods._splat_params`.
+Both act after ``loss.backward()`` and ``optimizer.step()`` (gsplat's order), reading the
+step's view-space gradients and editing the parameters and Adam's moments through
+:mod:`render3d.methods._splat_params`.
 """
 from __future__ import annotations
 
@@ -113,8 +114,9 @@ class AdaptiveDensityControl:
                 return
             # A split adds one net Gaussian, a clone one: keep the `room` largest gradients.
             if int(high.sum()) > room:
-                threshold = torch.topk(mean_grad[high], room).values[-1]
-                high &= mean_grad >= threshold
+                strongest = torch.topk(torch.where(high, mean_grad, -1.0), room).indices
+                high = torch.zeros_like(high)
+                high[strongest] = True
         small = params["log_scales"].detach().exp().amax(dim=-1) <= self.grow_scale3d * self.scene_scale
         clone = high & small
         split = high & ~small
@@ -197,7 +199,7 @@ class MarkovChainMonteCarlo:
         j = torch.arange(1, self.MAX_COPIES + 1, dtype=torch.float64, device=o.device)
         log_binomial = torch.lgamma(n[:, None] + 1) - torch.lgamma(j + 1) - torch.lgamma((n[:, None] - j).clamp(min=0) + 1)
         terms = torch.exp(log_binomial) * torch.where(j % 2 == 1, 1.0, -1.0) * o_new[:, None].pow(j) / j.sqrt()
-        denominator = torch.where(j[None, :] <= n[:, None], terms, torch.zeros(())).sum(-1)
+        denominator = (terms * (j[None, :] <= n[:, None])).sum(-1)
         factor = (o / denominator).clamp(min=1e-6)
         new_opacity = o_new.clamp(self.min_opacity, 1.0 - 1e-6).to(opacities.dtype)
         return new_opacity, log_scales + torch.log(factor).to(log_scales.dtype)[:, None]
@@ -229,7 +231,7 @@ class MarkovChainMonteCarlo:
 
     def _grow(self, params: nn.ParameterDict, optimizer) -> None:
         n = params["means"].shape[0]
-        n_new = min(self.cap_max, int(1.05 * n)) - n
+        n_new = min(self.cap_max, max(n + 1, int(1.05 * n))) - n
         if n_new <= 0:
             return
         opacities = torch.sigmoid(params["opacity_logits"].detach())

@@ -35,7 +35,8 @@ def splat_density_volume(
     Args:
         means: ``[N,3]``; quats: ``[N,4]`` wxyz; log_scales: ``[N,3]``; opacities: ``[N]`` in [0,1].
         bbox: ``[2,3]`` box; resolution: samples per axis ``(X, Y, Z)``, each >= 2.
-        pair_budget: most (Gaussian, grid point) pairs evaluated at once (bounds memory).
+        pair_budget: most (Gaussian, grid point) pairs evaluated at once (bounds memory, also
+            for a single Gaussian whose footprint is larger).
 
     Returns:
         ``[X,Y,Z]`` float32 density on the device of ``means``.
@@ -63,23 +64,21 @@ def splat_density_volume(
     low, extent, pairs = low[selected], extent[selected], pairs[selected]
 
     ends = torch.cumsum(pairs, 0)
+    total = int(ends[-1])
     flat = volume.view(-1)
     strides = torch.tensor([resolution[1] * resolution[2], resolution[2], 1], device=device)
-    start = 0
-    with progress_bar(int(selected.numel()), "extract_mesh: splat Gaussians", enabled=progress, unit="gs") as bar:
-        while start < selected.numel():
-            before = int(ends[start - 1]) if start > 0 else 0
-            stop = max(start + 1, int(torch.searchsorted(ends, before + pair_budget, right=True)))
-            block = torch.arange(start, stop, device=device)
-            owner = torch.repeat_interleave(block, pairs[block])
-            local = torch.arange(owner.numel(), device=device) - (ends[owner] - pairs[owner] - before)
+    with progress_bar(total, "extract_mesh: splat Gaussians", enabled=progress, unit="pair") as bar:
+        # Slices of the concatenated (Gaussian, grid point) pairs: memory stays bounded even
+        # when one Gaussian's footprint alone is larger than the budget.
+        for first in range(0, total, pair_budget):
+            pair = torch.arange(first, min(first + pair_budget, total), device=device)
+            owner = torch.searchsorted(ends, pair, right=True)
+            local = pair - (ends[owner] - pairs[owner])
             size_y, size_z = extent[owner, 1], extent[owner, 2]
             offset = torch.stack([local // (size_y * size_z), (local // size_z) % size_y, local % size_z], dim=1)
             voxel = low[owner] + offset
             delta = box[0] + voxel.float() * spacing - means[owner]
             q = torch.einsum("pi,pij,pj->p", delta, precision[owner], delta)
             flat.index_add_(0, (voxel * strides).sum(dim=1), opacities[owner] * torch.exp(-0.5 * q))
-            bar.update(stop - start)
-            start = stop
+            bar.update(pair.numel())
     return volume
-

@@ -129,8 +129,10 @@ class GaussianSplatting(Method):
         self.images = dataset.images
         self.cameras = dataset.cameras
         centers = dataset.cameras.centers
-        # The original's "cameras extent": 1.1 x the largest camera distance from their mean.
-        self.scene_scale.fill_(1.1 * float((centers - centers.mean(0)).norm(dim=-1).max().clamp(min=1e-3)))
+        # The original's "cameras extent": 1.1 x the largest camera distance from their mean;
+        # the scene box's half-diagonal when the cameras (nearly) coincide.
+        extent = 1.1 * float((centers - centers.mean(0)).norm(dim=-1).max())
+        self.scene_scale.fill_(extent if extent > 0.01 * dataset.radius else dataset.radius)
         means, colors = self._initial_points(dataset)
         self._set_gaussians(means, colors)
         learning_rates = {"means": self._lr_means(0), "quats": self.config["lr_quats"],
@@ -148,8 +150,12 @@ class GaussianSplatting(Method):
             raise ConfigError("3dgs: init='points' but the dataset has no structure-from-motion points")
         device = dataset.images.device
         if has_points and mode != "random":
-            colors = dataset.point_colors if dataset.point_colors is not None else torch.full_like(dataset.points, 0.5)
-            return dataset.points.float(), colors.float()
+            points = dataset.points.float()
+            colors = dataset.point_colors if dataset.point_colors is not None else torch.full_like(points, 0.5)
+            if self.config["strategy"] == "mcmc" and points.shape[0] > self.config["cap_max"]:
+                keep = torch.randperm(points.shape[0], device=points.device)[: self.config["cap_max"]]
+                points, colors = points[keep], colors[keep]
+            return points, colors.float()
         aabb = dataset.aabb.to(device)
         n = int(self.config["init_points"])
         means = aabb[0] + (aabb[1] - aabb[0]) * torch.rand(n, 3, device=device)
@@ -158,7 +164,7 @@ class GaussianSplatting(Method):
     def _set_gaussians(self, means: Tensor, colors: Tensor) -> None:
         n = means.shape[0]
         device = means.device
-        distances = _mean_neighbour_distance(means, k=3)
+        distances = _neighbour_distance(means, k=3)
         quats = torch.zeros(n, 4, device=device)
         quats[:, 0] = 1.0
         values = {
@@ -275,7 +281,11 @@ class GaussianSplatting(Method):
         }
 
     def load_gaussians(self, values: dict[str, Tensor]) -> None:
-        """Replace the Gaussians (inverse of :meth:`gaussians`); SH beyond ``sh_degree`` is dropped."""
+        """Replace the Gaussians (inverse of :meth:`gaussians`); SH beyond ``sh_degree`` is dropped.
+
+        For rendering and export (e.g. a PLY loaded into a scene): the optimiser built by
+        :meth:`setup` is not updated, so do not call this between ``setup`` and training.
+        """
         sh = values["sh"]
         n_bases = num_sh_bases(self.config["sh_degree"])
         if sh.shape[1] < n_bases:
@@ -303,24 +313,29 @@ def _validate_config(config: dict) -> None:
         raise ConfigError(f"sh_degree must be 0, 1, 2 or 3, got {config['sh_degree']!r}")
     if not 0.0 < config["init_opacity"] < 1.0:
         raise ConfigError(f"init_opacity must be in (0, 1), got {config['init_opacity']!r}")
+    if not 0.0 < config["prune_opacity"] < 0.5:
+        raise ConfigError(f"prune_opacity must be in (0, 0.5), got {config['prune_opacity']!r}")
+    for key in ("init_scale", "lr_means", "lr_means_final"):
+        if not config[key] > 0:
+            raise ConfigError(f"{key} must be positive, got {config[key]!r}")
     for key in ("init_points", "cap_max", "schedule_steps", "sh_degree_every", "refine_every", "reset_every"):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
 
 
-def _mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096) -> Tensor:
-    """``[N]`` mean distance of each point to its ``k`` nearest others (brute force, in chunks)."""
+def _neighbour_distance(points: Tensor, k: int) -> Tensor:
+    """``[N]`` root-mean-square distance of each point to its ``k`` nearest others (as the
+    original 3DGS initialisation: squared distances clamped at 1e-7), by a k-d tree on the CPU."""
+    from scipy.spatial import cKDTree
+
     n = points.shape[0]
     if n <= 1:
         return torch.full((n,), 0.01, device=points.device)
     k = min(k, n - 1)
-    out = torch.empty(n, device=points.device)
-    for start in range(0, n, chunk):
-        block = points[start: start + chunk]
-        distances = torch.cdist(block, points)
-        nearest = torch.topk(distances, k + 1, dim=1, largest=False).values[:, 1:]  # drop the point itself
-        out[start: start + chunk] = nearest.mean(dim=1)
-    return out.clamp(min=1e-7)
+    array = points.detach().double().cpu().numpy()
+    distances, _ = cKDTree(array).query(array, k=k + 1)  # column 0 is the point itself
+    squared = torch.from_numpy(distances[:, 1:] ** 2).clamp(min=1e-7)
+    return squared.mean(dim=1).sqrt().float().to(points.device)
 
 
 def _ray_length_per_depth(camera: Cameras) -> Tensor:

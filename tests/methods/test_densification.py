@@ -121,6 +121,13 @@ def test_adc_never_exceeds_max_gaussians(large):
     assert params["means"].shape[0] == 13
 
 
+def test_adc_max_gaussians_holds_with_tied_gradients():
+    torch.manual_seed(0)
+    params, optimizer = make_params(torch.randn(10, 3), torch.full((10, 3), math.log(0.005)), [0.5] * 10)
+    adc(max_gaussians=13).step(10, params, optimizer, info_with_grads(torch.full((10,), 0.5)), 2, 2, lr_means=0.0)
+    assert params["means"].shape[0] == 13
+
+
 def test_adc_max_gaussians_keeps_the_highest_gradients():
     torch.manual_seed(0)
     means = torch.arange(6.0)[:, None].repeat(1, 3)

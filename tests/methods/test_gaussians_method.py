@@ -2,6 +2,7 @@
 falls, renders have the contract shapes, densification changes the count and checkpoints
 round-trip it, seeds reproduce, MCMC respects its cap, bad configs are named, and meshing
 hand-placed Gaussians on a sphere gives that sphere."""
+import dataclasses
 import math
 
 import pytest
@@ -99,6 +100,8 @@ def test_mcmc_respects_cap_max(scene_dir):
     ({"sh_degree": 4}, "sh_degree"),
     ({"init": "points"}, "init='points'"),
     ({"init_opacity": 1.0}, "init_opacity"),
+    ({"prune_opacity": 0.0}, "prune_opacity"),
+    ({"init_scale": -1.0}, "init_scale"),
 ])
 def test_bad_config_is_named(scene_dir, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -132,3 +135,30 @@ def test_mesh_of_gaussians_on_a_sphere(scene_dir):
     out = scene.render(render3d.load_dataset(scene_dir, "val").cameras[:1])
     assert float(out["alpha"][0, 12, 12]) > 0.95 and float(out["alpha"][0, 0, 0]) < 0.05
     assert abs(float(out["depth"][0, 12, 12]) - 2.5) < 0.1
+
+
+def test_a_single_training_camera_keeps_a_sane_scene_scale(scene_dir):
+    train = render3d.load_dataset(scene_dir, split="train")
+    one_view = dataclasses.replace(train, images=train.images[:1], cameras=train.cameras[:1],
+                                   image_names=train.image_names[:1])
+    scene = render3d.Scene.fit(one_view, method="3dgs", steps=2, config=TINY, progress=False)
+    assert float(scene.method.scene_scale) == pytest.approx(train.radius)
+
+
+def test_exporting_a_scene_without_gaussians_is_refused(fitted, tmp_path):
+    scene = render3d.Scene.load(fitted.run_dir)
+    empty = {key: value[:0] for key, value in scene.method.gaussians().items()}
+    scene.method.load_gaussians(empty)
+    with pytest.raises(ConfigError, match="no Gaussians"):
+        scene.export_splat(tmp_path / "empty.ply")
+    assert not (tmp_path / "empty.ply").exists()
+
+
+def test_initialises_from_colmap_points():
+    from render3d.apps.commands import demo_data_path
+
+    train = render3d.load_dataset(demo_data_path().parent / "demo_colmap", split="train")
+    scene = render3d.Scene.fit(train, method="3dgs", steps=0, config={"init": "points"}, progress=False)
+    assert torch.equal(scene.method.splats["means"].detach(), train.points)
+    colours = 0.5 + 0.28209479177387814 * scene.method.splats["sh0"].detach()[:, 0]
+    assert torch.allclose(colours, train.point_colors, atol=1e-6)
