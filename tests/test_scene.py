@@ -105,6 +105,9 @@ def test_interrupted_checkpoint_write_leaves_the_previous_file(toy_method, spher
         ({"method": "nope"}, ConfigError, "unknown method 'nope'"),
         ({"config": {"learning_rate": 1}}, ConfigError, "config key 'learning_rate' is not an option of method 'toy'"),
         ({"steps": -1}, ConfigError, "steps must be a non-negative integer"),
+        ({"config": {"steps": 2.5}}, ConfigError, "config key 'steps' of method 'toy' must be int"),
+        ({"config": {"lr": "fast"}}, ConfigError, "config key 'lr' of method 'toy' must be float"),
+        ({"config": {"lr": True}}, ConfigError, "config key 'lr' of method 'toy' must be float"),
         ({"device": "tpu"}, ConfigError, "device"),
         ({"checkpoint_every": 5}, ConfigError, "needs out=RUN_DIR"),
     ],
@@ -131,3 +134,10 @@ def test_get_method_lists_options(toy_method):
     assert get_method("toy") is toy_method
     with pytest.raises(ConfigError, match="available: .*toy"):
         get_method("missing")
+
+
+def test_an_integer_is_accepted_for_a_float_option_and_stored_as_float(toy_method):
+    from render3d.methods import get_method
+
+    config = get_method("toy").make_config({"lr": 1})
+    assert config["lr"] == 1.0 and isinstance(config["lr"], float)

@@ -109,7 +109,7 @@ class Method(torch.nn.Module, abc.ABC):
             if key not in config:
                 known = ", ".join(sorted(config))
                 raise ConfigError(f"config key {key!r} is not an option of method {cls.name!r} (options: {known})")
-            config[key] = value
+            config[key] = _checked_option(cls.name, key, value, config[key])
         if steps is not None:
             config["steps"] = steps
         if isinstance(config["steps"], bool) or not isinstance(config["steps"], int) or config["steps"] < 0:
@@ -168,3 +168,22 @@ class Method(torch.nn.Module, abc.ABC):
         """Whether :meth:`density_volume` works for this method."""
         cls = type(self)
         return cls.density_field is not Method.density_field or cls.density_volume is not Method.density_volume
+
+
+def _checked_option(method: str, key: str, value, default):
+    """``value`` if it has the type of ``default`` (an int is a valid float; a float is never
+    truncated into an int option); ConfigError naming the option otherwise."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        valid = isinstance(value, bool)
+    elif isinstance(default, int):
+        valid = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        valid = isinstance(value, type(default))
+    if not valid:
+        raise ConfigError(f"config key {key!r} of method {method!r} must be {type(default).__name__} "
+                          f"like its default {default!r}, got {value!r}")
+    return float(value) if isinstance(default, float) else value
