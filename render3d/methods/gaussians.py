@@ -89,14 +89,14 @@ class GaussianSplatting(Method):
     }
     # Sized for a 2-core CPU: >= 28 dB test PSNR on assets/demo within 5 minutes (benchmarks/RESULTS.md).
     demo_config = {
-        "steps": 1500,
+        "steps": 1300,
         "init_points": 10_000,
-        "schedule_steps": 1500,
-        "sh_degree_every": 200,
+        "schedule_steps": 1300,
+        "sh_degree_every": 175,
         "refine_start": 100,
-        "refine_stop": 1100,
+        "refine_stop": 950,
         "refine_every": 50,
-        "reset_every": 450,
+        "reset_every": 400,
         "max_gaussians": 40_000,
     }
 
