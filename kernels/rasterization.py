@@ -24,6 +24,20 @@ BATCH = 32
 
 
 @triton.jit
+def _tile_pixels(tile, width, height, tiles_w, tiles_per_camera, TILE: tl.constexpr):
+    """The camera of program ``tile`` and its ``TILE*TILE`` pixels (row-major): integer
+    coordinates, whether each lies inside the image, and the pixel centres (+0.5)."""
+    camera = tile // tiles_per_camera
+    tile_x = (tile % tiles_per_camera) % tiles_w
+    tile_y = (tile % tiles_per_camera) // tiles_w
+    lane = tl.arange(0, TILE * TILE)
+    pixel_x = tile_x * TILE + lane % TILE
+    pixel_y = tile_y * TILE + lane // TILE
+    inside = (pixel_x < width) & (pixel_y < height)
+    return camera, pixel_x, pixel_y, inside, pixel_x.to(tl.float32) + 0.5, pixel_y.to(tl.float32) + 0.5
+
+
+@triton.jit
 def _gaussian_alphas(ids_ptr, means_ptr, conics_ptr, opacities_ptr, slot, in_list, centre_x, centre_y,
                      ALPHA_CAP: tl.constexpr, ALPHA_FLOOR: tl.constexpr):
     """Load one batch of Gaussians and evaluate them at every pixel of the tile."""
@@ -56,15 +70,8 @@ def _forward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, b
                     HAS_BACKGROUND: tl.constexpr, ALPHA_CAP: tl.constexpr, ALPHA_FLOOR: tl.constexpr,
                     T_MIN: tl.constexpr):
     tile = tl.program_id(0)
-    camera = tile // tiles_per_camera
-    tile_x = (tile % tiles_per_camera) % tiles_w
-    tile_y = (tile % tiles_per_camera) // tiles_w
-    lane = tl.arange(0, TILE * TILE)
-    pixel_x = tile_x * TILE + lane % TILE
-    pixel_y = tile_y * TILE + lane // TILE
-    inside = (pixel_x < width) & (pixel_y < height)
-    centre_x = pixel_x.to(tl.float32) + 0.5
-    centre_y = pixel_y.to(tl.float32) + 0.5
+    camera, pixel_x, pixel_y, inside, centre_x, centre_y = _tile_pixels(tile, width, height, tiles_w,
+                                                                        tiles_per_camera, TILE)
     channel = tl.arange(0, D_PAD)
     batch_lane = tl.arange(0, BATCH_SIZE)
     start = tl.load(starts_ptr + tile)
@@ -119,15 +126,8 @@ def _backward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, 
                      HAS_BACKGROUND: tl.constexpr, ABSGRAD: tl.constexpr, ALPHA_CAP: tl.constexpr,
                      ALPHA_FLOOR: tl.constexpr):
     tile = tl.program_id(0)
-    camera = tile // tiles_per_camera
-    tile_x = (tile % tiles_per_camera) % tiles_w
-    tile_y = (tile % tiles_per_camera) // tiles_w
-    lane = tl.arange(0, TILE * TILE)
-    pixel_x = tile_x * TILE + lane % TILE
-    pixel_y = tile_y * TILE + lane // TILE
-    inside = (pixel_x < width) & (pixel_y < height)
-    centre_x = pixel_x.to(tl.float32) + 0.5
-    centre_y = pixel_y.to(tl.float32) + 0.5
+    camera, pixel_x, pixel_y, inside, centre_x, centre_y = _tile_pixels(tile, width, height, tiles_w,
+                                                                        tiles_per_camera, TILE)
     channel = tl.arange(0, D_PAD)
     batch_lane = tl.arange(0, BATCH_SIZE)
     pixel = (camera.to(tl.int64) * height + pixel_y) * width + pixel_x
