@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from render3d.methods import _splat_params as splats
-from render3d.ops.gaussian_projection import quaternion_to_rotation
+from render3d.ops.gaussian_projection import covariance_3d, quaternion_to_rotation
 
 SPLIT_SCALE_DIVISOR = 1.6  # 0.8 * 2 samples, as the original
 
@@ -243,9 +243,7 @@ class MarkovChainMonteCarlo:
     @torch.no_grad()
     def _inject_noise(self, params: nn.ParameterDict, lr_means: float) -> None:
         opacities = torch.sigmoid(params["opacity_logits"])
-        scales = params["log_scales"].exp()
-        rotation = quaternion_to_rotation(params["quats"])
-        covariance = rotation @ torch.diag_embed(scales**2) @ rotation.transpose(1, 2)
+        covariance = covariance_3d(params["quats"], params["log_scales"])
         # Transparent Gaussians explore: the gate is 0.5 at opacity 0.005, at most 0.62, ~0 above 0.05.
         gate = torch.sigmoid(100.0 * ((1.0 - opacities) - 0.995))
         noise = torch.randn_like(params["means"]) * (gate * self.noise_lr * lr_means)[:, None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from render3d.ops.gaussian_projection import quaternion_to_rotation
+from render3d.ops.gaussian_projection import covariance_3d
 from render3d.progress import progress_bar
 
 ALPHA_CUTOFF = 1.0 / 255.0
@@ -47,9 +47,7 @@ def splat_density_volume(
     spacing = (box[1] - box[0]) / (shape - 1).float()
     volume = torch.zeros(tuple(resolution), dtype=torch.float32, device=device)
 
-    rotation = quaternion_to_rotation(quats.float())
-    covariance = rotation @ torch.diag_embed(log_scales.float().exp() ** 2) @ rotation.transpose(1, 2)
-    covariance = covariance + torch.eye(3, device=device) * (0.5 * float(spacing.max())) ** 2
+    covariance = covariance_3d(quats.float(), log_scales.float()) + torch.eye(3, device=device) * (0.5 * float(spacing.max())) ** 2
     reach = 2.0 * torch.log((opacities.float() / ALPHA_CUTOFF).clamp(min=1.0))  # q where o e^(-q/2) = cutoff
     half_extent = torch.sqrt(reach[:, None] * torch.diagonal(covariance, dim1=1, dim2=2))
     low = torch.ceil((means - half_extent - box[0]) / spacing).clamp(min=0).long()

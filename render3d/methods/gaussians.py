@@ -34,6 +34,7 @@ from render3d.methods import register
 from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
 from render3d.methods._splat_volume import splat_density_volume
 from render3d.methods.base import Method, SceneInfo
+from render3d.metrics.ssim import ssim
 from render3d.ops.gaussian_rendering import render_gaussians
 from render3d.ops.spherical_harmonics import num_sh_bases
 
@@ -199,13 +200,12 @@ class GaussianSplatting(Method):
         return int(self.view_order[step % n])
 
     def train_step(self, step: int) -> dict[str, float]:
-        from render3d.metrics.ssim import ssim
-
         degree = min(step // self._scheduled("sh_degree_every"), self.config["sh_degree"])
         self.active_sh_degree.fill_(degree)
+        lr_means = self._lr_means(step)
         for group in self.optimizer.param_groups:
             if group["name"] == "means":
-                group["lr"] = self._lr_means(step)
+                group["lr"] = lr_means
         view = self._next_view(step)
         camera = self.cameras[view]
         target = self.images[view: view + 1]
@@ -218,7 +218,7 @@ class GaussianSplatting(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.strategy.step(step, self.splats, self.optimizer, info, camera.width, camera.height, self._lr_means(step))
+        self.strategy.step(step, self.splats, self.optimizer, info, camera.width, camera.height, lr_means)
         mse = float(((rgb.detach() - target) ** 2).mean())
         return {"loss": loss.item(), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
 

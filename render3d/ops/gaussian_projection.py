@@ -42,7 +42,8 @@ from torch import Tensor
 from render3d.errors import ConfigError
 from render3d.ops._backend import use_triton
 
-__all__ = ["project_gaussians", "project_gaussians_reference", "quaternion_to_rotation", "FRUSTUM_MARGIN"]
+__all__ = ["project_gaussians", "project_gaussians_reference", "quaternion_to_rotation", "covariance_3d",
+           "FRUSTUM_MARGIN"]
 
 # Fraction of the image size by which the frustum clamp of the EWA Jacobian extends past each
 # image border (0.15 = 0.3 of the half-extent: the original 3DGS limit of 1.3 * tan(fov/2)).
@@ -186,6 +187,14 @@ def quaternion_to_rotation(quats: Tensor) -> Tensor:
         2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
     )  # fmt: skip
     return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
+
+
+
+def covariance_3d(quats: Tensor, log_scales: Tensor) -> Tensor:
+    """World-space covariances ``R S S^T R^T`` ``[N,3,3]`` of Gaussians with ``wxyz`` quaternions
+    ``quats [N,4]`` (normalised here) and per-axis log standard deviations ``log_scales [N,3]``."""
+    rotation = quaternion_to_rotation(quats)
+    return rotation @ torch.diag_embed(torch.exp(2.0 * log_scales)) @ rotation.transpose(-1, -2)
 
 
 def _validate(means, quats, log_scales, w2c, K, width, height, near, far, eps2d, radius_clip) -> None:

@@ -229,3 +229,15 @@ def test_bad_arguments(change, message):
     args.update(change)
     with pytest.raises(ConfigError, match=message):
         project_gaussians(**args)
+
+
+def test_covariance_3d_is_r_s_s_rt_for_unnormalised_quaternions():
+    from render3d.ops.gaussian_projection import covariance_3d
+
+    half = math.sqrt(0.5)
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0], [2 * half, 0.0, 0.0, 2 * half]])  # identity; 90 deg about z (x2)
+    log_scales = torch.log(torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]))
+    covariance = covariance_3d(quats, log_scales)
+    assert torch.allclose(covariance[0], torch.diag(torch.tensor([1.0, 4.0, 9.0])), atol=1e-5)
+    # A 90-degree turn about z swaps the x and y variances.
+    assert torch.allclose(covariance[1], torch.diag(torch.tensor([4.0, 1.0, 9.0])), atol=1e-5)
