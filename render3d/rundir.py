@@ -72,10 +72,16 @@ def update_metrics(run_dir: Path, section: str, values: dict) -> Path:
     return atomic_write_json(path, metrics)
 
 
-def prepare_output_dir(run_dir: Path) -> Path:
-    """Create ``run_dir`` for a new fit; refuse a path that is a file."""
+def check_output_dir(run_dir: Path) -> Path:
+    """Refuse a run directory path that is a file (without creating anything)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"out: {run_dir} exists and is not a directory")
+    return run_dir
+
+
+def prepare_output_dir(run_dir: Path) -> Path:
+    """Create ``run_dir`` for a new fit; refuse a path that is a file."""
+    run_dir = check_output_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir

@@ -143,13 +143,16 @@ class Scene:
             raise ConfigError("checkpoint_every must be >= 1 and needs out=RUN_DIR")
         torch_device = resolve_device(device)
         dataset = _as_dataset(data, "train")
-        run_dir = None if out is None else rundir.prepare_output_dir(Path(out))
+        if out is not None:
+            rundir.check_output_dir(Path(out))
 
         devices = [torch_device] if torch_device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             model = method_cls(method_config, SceneInfo.from_dataset(dataset)).to(torch_device)
             model.setup(dataset.to(torch_device))
+            # Created only once the method accepted its config and data: bad input leaves no folder.
+            run_dir = None if out is None else rundir.prepare_output_dir(Path(out))
             scene = cls(model, run_dir=run_dir, data_root=dataset.root.resolve(), seed=seed)
             if run_dir is not None:
                 scene._write_config()

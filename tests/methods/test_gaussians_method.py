@@ -103,9 +103,11 @@ def test_mcmc_respects_cap_max(scene_dir):
     ({"prune_opacity": 0.0}, "prune_opacity"),
     ({"init_scale": -1.0}, "init_scale"),
 ])
-def test_bad_config_is_named(scene_dir, override, message):
+def test_bad_config_is_named_and_leaves_no_run_directory(scene_dir, override, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
-        render3d.Scene.fit(scene_dir, method="3dgs", steps=1, config=TINY | override, progress=False)
+        render3d.Scene.fit(scene_dir, method="3dgs", steps=1, config=TINY | override, out=tmp_path / "run",
+                           progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_mesh_of_gaussians_on_a_sphere(scene_dir):
