@@ -1,5 +1,8 @@
 """Shared fixtures: a small synthetic scene (a coloured sphere seen by an orbit of cameras)
-written as a NeRF-synthetic folder, and the test-only ``toy`` method registered."""
+written as a NeRF-synthetic folder, and the test-only ``toy`` method registered.
+
+Tests marked ``gpu`` compare a CUDA run with the CPU; without a CUDA device they are
+deselected (reported in the header and the summary), never counted as passed or skipped."""
 from __future__ import annotations
 
 import json
@@ -15,6 +18,21 @@ from render3d.cameras import intrinsics_from_fov
 from render3d.data.dataset import Dataset
 from render3d.methods import register, unregister
 from tests.toy_method import ToySphere, trace_sphere
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    gpu_only = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_only:
+        config.hook.pytest_deselected(items=gpu_only)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
+def pytest_report_header(config):
+    if not torch.cuda.is_available():
+        return "no CUDA device: tests marked 'gpu' are deselected (run `pytest -m gpu` on a GPU machine)"
+    return None
+
 
 SPHERE_COLOR = torch.tensor([0.8, 0.3, 0.1])
 SPHERE_RADIUS = 0.5

@@ -271,7 +271,7 @@ def test_bad_inputs_raise_config_error(kwargs, match):
         marching_cubes(**kwargs)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_cuda_matches_cpu():
     volume = torch.from_numpy(gyroid())
     verts, faces = marching_cubes(volume, 0.2)
