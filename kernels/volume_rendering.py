@@ -19,11 +19,17 @@ import torch
 import triton
 import triton.language as tl
 
+from render3d.kernels._variants import declare
 from render3d.ops.volume_rendering import ray_offsets
 
 BLOCK_SAMPLES = 64
 
 
+@declare(
+    types={"t_starts_ptr t_ends_ptr sigmas_ptr rgbs_ptr weights_ptr rgb_ptr opacity_ptr depth_ptr": "*fp32",
+           "first_ptr counts_ptr": "*i64"},
+    constexprs=[{"BLOCK": BLOCK_SAMPLES}],
+)
 @triton.jit
 def _forward_kernel(
     t_starts_ptr, t_ends_ptr, sigmas_ptr, rgbs_ptr, first_ptr, counts_ptr,
@@ -76,6 +82,12 @@ def _weight_gradient(
     return tl.where(in_ray, grad, 0.0)
 
 
+@declare(
+    types={"t_starts_ptr t_ends_ptr sigmas_ptr rgbs_ptr grad_weights_ptr grad_rgb_ptr grad_opacity_ptr "
+           "grad_depth_ptr grad_sigmas_ptr grad_rgbs_ptr": "*fp32",
+           "first_ptr counts_ptr": "*i64"},
+    constexprs=[{"BLOCK": BLOCK_SAMPLES}],
+)
 @triton.jit
 def _backward_kernel(
     t_starts_ptr, t_ends_ptr, sigmas_ptr, rgbs_ptr, first_ptr, counts_ptr,
