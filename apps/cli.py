@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output standard 3DGS PLY of the Gaussians (Gaussian methods such as 3dgs)")
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes cells per axis (default 256)")
     export.add_argument("--level", type=float, help="iso-level (default: the method's)")
+    export.add_argument("--keep-all", action="store_true",
+                        help="keep every piece of the mesh (default: drop floaters under 2%% of the largest piece's area)")
     export.add_argument("--device", help="cpu, cuda, cuda:N")
 
     info = commands.add_parser("info", help="describe a dataset folder, or the installation when no folder is given")

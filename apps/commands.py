@@ -183,9 +183,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--mesh: method {scene.method.name!r} cannot extract a mesh")
     # The mesh first: it is the one that can still be refused (e.g. empty at this level).
     if args.mesh is not None:
-        mesh = scene.extract_mesh(resolution=args.resolution, level=args.level)
+        mesh = scene.extract_mesh(resolution=args.resolution, level=args.level, keep_all=args.keep_all)
         export_mesh(mesh, args.mesh)
-        _echo(f"wrote {args.mesh}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
+        pieces = mesh.metadata["pieces"]
+        dropped = pieces["found"] - pieces["kept"]
+        _echo(f"wrote {args.mesh}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces in {pieces['kept']} piece(s)"
+              + (f" ({dropped} small floating pieces dropped; --keep-all keeps them)" if dropped else ""))
     if args.splat is not None:
         size = scene.export_splat(args.splat).stat().st_size
         _echo(f"wrote {args.splat}: 3DGS splat PLY, {size / 1e6:.3g} MB")
@@ -255,6 +258,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         atomic_write_json(args.json, results)
         _echo(f"wrote {args.json}")
     return 0
+
+
+def cmd_check_kernels(args: argparse.Namespace) -> int:
+    from render3d.apps.check_kernels import cmd_check_kernels
+
+    return cmd_check_kernels(args)
 
 
 def demo_data_path() -> Path:

@@ -3,6 +3,8 @@
 - :func:`extract_mesh` samples any field ``[N, 3] -> [N]`` on a regular grid in bounded-size
   chunks (:func:`sample_field`) and runs :func:`render3d.ops.marching_cubes.marching_cubes` on
   the result (:func:`mesh_from_volume`, also for volumes a method computes itself).
+- :func:`keep_large_components` drops the small disconnected pieces ("floaters") that
+  fitted fields leave around a scene.
 - :func:`export_mesh` / :func:`load_mesh` write and read PLY, OBJ and GLB through ``trimesh``;
   writes are atomic.
 """
@@ -158,6 +160,50 @@ def _sample_field(field_fn, box: np.ndarray, shape, chunk_size: int, device, pro
         bar.update(index.numel())
     bar.close()
     return volume
+
+
+# Pieces smaller than this fraction of the largest piece's area are floaters by default.
+MIN_COMPONENT_FRACTION = 0.02
+
+
+def keep_large_components(mesh, min_fraction: float = MIN_COMPONENT_FRACTION, max_components: int | None = None):
+    """The connected pieces of ``mesh`` whose surface area is at least ``min_fraction`` of the
+    largest piece's, at most ``max_components`` of them (largest first).
+
+    Pieces are edge-connected groups of faces (marching-cubes meshes share their vertices).
+    A scene made of several real objects keeps all of them as long as each is at least
+    ``min_fraction`` the size of the largest.
+
+    Args:
+        mesh: ``trimesh.Trimesh`` with ``F`` faces.
+        min_fraction: in [0, 1]; 0 keeps every piece (up to ``max_components``).
+        max_components: keep at most this many pieces (>= 1), or None for no limit.
+
+    Returns:
+        ``(trimesh.Trimesh, n_pieces_before, n_pieces_kept)``; the mesh holds only the kept
+        faces and the vertices they use (face order and winding preserved).
+    """
+    import trimesh
+
+    if not (isinstance(min_fraction, (int, float)) and 0.0 <= min_fraction <= 1.0):
+        raise ConfigError(f"min_fraction must be a number in [0, 1], got {min_fraction!r}")
+    if max_components is not None and (isinstance(max_components, bool) or not isinstance(max_components, int)
+                                       or max_components < 1):
+        raise ConfigError(f"max_components must be an integer >= 1 or None, got {max_components!r}")
+    n_faces = len(mesh.faces)
+    if n_faces == 0:
+        return mesh, 0, 0
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=n_faces)
+    areas = np.bincount(labels, weights=mesh.area_faces)
+    order = np.argsort(-areas, kind="stable")
+    kept = order[areas[order] >= min_fraction * areas[order[0]]]
+    if max_components is not None:
+        kept = kept[:max_components]
+    face_mask = np.isin(labels, kept)
+    faces = np.asarray(mesh.faces)[face_mask]
+    used, new_faces = np.unique(faces, return_inverse=True)
+    filtered = trimesh.Trimesh(vertices=np.asarray(mesh.vertices)[used], faces=new_faces.reshape(-1, 3), process=False)
+    return filtered, len(areas), len(kept)
 
 
 def export_mesh(mesh, path: str | os.PathLike) -> Path:

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from render3d import __version__, rundir
+from render3d import __version__, random_state, rundir
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError, DataError, TrainingError
+from render3d.interruption import FitInterrupted, StopSignals
 from render3d.methods import get_method
 from render3d.methods.base import Method, SceneInfo
 from render3d.progress import format_metrics, progress_bar
@@ -43,6 +44,26 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device!r} requested but CUDA is not available on this machine")
     return resolved
+
+
+# A fit with a run directory checkpoints at least this often unless told otherwise.
+DEFAULT_CHECKPOINT_MINUTES = 5.0
+
+
+def _checkpoint_seconds(minutes: float | None) -> float | None:
+    """``checkpoint_minutes`` in seconds (None: no time-based checkpoints); ConfigError if invalid."""
+    if minutes is None or (not isinstance(minutes, bool) and isinstance(minutes, (int, float)) and minutes == 0):
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+        raise ConfigError(f"checkpoint_minutes must be a positive number of minutes, 0 or None, got {minutes!r}")
+    return 60.0 * float(minutes)
+
+
+def _check_resumed_data(run_dir: Path, data_root: Path) -> None:
+    """A resumed fit must train on the dataset folder its run recorded."""
+    recorded = rundir.read_json(run_dir / rundir.CONFIG).get("data")
+    if recorded is not None and Path(recorded) != data_root:
+        raise ConfigError(f"resume: {run_dir} was fit on {recorded}, not on {data_root}")
 
 
 def _as_dataset(data: str | os.PathLike | Dataset, split: str) -> Dataset:
@@ -114,9 +135,19 @@ class Scene:
         config: dict | None = None,
         out: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
+        checkpoint_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES,
+        overwrite: bool = False,
+        resume: bool = False,
         progress: bool = True,
     ) -> "Scene":
         """Fit ``method`` to the training split of ``data``.
+
+        With a run directory ``out``, the fit checkpoints every ``checkpoint_minutes`` and, on
+        SIGINT (Ctrl-C) or SIGTERM, finishes the current step, writes a checkpoint, records
+        ``metrics.json["train"]["interrupted"]`` and raises
+        :class:`render3d.interruption.FitInterrupted` (a ``KeyboardInterrupt``); a second
+        signal stops at once. ``resume=True`` continues from the checkpoint with the same
+        optimiser state, schedule and random numbers: the result equals an uninterrupted fit.
 
         Args:
             data: a dataset folder (any format :func:`render3d.load_dataset` reads) or a
@@ -127,13 +158,21 @@ class Scene:
                 result. The caller's global RNG state is left as it was.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
             config: overrides of the method's ``default_config`` (unknown keys are refused).
-            out: run directory for ``config.json``, checkpoints and ``metrics.json``.
+            out: run directory for ``config.json``, checkpoints and ``metrics.json``; a folder
+                that is not empty is refused unless ``overwrite`` or ``resume``.
             checkpoint_every: also checkpoint every this many steps (needs ``out``).
+            checkpoint_minutes: checkpoint when this many minutes passed since the last one
+                (``None`` or 0: only at the end and on interruption; ignored without ``out``).
+            overwrite: replace the run in ``out`` (its files are removed once the new fit
+                accepted its config and data; other files stay).
+            resume: continue the run in ``out`` from its checkpoint; ``method``, ``steps``,
+                ``config``, ``seed`` and the dataset folder must be those of the run.
             progress: show a progress bar with ETA and live loss/PSNR.
 
         Raises:
             ConfigError: bad argument; DataError: bad data; TrainingError: the loss became
-            NaN/inf (the run directory keeps its last good checkpoint).
+            NaN/inf (the run directory keeps its last good checkpoint); FitInterrupted: a
+            signal stopped the fit (after the checkpoint was written).
         """
         method_cls = get_method(method)
         method_config = method_cls.make_config(config, steps)
@@ -141,47 +180,104 @@ class Scene:
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         if checkpoint_every is not None and (checkpoint_every < 1 or out is None):
             raise ConfigError("checkpoint_every must be >= 1 and needs out=RUN_DIR")
+        checkpoint_seconds = _checkpoint_seconds(checkpoint_minutes)
+        if overwrite and resume:
+            raise ConfigError("overwrite and resume exclude each other: replace the run or continue it")
+        if resume and out is None:
+            raise ConfigError("resume needs out=RUN_DIR, the run to continue")
         torch_device = resolve_device(device)
+        run_dir = None if out is None else rundir.check_output_dir(Path(out), overwrite=overwrite, resume=resume)
+        payload = None
+        if resume:
+            payload = rundir.load_resumable(run_dir, method_cls.name, method_config, seed, torch_device)
         dataset = _as_dataset(data, "train")
-        if out is not None:
-            rundir.check_output_dir(Path(out))
+        data_root = dataset.root.resolve()
+        if resume:
+            _check_resumed_data(run_dir, data_root)
 
         devices = [torch_device] if torch_device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with random_state.seeded(seed, devices):
             model = method_cls(method_config, SceneInfo.from_dataset(dataset)).to(torch_device)
             model.setup(dataset.to(torch_device))
-            # Created only once the method accepted its config and data: bad input leaves no folder.
-            run_dir = None if out is None else rundir.prepare_output_dir(Path(out))
-            scene = cls(model, run_dir=run_dir, data_root=dataset.root.resolve(), seed=seed)
-            if run_dir is not None:
+            scene = cls(model, run_dir=run_dir, data_root=data_root, seed=seed)
+            if payload is not None:
+                scene._restore_training(payload, devices)
+            elif run_dir is not None:
+                # Only now that the method accepted its config and data: bad input leaves the folder as it was.
+                rundir.prepare_output_dir(run_dir, overwrite=overwrite)
                 scene._write_config()
-            scene._train(method_config["steps"], checkpoint_every, progress)
+            training = {} if payload is None else payload["training"]
+            scene._train(method_config["steps"], start=training.get("step", 0), seconds=training.get("seconds", 0.0),
+                         checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
+                         devices=devices, progress=progress)
         return scene
 
-    def _train(self, steps: int, checkpoint_every: int | None, progress: bool) -> None:
+    def _restore_training(self, payload: dict, devices: list[torch.device]) -> None:
+        """Parameters, training state and RNG states of a checkpoint, after ``setup``."""
+        path = self.run_dir / rundir.CHECKPOINT
+        try:
+            self.method.load_state_dict(payload["state_dict"])
+            self.method.load_training_state(payload["training"]["method"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(f"{path}: cannot resume from this checkpoint: {first}") from None
+        random_state.restore(payload["training"]["rng"], devices)
+
+    def _train(self, steps: int, *, start: int = 0, seconds: float = 0.0, checkpoint_every: int | None = None,
+               checkpoint_seconds: float | None = None, devices: list[torch.device] = (),
+               progress: bool = True) -> None:
+        """Steps ``start .. steps - 1``; ``seconds`` were spent on the earlier ones."""
         model = self.method
         model.train()
-        start = time.perf_counter()
+        began = last_checkpoint = time.perf_counter()
         last: dict[str, float] = {}
-        with progress_bar(steps, f"fit {model.name}", enabled=progress) as bar:
-            for step in range(steps):
+        with StopSignals(enabled=self.run_dir is not None) as stop, \
+                progress_bar(steps, f"fit {model.name}", enabled=progress) as bar:
+            bar.n = bar.last_print_n = start  # a resumed fit's bar starts where it stopped
+            for step in range(start, steps):
                 last = model.train_step(step)
                 loss = float(last["loss"])
                 if not math.isfinite(loss):
-                    kept = "" if self.run_dir is None else f"; {self.run_dir / rundir.CHECKPOINT} keeps the last good state"
-                    raise TrainingError(f"loss became {loss} at step {step} (try a lower learning rate){kept}")
+                    raise TrainingError(f"loss became {loss} at step {step} (try a lower learning rate)"
+                                        f"{self._kept_checkpoint_note()}")
                 bar.update(1)
                 bar.set_postfix(format_metrics(last), refresh=False)
-                if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                    self._write_checkpoint(step + 1)
-        model.eval()
-        summary = {"steps": steps, "seconds": round(time.perf_counter() - start, 3)}
-        summary.update({f"final_{key}": float(value) for key, value in last.items()})
-        self.train_summary = summary
-        if self.run_dir is not None:
-            self._write_checkpoint(steps)
-            rundir.update_metrics(self.run_dir, "train", summary)
+                done, now = step + 1, time.perf_counter()
+                if done == steps:
+                    break
+                elapsed = seconds + now - began
+                if stop.requested:
+                    path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
+                    rundir.update_metrics(self.run_dir, "train", {
+                        "interrupted": True, "signal": stop.requested, "step": done, "steps": steps,
+                        "seconds": round(elapsed, 3)})
+                    raise FitInterrupted(self.run_dir, path, done, steps, stop.requested)
+                if self.run_dir is not None and (
+                        (checkpoint_every and done % checkpoint_every == 0)
+                        or (checkpoint_seconds and now - last_checkpoint >= checkpoint_seconds)):
+                    self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
+                    last_checkpoint = now
+            model.eval()
+            summary = {"steps": steps, "seconds": round(seconds + time.perf_counter() - began, 3)}
+            if start > 0:
+                summary["resumed_at"] = start
+            summary.update({f"final_{key}": float(value) for key, value in last.items()})
+            self.train_summary = summary
+            if self.run_dir is not None:
+                self._write_checkpoint(steps)
+                rundir.update_metrics(self.run_dir, "train", summary)
+            if stop.requested:  # the signal came during the last step: the run is complete
+                raise FitInterrupted(self.run_dir, self.run_dir / rundir.CHECKPOINT, steps, steps, stop.requested)
+
+    def _training_state(self, step: int, seconds: float, devices: list[torch.device]) -> dict:
+        """What ``resume`` needs besides the parameters: where, the method's state, the RNGs."""
+        return {"step": step, "seconds": seconds, "method": self.method.training_state(),
+                "rng": random_state.capture(devices)}
+
+    def _kept_checkpoint_note(self) -> str:
+        if self.run_dir is None or not (self.run_dir / rundir.CHECKPOINT).is_file():
+            return ""
+        return f"; {self.run_dir / rundir.CHECKPOINT} keeps the last good state"
 
     # ------------------------------------------------------------------ using a scene
     @torch.no_grad()
@@ -252,19 +348,24 @@ class Scene:
         if self.run_dir is not None:
             rundir.update_metrics(self.run_dir, section, values)
 
-    def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None, progress: bool = False):
+    def extract_mesh(self, resolution: int = 256, *, level: float | None = None, bbox=None, progress: bool = False,
+                     keep_all: bool = False):
         """Mesh the method's density (:meth:`Method.density_volume`) by marching cubes over the
-        scene's bounds.
+        scene's bounds, without the small floating pieces a fitted field leaves around it.
 
         Args:
             resolution: grid samples per axis.
             level: iso-level (default: the method's own).
             bbox: ``[2,3]`` region to mesh (default: the scene's aabb).
+            keep_all: keep every connected piece; by default pieces with less than
+                ``render3d.mesh.MIN_COMPONENT_FRACTION`` (2 %) of the largest piece's area are
+                dropped (:func:`render3d.mesh.keep_large_components`).
 
         Returns:
-            ``trimesh.Trimesh`` in world coordinates.
+            ``trimesh.Trimesh`` in world coordinates; ``mesh.metadata["pieces"]`` is
+            ``{"found": n, "kept": k}``.
         """
-        from render3d.mesh import mesh_from_volume
+        from render3d.mesh import MIN_COMPONENT_FRACTION, keep_large_components, mesh_from_volume
 
         if not isinstance(resolution, int) or resolution < 2:
             raise ConfigError(f"resolution must be an integer >= 2, got {resolution!r}")
@@ -272,7 +373,10 @@ class Scene:
             raise ConfigError(f"method {self.method.name!r} cannot extract a mesh")
         box = self.method.scene_info.aabb_tensor() if bbox is None else torch.as_tensor(bbox, dtype=torch.float32)
         volume, default_level = self.method.density_volume(box, (resolution,) * 3, progress=progress)
-        return mesh_from_volume(volume, box, default_level if level is None else level, inside="above")
+        mesh = mesh_from_volume(volume, box, default_level if level is None else level, inside="above")
+        mesh, found, kept = keep_large_components(mesh, min_fraction=0.0 if keep_all else MIN_COMPONENT_FRACTION)
+        mesh.metadata["pieces"] = {"found": found, "kept": kept}
+        return mesh
 
     # ------------------------------------------------------------------ persistence
     def _checkpoint_payload(self, step: int) -> dict:
@@ -285,8 +389,12 @@ class Scene:
             "state_dict": self.method.state_dict(),
         }
 
-    def _write_checkpoint(self, step: int) -> None:
-        rundir.save_checkpoint(self.run_dir, self._checkpoint_payload(step))
+    def _write_checkpoint(self, step: int, training: dict | None = None) -> Path:
+        """``checkpoint.pt`` at ``step``; with ``training`` (before the last step) resumable."""
+        payload = self._checkpoint_payload(step)
+        if training is not None:
+            payload["training"] = training
+        return rundir.save_checkpoint(self.run_dir, payload)
 
     def _write_config(self) -> None:
         from render3d.io.atomic import atomic_write_json

@@ -52,12 +52,14 @@ def test_eval_json(run, capsys):
     assert result["split"] == "val" and len(result["images"]) == 2 and result["mean"]["psnr"] > 15
 
 
-def test_export_mesh(run, tmp_path):
+def test_export_mesh(run, tmp_path, capsys):
     mesh_path = tmp_path / "mesh.obj"
     assert main(["export", str(run), "--mesh", str(mesh_path), "--resolution", "32"]) == 0
     import trimesh
 
     assert len(trimesh.load(mesh_path).faces) > 100
+    assert "in 1 piece(s)" in capsys.readouterr().out
+    assert main(["export", str(run), "--mesh", str(mesh_path), "--resolution", "32", "--keep-all"]) == 0
 
 
 def test_info_on_data_and_installation(toy_method, data, capsys):

@@ -155,3 +155,36 @@ def test_load_mesh_errors(tmp_path):
     text.write_text("v 0 0 0\n")
     with pytest.raises(DataError, match="unsupported extension"):
         load_mesh(text)
+
+
+def _blobs(radii_and_centres):
+    """A mesh of separate spheres (inside below 0): the union of ``(radius, centre)`` balls."""
+    def field(p):
+        distances = [(p - torch.tensor(c)).norm(dim=-1) - r for r, c in radii_and_centres]
+        return torch.stack(distances).min(dim=0).values
+    return extract_mesh(field, [[-1.0] * 3, [1.0] * 3], 64, inside="below")
+
+
+def test_keep_large_components_drops_floaters_and_keeps_every_real_piece():
+    from render3d.mesh import keep_large_components
+
+    mesh = _blobs([(0.4, (-0.45, 0, 0)), (0.3, (0.5, 0, 0)), (0.05, (0, 0.8, 0.8)), (0.04, (0, -0.8, -0.8))])
+    filtered, before, kept = keep_large_components(mesh)
+    assert (before, kept) == (4, 2)
+    pieces = filtered.split(only_watertight=False)
+    assert len(pieces) == 2 and all(piece.is_watertight for piece in pieces)
+    assert sorted(round(float(np.linalg.norm(piece.extents)) / 2 / np.sqrt(3), 1) for piece in pieces) == [0.3, 0.4]
+    assert len(filtered.vertices) == len(np.unique(filtered.faces))  # no unused vertices
+
+    largest, _, kept = keep_large_components(mesh, max_components=1)
+    assert kept == 1 and abs(largest.area - max(p.area for p in pieces)) < 1e-9
+    everything, _, kept = keep_large_components(mesh, min_fraction=0.0)
+    assert kept == 4 and len(everything.faces) == len(mesh.faces)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"min_fraction": 1.5}, "min_fraction"), ({"max_components": 0}, "max_components")])
+def test_keep_large_components_bad_arguments(kwargs, match):
+    from render3d.mesh import keep_large_components
+
+    with pytest.raises(ConfigError, match=match):
+        keep_large_components(_blobs([(0.4, (0, 0, 0))]), **kwargs)
