@@ -11,6 +11,7 @@ splits) to that box (:func:`render3d.data.bounds.bounds_in_box`). For the origin
 gives about 2.5 and 5.9, inside the customary near=2, far=6 and tighter.
 
 A ``mesh.ply`` next to the JSON files is taken as the ground-truth mesh (``Dataset.mesh_path``).
+The renders' alpha channel is the object mask (``Dataset.masks``).
 """
 from __future__ import annotations
 

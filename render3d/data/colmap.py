@@ -7,6 +7,7 @@ Conventions:
 - Cameras: PINHOLE and SIMPLE_PINHOLE are used as they are; SIMPLE_RADIAL, RADIAL and OPENCV
   images are undistorted to a pinhole with the same ``K`` (:mod:`render3d.data.undistort`).
   Other models are refused with a message that says how to undistort them first.
+- Masks: a ``masks/`` folder beside ``images/`` with the images' names (:mod:`render3d.data.masks`).
 - Bounds: :func:`render3d.data.bounds.bounds_from_points` over all registered cameras (the
   same for every split), or camera centres when the model has no points.
 """
@@ -22,6 +23,7 @@ from render3d.data.bounds import bounds_from_points
 from render3d.data.colmap_io import ColmapCamera, ColmapImage, model_format, read_model
 from render3d.data.dataset import Dataset
 from render3d.data.images import check_same_size, load_images, photo_folder, relative_name
+from render3d.data.masks import MASKS_FOLDER, load_masks
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
 from render3d.errors import DataError
@@ -160,6 +162,9 @@ def load_colmap(
         return pixels if grid is None else remap_image(pixels, grid)
 
     rgb, alpha = load_images(paths, background=background, downscale=downscale, transform=undistort)
+    masks_dir = (root if image_dir == root else image_dir.parent) / MASKS_FOLDER
+    masks = load_masks(masks_dir, [image.name for image in chosen], size=(width, height), downscale=downscale,
+                       transform=undistort)
     cameras_out = all_cameras[torch.tensor(selected)]
     if downscale > 1:
         cameras_out = cameras_out.scaled(1.0 / downscale)
@@ -174,6 +179,7 @@ def load_colmap(
         near=near,
         far=far,
         alphas=None if alpha is None else torch.from_numpy(alpha),
+        masks=None if masks is None else torch.from_numpy(masks),
         background=background,
         points=xyz,
         point_colors=torch.tensor(points.rgb, dtype=torch.float32) / 255.0,

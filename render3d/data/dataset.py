@@ -23,6 +23,8 @@ class Dataset:
         near: smallest useful ray distance from a camera.
         far: largest useful ray distance from a camera.
         alphas: ``[N,H,W,1]`` float32 in [0,1] when the source images have alpha, else None.
+        masks: ``[N,H,W,1]`` float32 in [0,1] object masks (1 = object) from a ``masks/`` folder
+            (:mod:`render3d.data.masks`); ``alphas`` when none is given; None without either.
         background: RGB in [0,1] the alpha images were composited over.
         points: ``[P,3]`` float32 sparse structure-from-motion points, or None.
         point_colors: ``[P,3]`` float32 in [0,1] colours of ``points``, or None.
@@ -39,6 +41,7 @@ class Dataset:
     near: float
     far: float
     alphas: Tensor | None = None
+    masks: Tensor | None = None
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     points: Tensor | None = None
     point_colors: Tensor | None = None
@@ -46,6 +49,10 @@ class Dataset:
     format: str = ""
     split: str = "train"
     root: Path = field(default_factory=Path)
+
+    def __post_init__(self) -> None:
+        if self.masks is None:
+            self.masks = self.alphas
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -79,6 +86,7 @@ class Dataset:
             near=self.near,
             far=self.far,
             alphas=move(self.alphas),
+            masks=None if self.masks is self.alphas else move(self.masks),
             background=self.background,
             points=move(self.points),
             point_colors=move(self.point_colors),

@@ -6,6 +6,9 @@ p2`` (each may be overridden per frame), ``camera_model`` (``OPENCV``, the defau
 ``file_path`` (relative to the folder) and an OpenGL camera-to-world ``transform_matrix``.
 Distorted images are undistorted to a pinhole with the same ``K``.
 
+Masks: each frame's ``mask_path`` when the frames have one, else a ``masks/`` folder beside
+``images/`` with the images' names (:mod:`render3d.data.masks`).
+
 Splits: ``train_filenames`` / ``val_filenames`` / ``test_filenames`` when present (``val`` and
 ``test`` stand in for each other when only one is given); otherwise frames sorted by
 ``file_path`` with every ``test_every``-th one as ``test`` (and ``val``).
@@ -30,6 +33,7 @@ from render3d.data.bounds import bounds_from_cameras, bounds_from_points
 from render3d.data.dataset import Dataset
 from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
+from render3d.data.masks import MASKS_FOLDER, load_masks, read_masks
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
 from render3d.errors import DataError
@@ -125,6 +129,20 @@ def _load_points(root: Path, meta: dict, path: Path) -> tuple[torch.Tensor | Non
     return torch.tensor(xyz, dtype=torch.float32), torch.tensor(rgb, dtype=torch.float32)
 
 
+def _load_masks(root: Path, frames: list[dict], indices: list[int], paths: list[Path], path: Path,
+                size: tuple[int, int], downscale: int, undistort) -> np.ndarray | None:
+    """``[N,H,W,1]`` masks of the loaded ``frames`` (file indices ``indices``, images ``paths``) from
+    their ``mask_path`` when the frames have one, else from ``masks/`` (:mod:`render3d.data.masks`)."""
+    if any("mask_path" in frame for frame in frames):
+        for index, frame in zip(indices, frames):
+            if "mask_path" not in frame:
+                raise DataError(f"{path}: frame {index} has no mask_path but other frames have one")
+        mask_paths = [root / _normalised(str(frame["mask_path"])) for frame in frames]
+        return read_masks(mask_paths, size=size, downscale=downscale, transform=undistort)
+    names = [relative_name(image, root).removeprefix("images/") for image in paths]
+    return load_masks(root / MASKS_FOLDER, names, size=size, downscale=downscale, transform=undistort)
+
+
 def load_nerfstudio(
     root: Path,
     split: str,
@@ -182,6 +200,7 @@ def load_nerfstudio(
         return pixels if grid is None else remap_image(pixels, grid)
 
     rgb, alpha = load_images(paths, background=background, downscale=downscale, transform=undistort)
+    masks = _load_masks(root, [frames[i] for i in selected], selected, paths, path, (width, height), downscale, undistort)
     all_cv = opengl_to_opencv(torch.tensor(all_c2w, dtype=torch.float32))
     all_K = torch.tensor(np.stack([K for K, _, _ in all_info]), dtype=torch.float32)
     all_cameras = Cameras(K=all_K, c2w=all_cv, width=width, height=height)
@@ -201,6 +220,7 @@ def load_nerfstudio(
         near=near,
         far=far,
         alphas=None if alpha is None else torch.from_numpy(alpha),
+        masks=None if masks is None else torch.from_numpy(masks),
         background=background,
         points=points,
         point_colors=point_colors,
