@@ -67,3 +67,11 @@ def test_import_render3d_is_cheap_and_needs_no_optional_packages():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
     assert float(out[0]) < 1.0
     assert out[1].strip() == "[]"
+
+
+def test_every_public_name_resolves_lazily():
+    import render3d
+
+    for name in render3d.__all__:
+        assert getattr(render3d, name) is not None, name
+    assert render3d.HashGrid is render3d.ops.HashGrid and render3d.OccupancyGrid is render3d.ops.OccupancyGrid
