@@ -10,6 +10,7 @@ from render3d.ops.rasterization import rasterize_gaussians
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.sh_colors import sh_colors
 from render3d.ops.spherical_harmonics import spherical_harmonics_basis
+from render3d.ops.surface_crossing import SurfaceCrossing, surface_crossing
 from render3d.ops.tile_binning import isect_offset_encode, isect_tiles
 from render3d.ops.volume_rendering import (
     accumulate_along_rays,
@@ -21,6 +22,7 @@ from render3d.ops.volume_rendering import (
 __all__ = [
     "HashGrid",
     "OccupancyGrid",
+    "SurfaceCrossing",
     "accumulate_along_rays",
     "hash_encode",
     "hash_encode_reference",
@@ -36,5 +38,6 @@ __all__ = [
     "render_weights_from_density",
     "sh_colors",
     "spherical_harmonics_basis",
+    "surface_crossing",
     "volume_render",
 ]
