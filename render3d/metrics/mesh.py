@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from render3d.errors import ConfigError
+from render3d.geometry import sample_surface
 
 
 def mesh_metrics(
@@ -92,19 +93,6 @@ def mesh_metrics(
         recall = float(np.mean(gt_to_pred < tau))
         metrics.update(_fscore_entries(tau, precision, recall))
     return metrics
-
-
-def sample_surface(mesh, n_points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform samples on ``mesh`` with the unit normal of the face each lies on.
-
-    Returns:
-        points float64 ``[n_points,3]`` and normals float64 ``[n_points,3]``.
-    """
-    from trimesh.sample import sample_surface as trimesh_sample_surface
-
-    points, face_index = trimesh_sample_surface(mesh, n_points, seed=seed)
-    normals = np.asarray(mesh.face_normals, dtype=np.float64)[face_index]
-    return np.asarray(points, dtype=np.float64), normals
 
 
 def _nearest(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
