@@ -266,6 +266,12 @@ def cmd_check_kernels(args: argparse.Namespace) -> int:
     return cmd_check_kernels(args)
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from render3d.apps.plot import cmd_plot
+
+    return cmd_plot(args)
+
+
 def demo_data_path() -> Path:
     """The embedded demo scene (NeRF-synthetic layout), shipped as package data."""
     from importlib.resources import files
