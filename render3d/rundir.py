@@ -4,16 +4,21 @@ Layout::
 
     RUN/
       config.json     method name, its config, scene info, seed, data path, version
-      checkpoint.pt   method name, config, scene info, step, model state_dict
-      metrics.json    training summary and the latest evaluation
+      checkpoint.pt   method name, config, scene info, step, model state_dict; before the
+                      last step also ``training`` (the method's training_state, the RNG
+                      states, seconds so far), from which ``fit --resume`` continues
+      metrics.json    training summary (or where an interrupted fit stopped), latest evaluation
       renders/        images and videos written by ``render3d render`` / ``eval``
 
 Every file is written through :func:`render3d.io.atomic.atomic_path`: an interrupted or
-failed write leaves the previous version of the file, never a partial one.
+failed write leaves the previous version of the file, never a partial one. A fit refuses a
+folder that is not empty unless told to overwrite it (only the entries above are removed,
+once the new fit has accepted its config and data) or to resume the run in it.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -25,6 +30,7 @@ CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 RENDERS = "renders"
+RUN_ENTRIES = (CONFIG, CHECKPOINT, METRICS, RENDERS)
 
 
 def save_checkpoint(run_dir: Path, payload: dict) -> Path:
@@ -72,16 +78,57 @@ def update_metrics(run_dir: Path, section: str, values: dict) -> Path:
     return atomic_write_json(path, metrics)
 
 
-def check_output_dir(run_dir: Path) -> Path:
-    """Refuse a run directory path that is a file (without creating anything)."""
+def check_output_dir(run_dir: Path, *, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse, without creating anything, a run directory path that cannot be written, or a
+    folder that is not empty unless ``overwrite`` or ``resume`` (which needs a folder)."""
+    from render3d.io.writable import check_writable
+
+    run_dir = check_writable(run_dir, "out", folder=True)
+    if resume:
+        if not run_dir.is_dir():
+            raise ConfigError(f"resume: {run_dir} does not exist, so there is no run to resume")
+    elif not overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(f"out: {run_dir} is not empty; pass --overwrite to replace the run in it "
+                          "or --resume to continue it from its last checkpoint")
+    return run_dir
+
+
+def prepare_output_dir(run_dir: Path, *, overwrite: bool = False) -> Path:
+    """Create ``run_dir`` for a new fit; with ``overwrite`` first remove the files a previous
+    run left there (:data:`RUN_ENTRIES`, leftover temporary files), nothing else."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"out: {run_dir} exists and is not a directory")
-    return run_dir
-
-
-def prepare_output_dir(run_dir: Path) -> Path:
-    """Create ``run_dir`` for a new fit; refuse a path that is a file."""
-    run_dir = check_output_dir(run_dir)
+    if overwrite and run_dir.is_dir():
+        leftovers = [run_dir / name for name in RUN_ENTRIES]
+        leftovers += [path for name in RUN_ENTRIES[:3] for path in run_dir.glob(f".{Path(name).stem}.*.tmp*")]
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def load_resumable(run_dir: Path, method: str, config: dict, seed: int,
+                   map_location: torch.device | str = "cpu") -> dict:
+    """The checkpoint of ``run_dir`` when a fit of ``method`` with ``config`` and ``seed`` can
+    continue from it; one-line ConfigError saying why not otherwise."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"resume: {run_dir} has no {CHECKPOINT} to resume from (pass --overwrite to start again)")
+    payload = load_checkpoint(run_dir, map_location)
+    if payload["method"] != method:
+        raise ConfigError(f"resume: {path} is a fit of method {payload['method']!r}, not {method!r}")
+    if payload.get("seed") != seed:
+        raise ConfigError(f"resume: {path} was fit with seed {payload.get('seed')!r}, not {seed!r}")
+    saved = payload["config"]
+    differing = [key for key in sorted(config.keys() | saved.keys()) if config.get(key) != saved.get(key)]
+    if differing:
+        changes = ", ".join(f"{key}={config.get(key)!r} (checkpoint: {saved.get(key)!r})" for key in differing)
+        raise ConfigError(f"resume: the config differs from that of {path}: {changes}")
+    if "training" not in payload:
+        raise ConfigError(f"resume: {path} holds a finished fit of {payload.get('step')} steps; "
+                          f"evaluate it with `render3d eval {run_dir}` or pass --overwrite to fit again")
+    return payload

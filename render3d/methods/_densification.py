@@ -70,6 +70,13 @@ class AdaptiveDensityControl:
     def regularization(self, params: nn.ParameterDict) -> Tensor | float:
         return 0.0
 
+    def state(self) -> dict:
+        """The gradient statistics accumulated since the last refinement (for checkpoints)."""
+        return {"grad2d": self.grad2d, "count": self.count}
+
+    def load_state(self, state: dict) -> None:
+        self.grad2d, self.count = state["grad2d"], state["count"]
+
     def step(self, step: int, params: nn.ParameterDict, optimizer, info: dict, width: int, height: int,
              lr_means: float) -> None:
         """Update the statistics with this step's gradients and refine on schedule."""
@@ -170,6 +177,13 @@ class MarkovChainMonteCarlo:
         self.refine_start = refine_start
         self.refine_stop = refine_stop
         self.refine_every = refine_every
+
+    def state(self) -> dict:
+        """Nothing: relocation and growth depend only on the parameters and the RNG."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
 
     def regularization(self, params: nn.ParameterDict) -> Tensor:
         return (self.opacity_reg * torch.sigmoid(params["opacity_logits"]).mean()

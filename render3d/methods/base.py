@@ -11,7 +11,10 @@ so that :class:`render3d.Scene` can drive any representation with one loop:
 4. ``method.render(cameras)`` for any cameras, under ``torch.no_grad``.
 
 Checkpoints hold ``config``, ``scene_info`` and ``state_dict()``; ``Scene.load`` rebuilds the
-method with ``cls(config, scene_info)`` and calls ``load_state_dict``.
+method with ``cls(config, scene_info)`` and calls ``load_state_dict``. Checkpoints written before
+the last step also hold ``training_state()`` (optimiser moments, schedule position...): a resumed
+fit calls ``setup(dataset)``, ``load_state_dict`` and then ``load_training_state`` and continues
+exactly where the interrupted one stopped.
 """
 from __future__ import annotations
 
@@ -131,6 +134,26 @@ class Method(torch.nn.Module, abc.ABC):
     @abc.abstractmethod
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step; returns scalar metrics including ``"loss"``."""
+
+    def training_state(self) -> dict:
+        """What training needs besides ``state_dict()`` to continue exactly after ``setup``.
+
+        The default holds the state of ``self.optimizer`` and ``self.scheduler`` when the method
+        has them (the built-in methods keep theirs there). Methods with more training state
+        (an adaptive batch size, densification statistics, a sampling order) extend it. Values
+        must be tensors, numbers, strings, lists, tuples or dicts (``torch.load(weights_only=True)``).
+        """
+        state = {}
+        for name in ("optimizer", "scheduler"):
+            if hasattr(self, name):
+                state[name] = getattr(self, name).state_dict()
+        return state
+
+    def load_training_state(self, state: dict) -> None:
+        """Restore :meth:`training_state` after ``setup(dataset)`` and ``load_state_dict``."""
+        for name in ("optimizer", "scheduler"):
+            if name in state:
+                getattr(self, name).load_state_dict(state[name])
 
     @abc.abstractmethod
     def render(self, cameras: Cameras) -> dict[str, Tensor]:

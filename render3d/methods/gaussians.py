@@ -222,6 +222,18 @@ class GaussianSplatting(Method):
         mse = float(((rgb.detach() - target) ** 2).mean())
         return {"loss": loss.item(), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
 
+    def training_state(self) -> dict:
+        """Adam's moments (per Gaussian), the densification statistics and the view order."""
+        return {"optimizer": self.optimizer.state_dict(), "strategy": self.strategy.state(),
+                "view_order": self.view_order.clone()}
+
+    def load_training_state(self, state: dict) -> None:
+        """After ``load_state_dict`` resized the Gaussians: a new Adam over them, then its state."""
+        self.optimizer = splats.make_optimizer(self.splats, {name: 0.0 for name in splats.PARAM_NAMES})
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.strategy.load_state(state["strategy"])
+        self.view_order = state["view_order"].to(self.view_order.device)
+
     @property
     def num_gaussians(self) -> int:
         return int(self.splats["means"].shape[0])

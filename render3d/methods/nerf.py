@@ -167,6 +167,14 @@ class NeRF(Method):
         loss = mse.item()
         return {"loss": loss, "psnr": -10.0 * math.log10(max(loss, 1e-10)), "rays": self.n_rays}
 
+    def training_state(self) -> dict:
+        """Adam, the learning-rate schedule and the adaptive ray count."""
+        return super().training_state() | {"n_rays": self.n_rays}
+
+    def load_training_state(self, state: dict) -> None:
+        super().load_training_state(state)
+        self.n_rays = int(state["n_rays"])
+
     def _adapt_batch(self, n_samples: int) -> None:
         """Instant-NGP's dynamic batch: keep about ``target_samples`` samples per step."""
         ratio = self.config["target_samples"] / max(n_samples, 1)
