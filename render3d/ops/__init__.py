@@ -5,12 +5,14 @@ dispatch through :mod:`render3d.ops._backend`.
 """
 from render3d.ops.gaussian_projection import project_gaussians
 from render3d.ops.hash_encoding import HashGrid, hash_encode, hash_encode_reference, hash_grid_layout
+from render3d.ops.implicit_surface import implicit_surface_points
 from render3d.ops.marching_cubes import marching_cubes
 from render3d.ops.rasterization import rasterize_gaussians
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.sh_colors import sh_colors
 from render3d.ops.spherical_harmonics import spherical_harmonics_basis
 from render3d.ops.surface_crossing import SurfaceCrossing, surface_crossing
+from render3d.ops.surface_search import SurfaceHit, find_surface, secant_refine, sphere_trace
 from render3d.ops.tile_binning import isect_offset_encode, isect_tiles
 from render3d.ops.volume_rendering import (
     accumulate_along_rays,
@@ -23,10 +25,13 @@ __all__ = [
     "HashGrid",
     "OccupancyGrid",
     "SurfaceCrossing",
+    "SurfaceHit",
     "accumulate_along_rays",
+    "find_surface",
     "hash_encode",
     "hash_encode_reference",
     "hash_grid_layout",
+    "implicit_surface_points",
     "isect_offset_encode",
     "isect_tiles",
     "marching_cubes",
@@ -36,8 +41,10 @@ __all__ = [
     "ray_marching",
     "render_weights_from_alpha",
     "render_weights_from_density",
+    "secant_refine",
     "sh_colors",
     "spherical_harmonics_basis",
+    "sphere_trace",
     "surface_crossing",
     "volume_render",
 ]
