@@ -6,12 +6,15 @@ the work itself lives in :mod:`render3d.apps.commands`.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 
 from render3d.errors import Render3DError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell shows for a writer whose reader went away
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +41,17 @@ def _int_at_least(minimum: int):
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _minutes(text: str) -> float:
+    """An argparse type: a finite number of minutes >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def parse_config_item(text: str) -> tuple[str, object]:
@@ -76,14 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="fit a scene representation to a dataset folder")
     fit.add_argument("data", help="dataset folder (NeRF-synthetic, nerfstudio, COLMAP or a folder of photos)")
-    fit.add_argument("--method", default="nerf", help="representation to fit (see `render3d info`)")
-    fit.add_argument("--out", required=True, help="run directory to create")
+    fit.add_argument("--method", help="representation to fit (default nerf; see `render3d info`)")
+    fit.add_argument("--out", required=True, help="run directory to create (an empty or new folder)")
     fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the method's)")
     fit.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--seed", type=int, help="random seed (default 0)")
     fit.add_argument("--config", type=parse_config_item, action="append", default=[], metavar="KEY=VALUE",
                      help="override a method option; repeatable")
+    existing = fit.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in --out from its last checkpoint (method, steps, config and seed"
+                               " default to the run's)")
     fit.add_argument("--checkpoint-every", type=_positive_int, help="also checkpoint every N steps")
+    fit.add_argument("--checkpoint-minutes", type=_minutes, default=5.0, metavar="M",
+                     help="checkpoint every M minutes (default 5; 0: only at the end and on Ctrl-C)")
     fit.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after fitting")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -150,17 +171,50 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``render3d`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        return _run(build_parser().parse_args(argv))
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `render3d info | head -2`): stop quietly, and
+        # point stdout at devnull so that the flush at exit does not fail again (Python's docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     from render3d.apps import commands
+    from render3d.interruption import FitInterrupted
 
     try:
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except Render3DError as error:
         print(f"render3d {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        raise
+    except OSError as error:  # a write that the up-front checks could not foresee (disk full...)
+        print(f"render3d {args.command}: error: {_os_error_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except FitInterrupted as stop:
+        print(f"render3d {args.command}: {_interrupted_line(args, stop)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"render3d {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _os_error_line(error: OSError) -> str:
+    reason = error.strerror or str(error) or type(error).__name__
+    return reason if error.filename is None else f"{error.filename}: {reason}"
+
+
+def _interrupted_line(args: argparse.Namespace, stop) -> str:
+    if stop.step == stop.steps:
+        return f"interrupted ({stop.signal_name}) after the last step; the run is complete in {stop.run_dir}"
+    line = f"interrupted ({stop.signal_name}) at step {stop.step} of {stop.steps}; checkpoint: {stop.checkpoint}"
+    if args.command == "fit":
+        line += f"; continue with: render3d fit {shlex.quote(args.data)} --out {shlex.quote(args.out)} --resume"
+    return line
 
 
 if __name__ == "__main__":

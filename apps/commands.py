@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import render3d
+from render3d import rundir
 from render3d.errors import ConfigError, DataError
+from render3d.io.writable import check_writable
 from render3d.rundir import RENDERS
 
 # Representations the demo prefers, best first, among those installed.
@@ -39,22 +41,59 @@ def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    check_writable(args.out, "--out", folder=True)
+    method, seed, config = _fit_options(args)
+    split = None if args.no_eval else _evaluation_split(Path(args.data))
     scene = render3d.Scene.fit(
         args.data,
-        method=args.method,
+        method=method,
         steps=args.steps,
-        seed=args.seed,
+        seed=seed,
         device=args.device,
-        config=dict(args.config),
+        config=config,
         out=args.out,
         checkpoint_every=args.checkpoint_every,
+        checkpoint_minutes=args.checkpoint_minutes,
+        overwrite=args.overwrite,
+        resume=args.resume,
         progress=not args.quiet,
     )
     summary = scene.train_summary
-    _echo(f"fitted {args.method} in {summary['seconds']:.1f} s; run directory: {args.out}")
-    if not args.no_eval:
-        _report_evaluation(scene, args.data, "test", progress=not args.quiet)
+    _echo(f"fitted {method} in {summary['seconds']:.1f} s; run directory: {args.out}")
+    if split is not None:
+        _report_evaluation(scene, args.data, split, progress=not args.quiet)
     return 0
+
+
+def _fit_options(args: argparse.Namespace) -> tuple[str, int, dict]:
+    """Method, seed and config overrides of ``fit``; with ``--resume`` those not given on the
+    command line are the run's own (steps are part of its config)."""
+    method, seed, config = args.method, args.seed, dict(args.config)
+    recorded = rundir.read_json(Path(args.out) / rundir.CONFIG) if args.resume else {}
+    if recorded:
+        method = method or recorded.get("method")
+        seed = recorded.get("seed") if seed is None else seed
+        if method == recorded.get("method"):
+            config = dict(recorded.get("config") or {}) | config
+    return method or "nerf", 0 if seed is None else seed, config
+
+
+def _evaluation_split(data: Path) -> str | None:
+    """The split that ``fit`` evaluates after fitting, decided before it: test, else val, else
+    none (with a note, so that a long fit does not end in an error)."""
+    render3d.detect_format(data)  # a missing or unknown folder is refused here, naming it
+    reasons = []
+    for split in ("test", "val"):
+        try:
+            render3d.load_dataset(data, split=split, max_images=1)
+        except DataError as error:
+            reasons.append(str(error))
+            continue
+        if reasons:
+            _echo(f"note: no test split ({reasons[0]}); the fit will be evaluated on {split}")
+        return split
+    _echo(f"note: {data} has neither a test nor a val split; the fit will not be evaluated")
+    return None
 
 
 def _report_evaluation(scene: "render3d.Scene", data, split: str, progress: bool) -> dict:
@@ -105,6 +144,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     if args.video is not None:
         _check_video_path(args.video)
+        check_writable(args.video, "--video")
+    if args.out is not None:
+        check_writable(args.out, "--out", folder=True)
     scene = _load_scene(args)
     if args.orbit:
         view = "orbit"
@@ -116,8 +158,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         view = args.split or "test"
         cameras = render3d.load_dataset(_data_for(scene, args.data), split=view).cameras
     names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
+    out = Path(args.out) if args.out else check_writable(_default_render_folder(scene, args.run, view),
+                                                         "render folder", folder=True)
     frames = scene.render(cameras, progress=not args.quiet)["rgb"].clamp(0, 1)
-    out = Path(args.out) if args.out else _default_render_folder(scene, args.run, view)
     for name, frame in zip(names, frames):
         save_image(out / name, frame)
     _echo(f"wrote {len(names)} frames to {out}")
@@ -141,6 +184,8 @@ def _is_splat_file(run: str) -> bool:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     if _is_splat_file(args.run):  # rendered over the dataset's background, as a fitted run is
+        if not Path(args.run).is_file():
+            raise DataError(f"{args.run}: splat PLY file does not exist")
         if args.data is None:
             raise ConfigError("a splat .ply file has no dataset; pass --data DIR")
         dataset = render3d.load_dataset(args.data, split=args.split)
@@ -175,6 +220,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--mesh: {args.mesh!r} must end in {', '.join(MESH_EXTENSIONS)}")
     if args.splat is not None and Path(args.splat).suffix.lower() != ".ply":
         raise ConfigError(f"--splat: {args.splat!r} must end in .ply (the 3DGS splat format)")
+    for argument, path in (("--mesh", args.mesh), ("--splat", args.splat)):
+        if path is not None:
+            check_writable(path, argument)
     scene = _load_scene(args)
     # Check every request before writing anything, so a refused one leaves no partial export.
     if args.splat is not None and not scene.can_export_splat:
@@ -251,6 +299,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for name, bench in BENCHMARKS.items():
             _echo(f"{name}: {bench.description}")
         return 0
+    if args.json:
+        check_writable(args.json, "--json")
     results = run_benchmarks(args.names, device=args.device, quick=args.quick)
     if args.json:
         from render3d.io.atomic import atomic_write_json
@@ -293,13 +343,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"The demo scene is at {data}; `render3d info {data}` describes it.")
         return 0
     cls = get_method(method)
-    out = Path(args.out)
+    out = check_writable(args.out, "--out", folder=True)
     config = dict(cls.demo_config)
     steps = args.steps if args.steps is not None else config.pop("steps", None)
     config.pop("steps", None)
     _echo(f"render3d demo: fitting {method} to {data}")
+    # The demo is reproducible: running it again replaces the earlier demo run in the folder.
     scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config,
-                               out=out / "run", progress=not args.quiet)
+                               out=out / "run", overwrite=True, progress=not args.quiet)
     _report_evaluation(scene, data, "test", progress=not args.quiet)
     frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
     video = _write_demo_video(out, frames)
