@@ -190,15 +190,15 @@ class Scene:
         payload = None
         if resume:
             payload = rundir.load_resumable(run_dir, method_cls.name, method_config, seed, torch_device)
-        dataset = _as_dataset(data, "train")
+        dataset = method_cls.load_training_data(data, torch_device)
         data_root = dataset.root.resolve()
         if resume:
             _check_resumed_data(run_dir, data_root)
 
         devices = [torch_device] if torch_device.type == "cuda" else []
         with random_state.seeded(seed, devices):
-            model = method_cls(method_config, SceneInfo.from_dataset(dataset)).to(torch_device)
-            model.setup(dataset.to(torch_device))
+            model = method_cls(method_config, method_cls.scene_info_for(dataset)).to(torch_device)
+            model.setup(dataset)
             scene = cls(model, run_dir=run_dir, data_root=data_root, seed=seed)
             if payload is not None:
                 scene._restore_training(payload, devices)

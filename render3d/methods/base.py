@@ -41,6 +41,8 @@ class SceneInfo:
         background: RGB in [0,1] that RGBA images were composited over.
         width: training image width in pixels.
         height: training image height in pixels.
+        shapes: for shape data (meshes, point clouds), one ``{"name", "center": [x, y, z],
+            "scale"}`` per shape: ``world = normalised * scale + center`` (empty for images).
     """
 
     aabb: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -49,6 +51,7 @@ class SceneInfo:
     background: tuple[float, float, float]
     width: int
     height: int
+    shapes: tuple = ()
 
     @staticmethod
     def from_dataset(dataset: Dataset) -> "SceneInfo":
@@ -73,6 +76,7 @@ class SceneInfo:
                 background=tuple(values["background"]),
                 width=int(values["width"]),
                 height=int(values["height"]),
+                shapes=tuple(values.get("shapes", ())),
             )
         except (KeyError, TypeError, IndexError, ValueError) as error:
             raise ConfigError(f"scene_info is malformed: {error!r}") from None
@@ -98,11 +102,29 @@ class Method(torch.nn.Module, abc.ABC):
     description: ClassVar[str] = ""
     default_config: ClassVar[dict] = {"steps": 1000}
     demo_config: ClassVar[dict] = {}
+    # What the method trains on: "images" (posed image datasets; Scene.evaluate and dataset
+    # orbits apply) or "shapes" (meshes and point clouds, render3d.data.shapes).
+    data_kind: ClassVar[str] = "images"
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__()
         self.config = dict(config)
         self.scene_info = scene_info
+
+    @classmethod
+    def load_training_data(cls, data, device: torch.device):
+        """The training data at ``data`` (a path, or data already loaded) for ``setup``; it
+        has a ``root`` path. Default: the image dataset's training split, on ``device``."""
+        if not isinstance(data, Dataset):
+            from render3d.data import load_dataset
+
+            data = load_dataset(data, split="train")
+        return data.to(device)
+
+    @classmethod
+    def scene_info_for(cls, data) -> SceneInfo:
+        """The :class:`SceneInfo` of training data from :meth:`load_training_data`."""
+        return SceneInfo.from_dataset(data)
 
     @classmethod
     def make_config(cls, overrides: dict | None = None, steps: int | None = None) -> dict:
