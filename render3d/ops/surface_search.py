@@ -152,7 +152,7 @@ def find_surface(field: Field, rays_o: Tensor, rays_d: Tensor, near, far, n_step
 
 @torch.no_grad()
 def sphere_trace(sdf: Field, rays_o: Tensor, rays_d: Tensor, near, far, n_steps: int = 64, *,
-                 epsilon: float = 1e-4, step_scale: float = 1.0) -> SurfaceHit:
+                 epsilon: float = 1e-4, step_scale: float = 1.0, max_step: float | None = None) -> SurfaceHit:
     """Sphere tracing: step each ray forward by the signed distance until it is below
     ``epsilon`` (a hit) or past ``far`` (a miss), for at most ``n_steps`` evaluations.
 
@@ -162,6 +162,8 @@ def sphere_trace(sdf: Field, rays_o: Tensor, rays_d: Tensor, near, far, n_steps:
         rays_o, rays_d: ``[R,3]``, ``rays_d`` unit length (steps are distances).
         near, far: numbers or ``[R]`` tensors.
         epsilon: hit threshold on ``|sdf|``.
+        max_step: longest step (e.g. the truncation distance of a clamped SDF, whose values
+            beyond it are not distances); ``None``: no limit.
 
     Returns:
         :class:`SurfaceHit`; rays still marching after ``n_steps`` count as misses.
@@ -178,7 +180,10 @@ def sphere_trace(sdf: Field, rays_o: Tensor, rays_d: Tensor, near, far, n_steps:
         distance = sdf(rays_o[active] + t[active, None] * rays_d[active])
         converged = distance.abs() < epsilon
         hit[active[converged]] = True
-        t[active] = t[active] + torch.where(converged, torch.zeros_like(distance), distance * step_scale)
+        step = distance * step_scale
+        if max_step is not None:
+            step = step.clamp(max=max_step)
+        t[active] = t[active] + torch.where(converged, torch.zeros_like(step), step)
         active = active[~converged & (t[active] < far[active])]
     t = torch.where(hit, t, far)
     return SurfaceHit(hit, t, rays_o + t[:, None] * rays_d)

@@ -88,3 +88,16 @@ def test_sphere_tracing_hits_the_sphere_at_the_analytic_depth():
     assert torch.equal(out.hit[clear], expected_hit[clear])
     both = out.hit & expected_hit
     assert (out.t[both] - depth[both]).abs().max() < 1e-6
+
+
+def test_sphere_tracing_with_a_step_limit_does_not_skip_a_surface_behind_overestimates():
+    def overestimate(points):  # a unit sphere's distance, times 10 outside: unsafe steps
+        d = points.norm(dim=-1) - RADIUS
+        return torch.where(d > 0, 10 * d, d)
+
+    origins = torch.tensor([[0.0, 0.0, -2.0]], dtype=torch.float64)
+    dirs = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    unsafe = sphere_trace(overestimate, origins, dirs, 0.0, 4.0, n_steps=200, epsilon=1e-9)
+    limited = sphere_trace(overestimate, origins, dirs, 0.0, 4.0, n_steps=200, epsilon=1e-9, max_step=0.05)
+    assert not unsafe.hit.item() or abs(unsafe.t.item() - (2 - RADIUS)) > 1e-3
+    assert limited.hit.item() and abs(limited.t.item() - (2 - RADIUS)) < 1e-6
