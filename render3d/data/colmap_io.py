@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,27 +107,42 @@ class ColmapImage:
 
 @dataclass
 class ColmapPoints:
-    """All 3D points of a model, as arrays.
+    """All 3D points of a model, as arrays; the tracks in compressed-row form.
 
     Attributes:
         ids: ``[P]`` int64 point ids.
         xyz: ``[P,3]`` float64 world positions.
         rgb: ``[P,3]`` uint8 colours.
         errors: ``[P]`` float64 mean reprojection errors in pixels.
-        tracks: ``P`` int64 arrays ``[L,2]`` of (image_id, point2d_idx).
+        track_offsets: ``[P+1]`` int64; point ``i``'s track is
+            ``track_pairs[track_offsets[i]:track_offsets[i+1]]``.
+        track_pairs: ``[T,2]`` int64 (image_id, point2d_idx) of every track, point after point.
     """
 
     ids: np.ndarray
     xyz: np.ndarray
     rgb: np.ndarray
     errors: np.ndarray
-    tracks: list[np.ndarray]
+    track_offsets: np.ndarray
+    track_pairs: np.ndarray
 
     @staticmethod
     def empty() -> "ColmapPoints":
-        return ColmapPoints(
-            np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0), []
-        )
+        return ColmapPoints(np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0),
+                            np.zeros(1, np.int64), np.zeros((0, 2), np.int64))
+
+    @staticmethod
+    def from_tracks(ids, xyz, rgb, errors, tracks: list[np.ndarray]) -> "ColmapPoints":
+        """Points whose tracks are given one ``[L,2]`` array per point."""
+        lengths = np.array([len(track) for track in tracks], np.int64)
+        pairs = np.concatenate([np.asarray(t, np.int64).reshape(-1, 2) for t in tracks]) if tracks else np.zeros((0, 2))
+        return ColmapPoints(np.asarray(ids, np.int64), np.asarray(xyz, np.float64), np.asarray(rgb, np.uint8),
+                            np.asarray(errors, np.float64), np.concatenate([[0], np.cumsum(lengths)]),
+                            pairs.astype(np.int64))
+
+    def track(self, index: int) -> np.ndarray:
+        """``[L,2]`` (image_id, point2d_idx) of point ``index``."""
+        return self.track_pairs[self.track_offsets[index] : self.track_offsets[index + 1]]
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -237,22 +253,47 @@ def read_images_binary(path: Path) -> dict[int, ColmapImage]:
     return images
 
 
+# A points3D.bin record: this header, then track_length (image_id, point2d_idx) int32 pairs.
+_POINT3D_HEADER = np.dtype([("id", "<u8"), ("xyz", "<f8", (3,)), ("rgb", "u1", (3,)), ("error", "<f8"),
+                            ("track_length", "<u8")])
+
+
 def read_points3d_binary(path: Path) -> ColmapPoints:
-    """3D points from a COLMAP ``points3D.bin`` file."""
+    """3D points from a COLMAP ``points3D.bin`` file.
+
+    Only the record boundaries are found in a Python loop (one integer read per point); the
+    headers and tracks are then cut out of the file with whole-array operations, so millions
+    of points load in seconds.
+    """
     reader = _Reader(path)
+    data = reader.data
     count = reader.unpack("Q")[0]
-    ids = np.empty(count, np.int64)
-    xyz = np.empty((count, 3))
-    rgb = np.empty((count, 3), np.uint8)
-    errors = np.empty(count)
-    tracks = []
-    for i in range(count):
-        values = reader.unpack("Q3d3Bd")
-        ids[i], xyz[i], rgb[i], errors[i] = values[0], values[1:4], values[4:7], values[7]
-        track = reader.array(_TRACK_DTYPE, reader.unpack("Q")[0])
-        tracks.append(np.stack([track["image_id"], track["point2d_idx"]], axis=-1).astype(np.int64))
-    reader.finish()
-    return ColmapPoints(ids, xyz, rgb, errors, tracks)
+    header_size = _POINT3D_HEADER.itemsize
+    length_at = struct.Struct("<Q").unpack_from
+    starts = [0] * count
+    offset = reader.offset
+    try:
+        for i in range(count):
+            starts[i] = offset
+            offset += header_size + 8 * length_at(data, offset + header_size - 8)[0]
+    except struct.error:
+        offset = len(data) + 1
+    if offset > len(data):
+        raise DataError(f"{path}: file ends early (truncated or not a COLMAP binary file)")
+    if offset != len(data):
+        raise DataError(f"{path}: {len(data) - offset} unexpected bytes after the last record")
+    starts = np.array(starts, np.int64)
+    edges = np.zeros(len(data) + 1, np.int8)
+    edges[starts + header_size] = -1
+    edges[starts] += 1  # a point with an empty track ends where the next one starts
+    in_header = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+    buffer = np.frombuffer(data, np.uint8)
+    header = buffer[in_header].view(_POINT3D_HEADER)
+    in_header[: reader.offset] = True
+    pairs = buffer[~in_header].view("<i4").reshape(-1, 2).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(header["track_length"].astype(np.int64))])
+    return ColmapPoints(header["id"].astype(np.int64), header["xyz"].astype(np.float64), header["rgb"].copy(),
+                        header["error"].astype(np.float64), offsets, pairs)
 
 
 def write_cameras_binary(path: Path, cameras: dict[int, ColmapCamera]) -> None:
@@ -279,12 +320,16 @@ def write_images_binary(path: Path, images: dict[int, ColmapImage]) -> None:
 
 def write_points3d_binary(path: Path, points: ColmapPoints) -> None:
     """Write ``points`` as a COLMAP ``points3D.bin`` file (atomically)."""
+    header = np.empty(len(points), _POINT3D_HEADER)
+    header["id"], header["xyz"], header["rgb"], header["error"] = points.ids, points.xyz, points.rgb, points.errors
+    header["track_length"] = np.diff(points.track_offsets)
+    headers = header.tobytes()
+    tracks = points.track_pairs.astype("<i4").tobytes()
+    size, offsets = _POINT3D_HEADER.itemsize, points.track_offsets * 8
     chunks = [struct.pack("<Q", len(points))]
     for i in range(len(points)):
-        chunks.append(struct.pack("<Q3d3Bd", points.ids[i], *points.xyz[i], *points.rgb[i], points.errors[i]))
-        track = np.empty(len(points.tracks[i]), _TRACK_DTYPE)
-        track["image_id"], track["point2d_idx"] = points.tracks[i][:, 0], points.tracks[i][:, 1]
-        chunks.append(struct.pack("<Q", len(track)) + track.tobytes())
+        chunks.append(headers[i * size : (i + 1) * size])
+        chunks.append(tracks[offsets[i] : offsets[i + 1]])
     atomic_write_bytes(path, b"".join(chunks))
 
 
@@ -368,26 +413,47 @@ def read_images_text(path: Path) -> dict[int, ColmapImage]:
 
 
 def read_points3d_text(path: Path) -> ColmapPoints:
-    """3D points from a COLMAP ``points3D.txt`` file."""
-    ids, xyz, rgb, errors, tracks = [], [], [], [], []
-    for number, line in _data_lines(path):
-        if not line:
-            continue
-        fields = line.split()
-        try:
-            ids.append(int(fields[0]))
-            xyz.append([float(v) for v in fields[1:4]])
-            rgb.append([int(v) for v in fields[4:7]])
-            errors.append(float(fields[7]))
-            track = np.array([int(v) for v in fields[8:]], dtype=np.int64)
-            tracks.append(track.reshape(-1, 2))
-        except (IndexError, ValueError):
-            raise _parse_error(path, number, "POINT3D_ID X Y Z R G B ERROR TRACK[]") from None
-    if not ids:
+    """3D points from a COLMAP ``points3D.txt`` file.
+
+    The numbers of all lines are converted in one call; only a file that is not in COLMAP's
+    own one-space layout, or has an error, is looked at line by line (to name the line).
+    """
+    rows = [(number, line) for number, line in _data_lines(path) if line]
+    if not rows:
         return ColmapPoints.empty()
-    return ColmapPoints(
-        np.array(ids, np.int64), np.array(xyz), np.array(rgb, np.uint8), np.array(errors), tracks
-    )
+    widths = np.array([line.count(" ") + 1 for _, line in rows])
+    try:
+        with warnings.catch_warnings():  # older numpy warns, and stops, at text that is not a number
+            warnings.simplefilter("ignore", DeprecationWarning)
+            numbers = np.fromstring(" ".join(line for _, line in rows), dtype=np.float64, sep=" ")
+    except ValueError:  # newer numpy raises there
+        numbers = np.zeros(0)
+    if len(numbers) != widths.sum():
+        numbers, widths = _points3d_numbers_line_by_line(path, rows)
+    bad = np.flatnonzero((widths < 8) | (widths % 2 != 0))
+    if len(bad):
+        raise _parse_error(path, rows[bad[0]][0], "POINT3D_ID X Y Z R G B ERROR TRACK[]")
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    header_index = starts[:, None] + np.arange(8)
+    header = numbers[header_index]
+    is_track = np.ones(len(numbers), bool)
+    is_track[header_index.reshape(-1)] = False
+    return ColmapPoints(header[:, 0].astype(np.int64), header[:, 1:4], header[:, 4:7].astype(np.uint8), header[:, 7],
+                        np.concatenate([[0], np.cumsum((widths - 8) // 2)]),
+                        numbers[is_track].astype(np.int64).reshape(-1, 2))
+
+
+def _points3d_numbers_line_by_line(path: Path, rows: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """All numbers and the per-line counts, splitting each line; a DataError names a bad line."""
+    numbers, widths = [], []
+    for number, line in rows:
+        try:
+            values = [float(value) for value in line.split()]
+        except ValueError:
+            raise _parse_error(path, number, "POINT3D_ID X Y Z R G B ERROR TRACK[]") from None
+        numbers.extend(values)
+        widths.append(len(values))
+    return np.array(numbers, np.float64), np.array(widths)
 
 
 def write_cameras_text(path: Path, cameras: dict[int, ColmapCamera]) -> None:
@@ -431,7 +497,7 @@ def write_points3d_text(path: Path, points: ColmapPoints) -> None:
     for i in range(len(points)):
         x, y, z = (repr(float(v)) for v in points.xyz[i])
         r, g, b = (int(v) for v in points.rgb[i])
-        track = " ".join(str(int(v)) for v in points.tracks[i].reshape(-1))
+        track = " ".join(str(int(v)) for v in points.track(i).reshape(-1))
         lines.append(f"{int(points.ids[i])} {x} {y} {z} {r} {g} {b} {float(points.errors[i])!r} {track}".rstrip())
     atomic_write_text(path, "\n".join(lines) + "\n")
 

@@ -109,7 +109,7 @@ def colmap_model_for(c2w: np.ndarray, names: list[str], camera: ColmapCamera, po
         count = len(points)
         rgb = (np.arange(count * 3).reshape(count, 3) % 256).astype(np.uint8)
         tracks = [np.array([[1, k], [2, k]], dtype=np.int64) for k in range(count)]
-        points_model = ColmapPoints(np.arange(1, count + 1), points.astype(np.float64), rgb, np.full(count, 0.5), tracks)
+        points_model = ColmapPoints.from_tracks(np.arange(1, count + 1), points.astype(np.float64), rgb, np.full(count, 0.5), tracks)
     return {camera.id: camera}, images, points_model
 
 

@@ -46,7 +46,7 @@ def _model():
             rng.uniform(0, 640, (count, 2)),
             np.where(rng.random(count) < 0.5, -1, rng.integers(1, 100, count)),
         )
-    points = ColmapPoints(
+    points = ColmapPoints.from_tracks(
         ids=np.array([3, 10, 11]),
         xyz=rng.normal(size=(3, 3)),
         rgb=np.array([[255, 0, 1], [2, 3, 4], [128, 64, 32]], np.uint8),
@@ -75,9 +75,10 @@ def _assert_same_model(a, b):
     np.testing.assert_array_equal(pts_a.xyz, pts_b.xyz)
     np.testing.assert_array_equal(pts_a.rgb, pts_b.rgb)
     np.testing.assert_array_equal(pts_a.errors, pts_b.errors)
-    assert len(pts_a.tracks) == len(pts_b.tracks)
-    for ta, tb in zip(pts_a.tracks, pts_b.tracks):
-        np.testing.assert_array_equal(ta.reshape(-1, 2), tb.reshape(-1, 2))
+    np.testing.assert_array_equal(pts_a.track_offsets, pts_b.track_offsets)
+    np.testing.assert_array_equal(pts_a.track_pairs, pts_b.track_pairs)
+    np.testing.assert_array_equal(pts_a.track(0), [[1, 0], [4, 2]])
+    assert pts_a.track(1).shape == (0, 2)
 
 
 @pytest.mark.parametrize("binary", [True, False])
@@ -317,3 +318,26 @@ def test_twin_poses_written_by_pycolmap_match_the_nerf_synthetic_poses():
     assert (depths > 0).float().mean() > 0.99
     inside = ((twin.points >= twin.aabb[0]) & (twin.points <= twin.aabb[1])).all(dim=1)
     assert inside.float().mean() > 0.95 and 0 < twin.near < 3.5 and twin.far > 5.0
+
+
+@pytest.mark.parametrize("cut, match", [(5, "file ends early"), (-3, "3 unexpected bytes after the last record")])
+def test_truncated_or_padded_points3d_binary_is_named(tmp_path, cut, match):
+    from render3d.data.colmap_io import read_points3d_binary, write_points3d_binary
+
+    path = tmp_path / "points3D.bin"
+    write_points3d_binary(path, _model()[2])
+    data = path.read_bytes()
+    path.write_bytes(data[:-cut] if cut > 0 else data + b"\0" * -cut)
+    with pytest.raises(DataError, match=rf"points3D\.bin: {match}"):
+        read_points3d_binary(path)
+
+
+@pytest.mark.parametrize("line", ["7 1.0 2.0 3.0 1 2 3 0.5 4", "7 1.0 two 3.0 1 2 3 0.5 4 0", "7 1 2 3"])
+def test_malformed_points3d_text_line_is_named(tmp_path, line):
+    from render3d.data.colmap_io import read_points3d_text, write_points3d_text
+
+    path = tmp_path / "points3D.txt"
+    write_points3d_text(path, _model()[2])
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(DataError, match=r"points3D\.txt, line 7: cannot parse"):
+        read_points3d_text(path)
