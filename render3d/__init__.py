@@ -17,6 +17,7 @@ _LAZY = {
     "load_dataset": "render3d.data",
     "detect_format": "render3d.data",
     "Scene": "render3d.scene",
+    "BodyModel": "render3d.body",
     "HashGrid": "render3d.ops.hash_encoding",
     "OccupancyGrid": "render3d.ops.ray_marching",
     "extract_mesh": "render3d.mesh",
