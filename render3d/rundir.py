@@ -119,6 +119,9 @@ def load_resumable(run_dir: Path, method: str, config: dict, seed: int,
     if not path.is_file():
         raise ConfigError(f"resume: {run_dir} has no {CHECKPOINT} to resume from (pass --overwrite to start again)")
     payload = load_checkpoint(run_dir, map_location)
+    if "training" not in payload:
+        raise ConfigError(f"resume: {path} holds a finished fit of {payload.get('step')} steps; "
+                          f"evaluate it with `render3d eval {run_dir}` or pass --overwrite to fit again")
     if payload["method"] != method:
         raise ConfigError(f"resume: {path} is a fit of method {payload['method']!r}, not {method!r}")
     if payload.get("seed") != seed:
@@ -128,7 +131,4 @@ def load_resumable(run_dir: Path, method: str, config: dict, seed: int,
     if differing:
         changes = ", ".join(f"{key}={config.get(key)!r} (checkpoint: {saved.get(key)!r})" for key in differing)
         raise ConfigError(f"resume: the config differs from that of {path}: {changes}")
-    if "training" not in payload:
-        raise ConfigError(f"resume: {path} holds a finished fit of {payload.get('step')} steps; "
-                          f"evaluate it with `render3d eval {run_dir}` or pass --overwrite to fit again")
     return payload

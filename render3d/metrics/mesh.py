@@ -15,6 +15,12 @@ lies on. With ``d(p, S)`` the distance from point ``p`` to the nearest sample of
 Units: distances and thresholds are in the world units of the ground-truth mesh, or, with
 ``normalize=True``, in units of the ground-truth bounding box's longest side (ONet evaluates
 meshes normalised to the unit cube, where its F-score threshold 0.01 is 1% of that side).
+
+:func:`shape_metrics` is the full evaluation of an implicit-surface reconstruction: the above
+with the F-score threshold at 1% of the ground truth's bounding-box diagonal, every distance
+also as a fraction of that diagonal, and the volumetric IoU of the two solids (uniform points
+in the ground truth's padded bounding box, labelled inside/outside by generalised winding
+numbers, so neither mesh has to be watertight).
 """
 from __future__ import annotations
 
@@ -92,6 +98,64 @@ def mesh_metrics(
         precision = float(np.mean(pred_to_gt < tau))
         recall = float(np.mean(gt_to_pred < tau))
         metrics.update(_fscore_entries(tau, precision, recall))
+    return metrics
+
+
+def shape_metrics(
+    pred_mesh,
+    gt_mesh,
+    n_points: int = 100_000,
+    seed: int = 0,
+    *,
+    fscore_fraction: float = 0.01,
+    padding: float = 0.05,
+) -> dict[str, float]:
+    """Occupancy Networks' metrics of a reconstructed surface against the ground truth.
+
+    Args:
+        pred_mesh: ``trimesh.Trimesh``, the reconstruction, in the ground truth's units; may be
+            empty (then IoU 0 and :func:`mesh_metrics`' worst case).
+        gt_mesh: ``trimesh.Trimesh``, the reference; must have positive area.
+        n_points: uniform points for the IoU, and surface samples per mesh for the distances.
+        seed: seeds both the IoU points and the surface samples.
+        fscore_fraction: the F-score threshold as a fraction of the ground truth's bounding-box
+            diagonal (1% in ONet's evaluation).
+        padding: the IoU points fill the ground truth's bounding box grown by this fraction of
+            its size on every side.
+
+    Returns:
+        Python floats: ``"iou"``; ``"chamfer_l1"``, ``"accuracy"``, ``"completeness"`` in the
+        ground truth's units and each also as ``"<name>_fraction"`` of ``"bbox_diagonal"``;
+        ``"normal_consistency"``; ``"fscore@1%"``, ``"precision@1%"``, ``"recall@1%"`` (named
+        after ``fscore_fraction``) at the distance ``"fscore_threshold"``.
+    """
+    from render3d.geometry import inside
+
+    if not (isinstance(fscore_fraction, (int, float)) and 0 < fscore_fraction < 1):
+        raise ConfigError(f"fscore_fraction: expected a number in (0, 1), got {fscore_fraction!r}")
+    if not (isinstance(padding, (int, float)) and 0 <= padding < 1):
+        raise ConfigError(f"padding: expected a number in [0, 1), got {padding!r}")
+    trimesh = _import_trimesh()
+    if not isinstance(gt_mesh, trimesh.Trimesh) or _surface_area(gt_mesh) <= 0.0:
+        raise ConfigError("gt_mesh: expected a trimesh.Trimesh with positive surface area")
+    diagonal = float(np.linalg.norm(gt_mesh.extents))
+    threshold = fscore_fraction * diagonal
+    surface = mesh_metrics(pred_mesh, gt_mesh, n_points=n_points, fscore_thresholds=(threshold,), seed=seed)
+    lo, hi = np.asarray(gt_mesh.bounds, dtype=np.float64)
+    grow = padding * (hi - lo)
+    points = np.random.default_rng(seed).uniform(lo - grow, hi + grow, size=(int(n_points), 3))
+    in_gt = inside(gt_mesh, points)
+    in_pred = inside(pred_mesh, points) if _surface_area(pred_mesh) > 0 else np.zeros_like(in_gt)
+    union = int(np.count_nonzero(in_gt | in_pred))
+    name = f"{100 * fscore_fraction:g}%"
+    metrics = {"iou": int(np.count_nonzero(in_gt & in_pred)) / union if union else 0.0}
+    for key in ("chamfer_l1", "accuracy", "completeness"):
+        metrics[key] = surface[key]
+        metrics[f"{key}_fraction"] = surface[key] / diagonal
+    metrics["normal_consistency"] = surface["normal_consistency"]
+    for key in ("fscore", "precision", "recall"):
+        metrics[f"{key}@{name}"] = surface[f"{key}@{threshold:g}"]
+    metrics.update(fscore_threshold=threshold, bbox_diagonal=diagonal)
     return metrics
 
 
