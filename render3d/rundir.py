@@ -8,6 +8,9 @@ Layout::
                       last step also ``training`` (the method's training_state, the RNG
                       states, seconds so far), from which ``fit --resume`` continues
       metrics.json    training summary (or where an interrupted fit stopped), latest evaluation
+      metrics.jsonl   training curves, one line per logged step (render3d.training_log)
+      tensorboard/    the same curves as TensorBoard events, when tensorboard is installed
+      curves.png      the curves drawn by ``render3d plot RUN``
       renders/        images and videos written by ``render3d render`` / ``eval``
 
 Every file is written through :func:`render3d.io.atomic.atomic_path`: an interrupted or
@@ -30,7 +33,10 @@ CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 RENDERS = "renders"
-RUN_ENTRIES = (CONFIG, CHECKPOINT, METRICS, RENDERS)
+METRICS_LOG = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+CURVES = "curves.png"
+RUN_ENTRIES = (CONFIG, CHECKPOINT, METRICS, RENDERS, METRICS_LOG, TENSORBOARD, CURVES)
 
 
 def save_checkpoint(run_dir: Path, payload: dict) -> Path:

@@ -1,6 +1,8 @@
 """The render3d command line: every command end to end on the toy method and a tiny
 NeRF-synthetic folder, and the one-line error contract (exit status 2)."""
 import json
+import os
+import shlex
 import subprocess
 import sys
 
@@ -192,3 +194,101 @@ def test_splat_errors_are_one_line_and_write_nothing(run, argv, message, capsys,
     assert len(err.splitlines()) == 1, err
     assert message in err
     assert sorted(p.name for p in out.iterdir()) == ["bad.ply"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "DATA", "--method", "toy", "--out", "/proc/render3d-x"], "--out: cannot write /proc/render3d-x"),
+        (["fit", "DATA", "--method", "toy", "--out", "FILE"], "exists and is not a directory"),
+        (["export", "RUN", "--mesh", "/proc/x.glb"], "--mesh: cannot write /proc/x.glb"),
+        (["export", "RUN", "--mesh", "FILE/x.ply"], "is not a directory"),
+        (["export", "RUN", "--splat", "/proc/x.ply"], "--splat: cannot write /proc/x.ply"),
+        (["render", "RUN", "--video", "/proc/x.gif"], "--video: cannot write /proc/x.gif"),
+        (["render", "RUN", "--out", "/proc/x"], "--out: cannot write /proc/x"),
+        (["demo", "--method", "toy", "--out", "/proc/x"], "--out: cannot write /proc/x"),
+        (["bench", "marching_cubes", "--quick", "--json", "/proc/x.json"], "--json: cannot write /proc/x.json"),
+    ],
+)
+def test_unwritable_outputs_are_one_line_exit_2_before_any_work(data, run, argv, message, capsys, tmp_path,
+                                                                  monkeypatch):
+    import render3d
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(render3d.Scene, "fit", no_work)
+    monkeypatch.setattr(render3d.Scene, "render", no_work)
+    monkeypatch.setattr("render3d.apps.bench.run_benchmarks", no_work)
+    (tmp_path / "file").write_text("a file")
+    substitutions = {"DATA": str(data), "RUN": str(run), "FILE": str(tmp_path / "file")}
+    argv = [substitutions.get(a, a).replace("FILE/", str(tmp_path / "file") + "/") for a in argv]
+    before = sorted(p.name for p in run.iterdir())
+    capsys.readouterr()
+    assert _exit_status(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err
+    assert sorted(p.name for p in run.iterdir()) == before  # no renders/ written first
+
+
+def test_an_os_error_while_writing_is_one_line_and_exit_2(run, tmp_path, capsys, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "mesh.ply"))
+
+    monkeypatch.setattr("render3d.mesh.export_mesh", disk_full)
+    capsys.readouterr()
+    assert main(["export", str(run), "--mesh", str(tmp_path / "mesh.ply"), "--resolution", "16"]) == 2
+    assert capsys.readouterr().err.strip() == f"render3d export: error: {tmp_path / 'mesh.ply'}: No space left on device"
+
+
+def test_info_into_a_closed_pipe_exits_quietly():
+    """`render3d info | head -2`: the reader is gone before the output is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "render3d.apps.cli", "info"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141
+
+
+def test_info_piped_to_head_shows_no_traceback():
+    result = subprocess.run(f"{shlex.quote(sys.executable)} -m render3d.apps.cli info | head -2", shell=True,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "" and len(result.stdout.splitlines()) == 2
+
+
+def test_fit_refuses_a_finished_run_then_overwrites_or_resumes_on_request(toy_method, run, data, capsys):
+    fit = ["fit", str(data), "--method", "toy", "--out", str(run), "--steps", "5", "--quiet", "--no-eval"]
+    (run / "renders").mkdir()
+    capsys.readouterr()
+    assert main(fit) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"render3d fit: error: out: {run} is not empty; pass --overwrite to replace the run in it"
+                   " or --resume to continue it from its last checkpoint")
+    assert main(fit + ["--resume"]) == 2
+    assert "holds a finished fit of 40 steps" in capsys.readouterr().err
+    assert _exit_status(fit + ["--resume", "--overwrite"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(fit + ["--overwrite"]) == 0
+    assert not (run / "renders").exists()
+    assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 5
+
+
+def test_fit_without_a_test_split_evaluates_on_val_or_skips(toy_method, data, tmp_path, capsys):
+    (data / "transforms_test.json").unlink()
+    assert main(["fit", str(data), "--method", "toy", "--out", str(tmp_path / "a"), "--steps", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: no test split" in printed and "evaluated on val" in printed and "val: PSNR" in printed
+    (data / "transforms_val.json").unlink()
+    assert main(["fit", str(data), "--method", "toy", "--out", str(tmp_path / "b"), "--steps", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "neither a test nor a val split; the fit will not be evaluated" in printed and "PSNR" not in printed
+    assert printed.index("note:") < printed.index("fitted toy")  # decided before fitting
+
+
+def test_eval_of_a_missing_ply_says_it_does_not_exist(capsys, tmp_path):
+    assert main(["eval", str(tmp_path / "nonexistent.ply")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nonexistent.ply: splat PLY file does not exist")
