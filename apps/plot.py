@@ -11,7 +11,8 @@ from pathlib import Path
 
 from render3d.errors import ConfigError, DataError
 from render3d.io.atomic import atomic_path
-from render3d.training_log import METRICS_LOG, read_log
+from render3d.rundir import CURVES, METRICS_LOG
+from render3d.training_log import read_log
 
 # Panels in this order first; any other metric follows alphabetically.
 _PANEL_ORDER = ("psnr", "loss")
@@ -20,14 +21,14 @@ _LOG_SCALE = ("loss",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each with metrics.jsonl)")
-    parser.add_argument("--out", help="PNG file to write (default: RUN/curves.png of the first run)")
+    parser.add_argument("--out", help="PNG file to write (default: curves.png in the first run)")
     parser.add_argument("--x", choices=["time", "step"], default="time",
                         help="x axis: seconds of fitting (default) or steps")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     runs = [Path(run) for run in args.runs]
-    out = Path(args.out) if args.out else runs[0] / "curves.png"
+    out = Path(args.out) if args.out else runs[0] / CURVES
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out: {str(out)!r} must end in .png")
     logs = {str(run): _records(run) for run in runs}

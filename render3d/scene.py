@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -73,6 +74,9 @@ def _as_dataset(data: str | os.PathLike | Dataset, split: str) -> Dataset:
 
     return load_dataset(data, split=split)
 
+
+# A fit logs about this many lines of training curves (every steps // _LOG_LINES steps).
+_LOG_LINES = 1000
 
 # What a splat PLY does not say and Scene.load assumes (splat viewers' conventions).
 _SPLAT_NEAR = 0.01
@@ -231,7 +235,8 @@ class Scene:
         model.train()
         began = last_checkpoint = time.perf_counter()
         last: dict[str, float] = {}
-        with StopSignals(enabled=self.run_dir is not None) as stop, \
+        log_every = max(1, steps // _LOG_LINES)
+        with StopSignals(enabled=self.run_dir is not None) as stop, self._training_log(start) as log, \
                 progress_bar(steps, f"fit {model.name}", enabled=progress) as bar:
             bar.n = bar.last_print_n = start  # a resumed fit's bar starts where it stopped
             for step in range(start, steps):
@@ -243,9 +248,11 @@ class Scene:
                 bar.update(1)
                 bar.set_postfix(format_metrics(last), refresh=False)
                 done, now = step + 1, time.perf_counter()
+                elapsed = seconds + now - began
+                if log is not None and (done % log_every == 0 or done == steps or stop.requested):
+                    log.log(done, elapsed, last, model.learning_rates())
                 if done == steps:
                     break
-                elapsed = seconds + now - began
                 if stop.requested:
                     path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
                     rundir.update_metrics(self.run_dir, "train", {
@@ -268,6 +275,14 @@ class Scene:
                 rundir.update_metrics(self.run_dir, "train", summary)
             if stop.requested:  # the signal came during the last step: the run is complete
                 raise FitInterrupted(self.run_dir, self.run_dir / rundir.CHECKPOINT, steps, steps, stop.requested)
+
+    def _training_log(self, start: int) -> contextlib.AbstractContextManager:
+        """``RUN/metrics.jsonl`` (and TensorBoard events) continued from step ``start``; no log without a run."""
+        if self.run_dir is None:
+            return contextlib.nullcontext()
+        from render3d.training_log import TrainingLog
+
+        return TrainingLog(self.run_dir, resume_step=start if start > 0 else None)
 
     def _training_state(self, step: int, seconds: float, devices: list[torch.device]) -> dict:
         """What ``resume`` needs besides the parameters: where, the method's state, the RNGs."""

@@ -20,9 +20,7 @@ import math
 from pathlib import Path
 
 from render3d.io.atomic import atomic_path
-
-METRICS_LOG = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+from render3d.rundir import METRICS_LOG, TENSORBOARD
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -59,7 +57,7 @@ class TrainingLog:
         with atomic_path(self.path) as tmp:
             Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a")
-        self._writer = _tensorboard_writer(Path(run_dir) / TENSORBOARD_DIR, resume_step, tensorboard)
+        self._writer = _tensorboard_writer(Path(run_dir) / TENSORBOARD, resume_step, tensorboard)
 
     def log(self, step: int, seconds: float, metrics: dict[str, float], learning_rates: dict[str, float]) -> dict:
         """Append the record of ``step`` (1-based count of steps done) and return it."""

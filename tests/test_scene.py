@@ -20,7 +20,7 @@ def test_fit_lowers_the_loss_and_writes_a_run_directory(toy_method, sphere_datas
     scene = render3d.Scene.fit(sphere_dataset, method="toy", steps=60, out=tmp_path / "run", progress=False)
     first = render3d.Scene.fit(sphere_dataset, method="toy", steps=1, progress=False).train_summary
     assert scene.train_summary["final_loss"] < 0.5 * first["final_loss"]
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "config.json", "metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "tensorboard"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["method"] == "toy" and config["config"]["steps"] == 60 and config["seed"] == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -96,7 +96,7 @@ def test_interrupted_checkpoint_write_leaves_the_previous_file(toy_method, spher
     with pytest.raises(KeyboardInterrupt):
         rundir.save_checkpoint(run, {"method": "toy"})
     assert (run / "checkpoint.pt").read_bytes() == before
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "tensorboard"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ import imageio.v3 as iio
 import pytest
 
 from render3d.errors import DataError
-from render3d.training_log import METRICS_LOG, TENSORBOARD_DIR, TrainingLog, read_log
+from render3d.rundir import METRICS_LOG, TENSORBOARD
+from render3d.training_log import TrainingLog, read_log
 
 
 def _write(run, steps, resume_step=None, tensorboard=False):
@@ -41,7 +42,7 @@ def test_tensorboard_events_hold_the_same_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _write(tmp_path, [1, 2, 3], tensorboard=True)
-    events = EventAccumulator(str(tmp_path / TENSORBOARD_DIR))
+    events = EventAccumulator(str(tmp_path / TENSORBOARD))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("psnr")] == [(1, 11.0), (2, 12.0), (3, 13.0)]
     assert "lr/means" in events.Tags()["scalars"]
@@ -70,3 +71,16 @@ def test_plot_without_a_log_is_one_line(tmp_path, capsys):
         from render3d.apps.plot import _records
 
         _records(tmp_path)
+
+
+def test_a_fit_logs_its_curves_and_an_overwrite_starts_them_again(toy_method, sphere_dataset, tmp_path):
+    from render3d import Scene
+
+    Scene.fit(sphere_dataset, method="toy", steps=30, out=tmp_path / "run", progress=False)
+    records = read_log(tmp_path / "run")
+    assert [r["step"] for r in records] == list(range(1, 31))
+    assert records[-1]["time"] >= records[0]["time"] > 0
+    assert {"loss", "psnr"} <= set(records[-1]) and any(key.startswith("lr/") for key in records[-1])
+    assert (tmp_path / "run" / TENSORBOARD).is_dir()
+    Scene.fit(sphere_dataset, method="toy", steps=5, out=tmp_path / "run", overwrite=True, progress=False)
+    assert [r["step"] for r in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5]

@@ -171,6 +171,14 @@ class Method(torch.nn.Module, abc.ABC):
                 state[name] = getattr(self, name).state_dict()
         return state
 
+    def learning_rates(self) -> dict[str, float]:
+        """The current learning rate of each parameter group of ``self.optimizer`` (by the group's
+        ``name``, else its index), for the training curves; ``{}`` without an optimizer."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            return {}
+        return {str(group.get("name", index)): float(group["lr"]) for index, group in enumerate(optimizer.param_groups)}
+
     def load_training_state(self, state: dict) -> None:
         """Restore :meth:`training_state` after ``setup(dataset)`` and ``load_state_dict``."""
         for name in ("optimizer", "scheduler"):
