@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     bench.add_argument("--json", help="also write the results to this JSON file")
 
+    check_kernels = commands.add_parser("check-kernels", help="compile every Triton kernel variant for real GPUs (no GPU needed)")
+    from render3d.apps.check_kernels import add_arguments as add_check_kernels_arguments
+
+    add_check_kernels_arguments(check_kernels, _positive_int)
+
     demo = commands.add_parser("demo", help="fit the embedded demo scene, render a novel-view video and export a mesh")
     demo.add_argument("--out", default="render3d-demo", help="output folder (default ./render3d-demo)")
     demo.add_argument("--method", help="representation (default: the best installed one)")
@@ -186,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     from render3d.interruption import FitInterrupted
 
     try:
-        return getattr(commands, f"cmd_{args.command}")(args) or 0
+        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args) or 0
     except Render3DError as error:
         print(f"render3d {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -135,10 +135,19 @@ class DeclaredKernel:
                 tuple(types[name] for name in self.runtime_names))
 
     def label(self, variant: Variant) -> str:
-        """Short text for tables: the constexprs, then the argument types that have alternatives."""
-        varying = {name for name in self.runtime_names if len({dict(v.types)[name] for v in self.variants}) > 1}
-        parts = [f"{name}={int(value) if isinstance(value, bool) else value}" for name, value in variant.constexprs]
-        return " ".join(parts + [f"{name}:{kind}" for name, kind in variant.types if name in varying])
+        """Short text for tables: the constexprs and argument types that differ between the variants."""
+        def varying(field: str) -> set[str]:
+            seen: dict[str, set] = {}
+            for other in self.variants:
+                for name, value in getattr(other, field):
+                    seen.setdefault(name, set()).add(value)
+            return {name for name, values in seen.items() if len(values) > 1}
+
+        constexprs, types = varying("constexprs"), varying("types")
+        parts = [f"{name}={int(value) if isinstance(value, bool) else value}"
+                 for name, value in variant.constexprs if name in constexprs]
+        parts += [f"{name}:{kind}" for name, kind in variant.types if name in types]
+        return " ".join(parts) or "-"
 
     def __getitem__(self, grid):
         return functools.partial(self._launch, grid)

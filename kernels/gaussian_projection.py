@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from render3d.kernels._variants import declare, product
 from render3d.ops.gaussian_projection import FRUSTUM_MARGIN
 
 __all__ = ["project_gaussians_triton"]
@@ -92,6 +93,12 @@ def _row_times_rs(r0, r1, r2, m00, m01, m02, m10, m11, m12, m20, m21, m22):
     return r0 * m00 + r1 * m10 + r2 * m20, r0 * m01 + r1 * m11 + r2 * m21, r0 * m02 + r1 * m12 + r2 * m22
 
 
+@declare(
+    types={"means_ptr quats_ptr log_scales_ptr w2c_ptr K_ptr means2d_ptr conics_ptr depths_ptr comps_ptr": "*fp32",
+           "radii_ptr": "*i32", "total": ["i32", "i64"], "N": "i32",
+           "width height margin_x extent_x margin_y extent_y near far eps2d radius_clip": "fp32"},
+    constexprs=product(ANTIALIASED=[False, True], BLOCK=[BLOCK]),
+)
 @triton.jit
 def _project_fwd(
     means_ptr, quats_ptr, log_scales_ptr, w2c_ptr, K_ptr,
@@ -159,6 +166,13 @@ def _project_fwd(
     tl.store(comps_ptr + pair, comp, mask=mask)
 
 
+@declare(
+    types={"means_ptr quats_ptr log_scales_ptr w2c_ptr K_ptr g_means2d_ptr g_conics_ptr g_depths_ptr g_comps_ptr "
+           "g_means_ptr g_quats_ptr g_log_scales_ptr": "*fp32",
+           "radii_ptr": "*i32", "total": ["i32", "i64"], "N": "i32",
+           "margin_x extent_x margin_y extent_y eps2d": "fp32"},
+    constexprs=product(ANTIALIASED=[False, True], BLOCK=[BLOCK]),
+)
 @triton.jit
 def _project_bwd(
     means_ptr, quats_ptr, log_scales_ptr, w2c_ptr, K_ptr, radii_ptr,

@@ -21,6 +21,9 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
+from render3d.kernels._variants import declare, product
+from render3d.ops.hash_encoding import FEATURES_PER_LEVEL_CHOICES
+
 PRIME_Y = tl.constexpr(2654435761)
 PRIME_Z = tl.constexpr(805459861)
 BLOCK_POINTS = 128
@@ -70,15 +73,24 @@ def _corner(corner: tl.constexpr, ix, iy, iz, wx, wy, wz):
     return ix + dx, iy + dy, iz + dz, weight_z * weight_y * weight_x
 
 
+# Positions, table and outputs share one float dtype; the level tables are fixed (see _level_tables).
+_LEVEL_TYPES = {"scale_ptr": "*fp64", "resolution_ptr size_ptr offset_ptr": "*i64", "hashed_ptr": "*i32",
+                "n_points n_levels": "i32"}
+
+
+@declare(
+    types={"x_ptr table_ptr out_ptr": ["*fp32", "*fp64"], **_LEVEL_TYPES},
+    constexprs=product(F=FEATURES_PER_LEVEL_CHOICES, BLOCK=[BLOCK_POINTS]),
+)
 @triton.jit
 def _hash_encode_fwd_kernel(
-    x_ptr, table_ptr, out_ptr, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, n_points,
-    N_LEVELS: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, table_ptr, out_ptr, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, n_points, n_levels,
+    F: tl.constexpr, BLOCK: tl.constexpr,
 ):
     points = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = points < n_points
     features = tl.arange(0, F)
-    for level in range(N_LEVELS):
+    for level in range(n_levels):
         _, resolution, size, offset, hashed, ix, iy, iz, wx, wy, wz = _level_cell(
             x_ptr, points, mask, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, level)
         acc = tl.zeros([BLOCK, F], dtype=tl.float32)
@@ -87,15 +99,20 @@ def _hash_encode_fwd_kernel(
             entry = _corner_entry(cx, cy, cz, resolution, size, offset, hashed)
             values = tl.load(table_ptr + entry[:, None] * F + features[None, :], mask=mask[:, None], other=0.0)
             acc += weight[:, None] * values
-        tl.store(out_ptr + points[:, None] * (N_LEVELS * F) + level * F + features[None, :],
+        tl.store(out_ptr + points[:, None] * (n_levels * F) + level * F + features[None, :],
                  acc.to(out_ptr.dtype.element_ty), mask=mask[:, None])
 
 
+@declare(
+    types={"x_ptr table_ptr grad_out_ptr grad_table_ptr grad_x_ptr": ["*fp32", "*fp64"], **_LEVEL_TYPES},
+    constexprs=[row for row in product(F=FEATURES_PER_LEVEL_CHOICES, BLOCK=[BLOCK_POINTS], TABLE_GRAD=[False, True],
+                                       INPUT_GRAD=[False, True]) if row["TABLE_GRAD"] or row["INPUT_GRAD"]],
+)
 @triton.jit
 def _hash_encode_bwd_kernel(
     x_ptr, table_ptr, grad_out_ptr, grad_table_ptr, grad_x_ptr, scale_ptr, resolution_ptr, size_ptr,
-    offset_ptr, hashed_ptr, n_points,
-    N_LEVELS: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr, TABLE_GRAD: tl.constexpr, INPUT_GRAD: tl.constexpr,
+    offset_ptr, hashed_ptr, n_points, n_levels,
+    F: tl.constexpr, BLOCK: tl.constexpr, TABLE_GRAD: tl.constexpr, INPUT_GRAD: tl.constexpr,
 ):
     points = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = points < n_points
@@ -103,10 +120,10 @@ def _hash_encode_bwd_kernel(
     grad_px = tl.zeros([BLOCK], dtype=tl.float32)
     grad_py = tl.zeros([BLOCK], dtype=tl.float32)
     grad_pz = tl.zeros([BLOCK], dtype=tl.float32)
-    for level in range(N_LEVELS):
+    for level in range(n_levels):
         scale, resolution, size, offset, hashed, ix, iy, iz, wx, wy, wz = _level_cell(
             x_ptr, points, mask, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, level)
-        grad = tl.load(grad_out_ptr + points[:, None] * (N_LEVELS * F) + level * F + features[None, :],
+        grad = tl.load(grad_out_ptr + points[:, None] * (n_levels * F) + level * F + features[None, :],
                        mask=mask[:, None], other=0.0).to(tl.float32)
         dfx = tl.zeros([BLOCK], dtype=tl.float32)
         dfy = tl.zeros([BLOCK], dtype=tl.float32)
@@ -139,20 +156,24 @@ def _hash_encode_bwd_kernel(
         tl.store(grad_x_ptr + points * 3 + 2, grad_pz.to(grad_x_ptr.dtype.element_ty), mask=mask)
 
 
+@declare(
+    types={"x_ptr weights_ptr": ["*fp32", "*fp64"], "entries_ptr": "*i64", **_LEVEL_TYPES},
+    constexprs=[{"BLOCK": BLOCK_POINTS}],
+)
 @triton.jit
 def _grid_indices_kernel(
-    x_ptr, entries_ptr, weights_ptr, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, n_points,
-    N_LEVELS: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, entries_ptr, weights_ptr, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, n_points, n_levels,
+    BLOCK: tl.constexpr,
 ):
     points = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = points < n_points
-    for level in range(N_LEVELS):
+    for level in range(n_levels):
         _, resolution, size, offset, hashed, ix, iy, iz, wx, wy, wz = _level_cell(
             x_ptr, points, mask, scale_ptr, resolution_ptr, size_ptr, offset_ptr, hashed_ptr, level)
         for corner in tl.static_range(8):
             cx, cy, cz, weight = _corner(corner, ix, iy, iz, wx, wy, wz)
             entry = _corner_entry(cx, cy, cz, resolution, size, offset, hashed)
-            slot = points * (N_LEVELS * 8) + level * 8 + corner
+            slot = points * (n_levels * 8) + level * 8 + corner
             tl.store(entries_ptr + slot, entry, mask=mask)
             tl.store(weights_ptr + slot, weight, mask=mask)
 
@@ -182,8 +203,7 @@ def hash_encode_forward(x: torch.Tensor, table: torch.Tensor, levels: Levels) ->
     out = torch.empty((n_points, len(levels) * features), dtype=table.dtype, device=x.device)
     if n_points:
         _hash_encode_fwd_kernel[_grid(n_points)](
-            x, table, out, *_level_tables(levels, x.device), n_points,
-            N_LEVELS=len(levels), F=features, BLOCK=BLOCK_POINTS,
+            x, table, out, *_level_tables(levels, x.device), n_points, len(levels), F=features, BLOCK=BLOCK_POINTS,
         )
     return out
 
@@ -200,8 +220,8 @@ def hash_encode_backward(
     if n_points and (table_grad or input_grad):
         _hash_encode_bwd_kernel[_grid(n_points)](
             x, table, grad_out, grad_table if table_grad else table, grad_x if input_grad else x,
-            *_level_tables(levels, x.device), n_points,
-            N_LEVELS=len(levels), F=features, BLOCK=BLOCK_POINTS, TABLE_GRAD=table_grad, INPUT_GRAD=input_grad,
+            *_level_tables(levels, x.device), n_points, len(levels),
+            F=features, BLOCK=BLOCK_POINTS, TABLE_GRAD=table_grad, INPUT_GRAD=input_grad,
         )
     elif input_grad:
         grad_x.zero_()
@@ -217,7 +237,7 @@ def grid_indices_triton(x: torch.Tensor, levels: Levels) -> tuple[torch.Tensor, 
     weights = torch.empty((n_points, len(levels), 8), dtype=x.dtype, device=x.device)
     if n_points:
         _grid_indices_kernel[_grid(n_points)](
-            x, entries, weights, *_level_tables(levels, x.device), n_points, N_LEVELS=len(levels), BLOCK=BLOCK_POINTS,
+            x, entries, weights, *_level_tables(levels, x.device), n_points, len(levels), BLOCK=BLOCK_POINTS,
         )
     return entries, weights
 

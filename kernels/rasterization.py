@@ -6,9 +6,14 @@ lane per pixel (``tile_size**2`` lanes), the tile's sorted list read ``BATCH`` G
 into ``[pixels, BATCH]`` blocks whose transmittance is a ``cumprod`` along the batch. The
 forward loop ends once every pixel of the tile has stopped; it records each pixel's final
 transmittance and ``last_end`` (one past its last contributor). The backward program walks the
-tile's batches back to front from the last batch any pixel used, and adds per-Gaussian
-gradients with atomics into buffers the launcher zeroes. Feature sums use ``tl.dot`` in IEEE
-float32 with the feature axis padded to at least 16.
+tile's batches back to front from the last batch any pixel used, ``BACKWARD_BATCH`` Gaussians
+at a time, and adds per-Gaussian gradients with atomics into buffers the launcher zeroes.
+Feature sums use ``tl.dot`` in IEEE float32 with the feature axis padded to 16.
+
+Compiled for sm_80/sm_90 (``render3d check-kernels``), 16x16 tiles at 8 warps: the forward
+needs about 180-230 registers a thread; the backward, which keeps some twenty ``[pixels,
+batch]`` blocks alive, spilled about 500 bytes a thread with batches of 32 and needs 255
+registers and at most 16 bytes of spill with batches of 16 (``tl.dot``'s minimum).
 """
 from __future__ import annotations
 
@@ -17,10 +22,15 @@ import triton
 import triton.language as tl
 
 from render3d.errors import ConfigError
+from render3d.kernels._variants import declare, product
 from render3d.ops.rasterization import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 from render3d.ops.tile_binning import tile_grid
 
 BATCH = 32
+BACKWARD_BATCH = 16
+TILE_SIZES = (4, 8, 16)
+FEATURE_PADS = (16,)  # channels padded for tl.dot; 32 fits a 16x16 forward too, 64 spills
+MAX_CHANNELS = FEATURE_PADS[-1]
 
 
 @triton.jit
@@ -62,11 +72,19 @@ def _gaussian_alphas(ids_ptr, means_ptr, conics_ptr, opacities_ptr, slot, in_lis
     return gid, dx, dy, a, b, c, vis, raw_alpha, alpha, valid
 
 
+@declare(
+    types={"means_ptr conics_ptr colors_ptr opacities_ptr backgrounds_ptr out_colors_ptr out_alphas_ptr t_final_ptr": "*fp32",
+           "ids_ptr starts_ptr ends_ptr": "*i64", "last_end_ptr": "*i32",
+           "width height tiles_w tiles_per_camera n_channels": "i32"},
+    constexprs=product(D_PAD=FEATURE_PADS, TILE=TILE_SIZES, BATCH_SIZE=[BATCH], HAS_BACKGROUND=[False, True],
+                       ALPHA_CAP=[ALPHA_MAX], ALPHA_FLOOR=[ALPHA_MIN], T_MIN=[TRANSMITTANCE_MIN]),
+    options={"num_warps": 8},
+)
 @triton.jit
 def _forward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, backgrounds_ptr,
                     starts_ptr, ends_ptr, out_colors_ptr, out_alphas_ptr, t_final_ptr, last_end_ptr,
-                    width, height, tiles_w, tiles_per_camera,
-                    D: tl.constexpr, D_PAD: tl.constexpr, TILE: tl.constexpr, BATCH_SIZE: tl.constexpr,
+                    width, height, tiles_w, tiles_per_camera, n_channels,
+                    D_PAD: tl.constexpr, TILE: tl.constexpr, BATCH_SIZE: tl.constexpr,
                     HAS_BACKGROUND: tl.constexpr, ALPHA_CAP: tl.constexpr, ALPHA_FLOOR: tl.constexpr,
                     T_MIN: tl.constexpr):
     tile = tl.program_id(0)
@@ -96,8 +114,8 @@ def _forward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, b
         contributes = valid & before_stop & alive[:, None]
         t_excl = t_incl / one_minus
         weight = tl.where(contributes, alpha * t_excl, 0.0)
-        features = tl.load(colors_ptr + gid[:, None] * D + channel[None, :],
-                           mask=in_list[:, None] & (channel[None, :] < D), other=0.0)
+        features = tl.load(colors_ptr + gid[:, None] * n_channels + channel[None, :],
+                           mask=in_list[:, None] & (channel[None, :] < n_channels), other=0.0)
         colour += tl.dot(weight, features, input_precision="ieee")
         t_out = tl.min(tl.where(before_stop, t_incl, transmittance[:, None]), axis=1)
         transmittance = tl.where(alive, t_out, transmittance)
@@ -107,22 +125,31 @@ def _forward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, b
         batch += 1
 
     if HAS_BACKGROUND:
-        background = tl.load(backgrounds_ptr + camera * D + channel, mask=channel < D, other=0.0)
+        background = tl.load(backgrounds_ptr + camera * n_channels + channel, mask=channel < n_channels, other=0.0)
         colour += transmittance[:, None] * background[None, :]
     pixel = (camera.to(tl.int64) * height + pixel_y) * width + pixel_x
-    tl.store(out_colors_ptr + pixel[:, None] * D + channel[None, :], colour,
-             mask=inside[:, None] & (channel[None, :] < D))
+    tl.store(out_colors_ptr + pixel[:, None] * n_channels + channel[None, :], colour,
+             mask=inside[:, None] & (channel[None, :] < n_channels))
     tl.store(out_alphas_ptr + pixel, 1.0 - transmittance, mask=inside)
     tl.store(t_final_ptr + pixel, transmittance, mask=inside)
     tl.store(last_end_ptr + pixel, last_end, mask=inside)
 
 
+@declare(
+    types={"means_ptr conics_ptr colors_ptr opacities_ptr backgrounds_ptr t_final_ptr grad_colors_ptr grad_alphas_ptr "
+           "v_means_ptr v_means_abs_ptr v_conics_ptr v_colors_ptr v_opacities_ptr": "*fp32",
+           "ids_ptr starts_ptr": "*i64", "last_end_ptr": "*i32",
+           "width height tiles_w tiles_per_camera n_channels": "i32"},
+    constexprs=product(D_PAD=FEATURE_PADS, TILE=TILE_SIZES, BATCH_SIZE=[BACKWARD_BATCH], HAS_BACKGROUND=[False, True],
+                       ABSGRAD=[False, True], ALPHA_CAP=[ALPHA_MAX], ALPHA_FLOOR=[ALPHA_MIN]),
+    options={"num_warps": 8},
+)
 @triton.jit
 def _backward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, backgrounds_ptr,
                      starts_ptr, t_final_ptr, last_end_ptr, grad_colors_ptr, grad_alphas_ptr,
                      v_means_ptr, v_means_abs_ptr, v_conics_ptr, v_colors_ptr, v_opacities_ptr,
-                     width, height, tiles_w, tiles_per_camera,
-                     D: tl.constexpr, D_PAD: tl.constexpr, TILE: tl.constexpr, BATCH_SIZE: tl.constexpr,
+                     width, height, tiles_w, tiles_per_camera, n_channels,
+                     D_PAD: tl.constexpr, TILE: tl.constexpr, BATCH_SIZE: tl.constexpr,
                      HAS_BACKGROUND: tl.constexpr, ABSGRAD: tl.constexpr, ALPHA_CAP: tl.constexpr,
                      ALPHA_FLOOR: tl.constexpr):
     tile = tl.program_id(0)
@@ -131,15 +158,15 @@ def _backward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, 
     channel = tl.arange(0, D_PAD)
     batch_lane = tl.arange(0, BATCH_SIZE)
     pixel = (camera.to(tl.int64) * height + pixel_y) * width + pixel_x
-    channel_mask = inside[:, None] & (channel[None, :] < D)
+    channel_mask = inside[:, None] & (channel[None, :] < n_channels)
 
     t_after = tl.load(t_final_ptr + pixel, mask=inside, other=1.0)
     last_end = tl.load(last_end_ptr + pixel, mask=inside, other=0)
-    grad = tl.load(grad_colors_ptr + pixel[:, None] * D + channel[None, :], mask=channel_mask, other=0.0)
+    grad = tl.load(grad_colors_ptr + pixel[:, None] * n_channels + channel[None, :], mask=channel_mask, other=0.0)
     grad_alpha = tl.load(grad_alphas_ptr + pixel, mask=inside, other=0.0)
     behind = -grad_alpha * t_after
     if HAS_BACKGROUND:
-        background = tl.load(backgrounds_ptr + camera * D + channel, mask=channel < D, other=0.0)
+        background = tl.load(backgrounds_ptr + camera * n_channels + channel, mask=channel < n_channels, other=0.0)
         behind += tl.sum(grad * background[None, :], axis=1) * t_after
     start = tl.load(starts_ptr + tile)
     n_batches = tl.cdiv(tl.max(last_end, axis=0), BATCH_SIZE)
@@ -159,8 +186,8 @@ def _backward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, 
         t_start = t_after / batch_product
         t_excl = t_start[:, None] * products / one_minus
         weight = alpha * t_excl
-        features = tl.load(colors_ptr + gid[:, None] * D + channel[None, :],
-                           mask=in_list[:, None] & (channel[None, :] < D), other=0.0)
+        features = tl.load(colors_ptr + gid[:, None] * n_channels + channel[None, :],
+                           mask=in_list[:, None] & (channel[None, :] < n_channels), other=0.0)
         grad_dot_colour = tl.dot(grad, tl.trans(features), input_precision="ieee")
         weighted = weight * grad_dot_colour
         running = tl.cumsum(weighted, axis=1)
@@ -181,8 +208,8 @@ def _backward_kernel(ids_ptr, means_ptr, conics_ptr, colors_ptr, opacities_ptr, 
         tl.atomic_add(v_conics_ptr + gid * 3 + 2, tl.sum(0.5 * v_sigma * dy * dy, axis=0), mask=in_list)
         tl.atomic_add(v_opacities_ptr + gid, tl.sum(tl.where(through, vis * v_alpha, 0.0), axis=0), mask=in_list)
         v_features = tl.dot(tl.trans(weight), grad, input_precision="ieee")
-        tl.atomic_add(v_colors_ptr + gid[:, None] * D + channel[None, :], v_features,
-                      mask=in_list[:, None] & (channel[None, :] < D))
+        tl.atomic_add(v_colors_ptr + gid[:, None] * n_channels + channel[None, :], v_features,
+                      mask=in_list[:, None] & (channel[None, :] < n_channels))
         t_after = t_start
         behind += total
 
@@ -219,10 +246,9 @@ class _RasterizeTriton(torch.autograd.Function):
         background_arg = backgrounds.contiguous() if has_background else render_colors
         _forward_kernel[(starts.numel(),)](
             flatten_ids, means2d, conics, colors, opacities, background_arg, starts, ends,
-            render_colors, render_alphas, t_final, last_end, width, height, tiles_w, tiles_per_camera,
-            D=n_channels, D_PAD=_feature_pad(n_channels), TILE=tile_size, BATCH_SIZE=BATCH,
-            HAS_BACKGROUND=has_background, ALPHA_CAP=ALPHA_MAX, ALPHA_FLOOR=ALPHA_MIN,
-            T_MIN=TRANSMITTANCE_MIN, num_warps=8)
+            render_colors, render_alphas, t_final, last_end, width, height, tiles_w, tiles_per_camera, n_channels,
+            D_PAD=_feature_pad(n_channels), TILE=tile_size, BATCH_SIZE=BATCH,
+            HAS_BACKGROUND=has_background, ALPHA_CAP=ALPHA_MAX, ALPHA_FLOOR=ALPHA_MIN, T_MIN=TRANSMITTANCE_MIN)
         ctx.shape = (width, height, tile_size, tiles_w, tiles_per_camera)
         ctx.absgrad = absgrad
         ctx.launch = (starts, flatten_ids, t_final, last_end)
@@ -246,9 +272,8 @@ class _RasterizeTriton(torch.autograd.Function):
             flatten_ids, means2d, conics, colors, opacities, backgrounds if has_background else colors,
             starts, t_final, last_end, grad_colors.contiguous(), grad_alphas.contiguous(),
             v_means, v_means_abs, v_conics, v_colors, v_opacities, width, height, tiles_w, tiles_per_camera,
-            D=n_channels, D_PAD=_feature_pad(n_channels), TILE=tile_size, BATCH_SIZE=BATCH,
-            HAS_BACKGROUND=has_background, ABSGRAD=bool(ctx.absgrad), ALPHA_CAP=ALPHA_MAX,
-            ALPHA_FLOOR=ALPHA_MIN, num_warps=8)
+            n_channels, D_PAD=_feature_pad(n_channels), TILE=tile_size, BATCH_SIZE=BACKWARD_BATCH,
+            HAS_BACKGROUND=has_background, ABSGRAD=bool(ctx.absgrad), ALPHA_CAP=ALPHA_MAX, ALPHA_FLOOR=ALPHA_MIN)
         if ctx.absgrad:
             inputs[0].absgrad = v_means_abs
         v_backgrounds = None
@@ -273,11 +298,14 @@ def rasterize_gaussians_triton(
     absgrad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton implementation of :func:`render3d.ops.rasterization.rasterize_gaussians` (same
-    arguments and results; float32 inputs, ``tile_size`` a power of two of at least 4)."""
+    arguments and results; float32 inputs, ``tile_size`` one of :data:`TILE_SIZES`, at most
+    :data:`MAX_CHANNELS` channels)."""
     if means2d.dtype != torch.float32:
         raise ConfigError(f"rasterize_gaussians: the Triton kernel takes float32 inputs, got {means2d.dtype}")
-    if tile_size < 4 or tile_size & (tile_size - 1):
-        raise ConfigError(f"rasterize_gaussians: the Triton kernel needs a power-of-two tile_size >= 4, "
-                          f"got {tile_size}")
+    if tile_size not in TILE_SIZES:
+        raise ConfigError(f"rasterize_gaussians: the Triton kernel needs tile_size in {TILE_SIZES}, got {tile_size}")
+    if colors.shape[-1] > MAX_CHANNELS:
+        raise ConfigError(f"rasterize_gaussians: the Triton kernel takes at most {MAX_CHANNELS} channels, "
+                          f"got {colors.shape[-1]}")
     return _RasterizeTriton.apply(means2d, conics, colors, opacities, backgrounds, width, height, tile_size,
                                   isect_offsets, flatten_ids, absgrad)

@@ -6,7 +6,8 @@ each ray's samples, an exclusive cumsum turns counts into offsets, the second wr
 samples at those offsets (so the output is packed, sorted by ray then t, without atomics).
 
 Every float32 operation matches the reference's, in the same order; floating-point
-contraction into FMA is switched off at launch (``enable_fp_fusion=False``) so that GPU code
+contraction into FMA is switched off in the kernel's declaration (``enable_fp_fusion=False``,
+given to every launch) so that GPU code
 rounds each product like PyTorch does. Not differentiable: a sampler.
 """
 from __future__ import annotations
@@ -15,12 +16,20 @@ import torch
 import triton
 import triton.language as tl
 
+from render3d.kernels._variants import declare, product
 from render3d.ops.ray_marching import MAX_STEP, MarchSpec
 
 BLOCK_RAYS = 64
 _MAX_STEP = tl.constexpr(MAX_STEP)
 
 
+@declare(
+    types={"origins_ptr dirs_ptr t_min_ptr t_max_ptr t_starts_ptr t_ends_ptr": "*fp32", "binary_ptr": "*u8",
+           "counts_ptr offsets_ptr ray_indices_ptr": "*i64", "n_rays resolution": "i32",
+           "step_size cone_angle min_x min_y min_z scale_x scale_y scale_z": "fp32"},
+    constexprs=product(HAS_GRID=[False, True], USE_CONE=[False, True], WRITE=[False, True], BLOCK=[BLOCK_RAYS]),
+    options={"enable_fp_fusion": False},
+)
 @triton.jit
 def _march_kernel(
     origins_ptr, dirs_ptr, t_min_ptr, t_max_ptr, binary_ptr,
@@ -95,10 +104,11 @@ def ray_marching_triton(
         return torch.zeros(0, dtype=torch.int64, device=device), empty, empty.clone()
     grid = (triton.cdiv(n_rays, BLOCK_RAYS),)
     common = dict(
-        n_rays=n_rays, step_size=spec.step_size, cone_angle=spec.cone_angle, resolution=max(spec.resolution, 1),
-        min_x=spec.grid_min[0], min_y=spec.grid_min[1], min_z=spec.grid_min[2],
-        scale_x=spec.grid_scale[0], scale_y=spec.grid_scale[1], scale_z=spec.grid_scale[2],
-        HAS_GRID=has_grid, USE_CONE=spec.cone_angle > 0.0, BLOCK=BLOCK_RAYS, enable_fp_fusion=False,
+        n_rays=n_rays, step_size=float(spec.step_size), cone_angle=float(spec.cone_angle),
+        resolution=max(spec.resolution, 1),
+        min_x=float(spec.grid_min[0]), min_y=float(spec.grid_min[1]), min_z=float(spec.grid_min[2]),
+        scale_x=float(spec.grid_scale[0]), scale_y=float(spec.grid_scale[1]), scale_z=float(spec.grid_scale[2]),
+        HAS_GRID=has_grid, USE_CONE=spec.cone_angle > 0.0, BLOCK=BLOCK_RAYS,
     )
     # The counting pass writes counts only; the output pointers get allocated stand-ins.
     _march_kernel[grid](

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from render3d.kernels._variants import declare
 from render3d.ops.sh_colors import DIRECTION_EPS
 from render3d.ops.spherical_harmonics import _C0, _C1, _C2, _C3, num_sh_bases
 
@@ -102,6 +103,23 @@ def _coefficient_tiles(coeffs_ptr, gaussian, mask, cols, K, BASES: tl.constexpr)
     )
 
 
+def _tile_width(degree: int) -> int:
+    """Tile columns: the active basis count rounded up to a power of two, at least 2."""
+    return max(2, triton.next_power_of_2(num_sh_bases(degree)))
+
+
+def _degree_constexprs(degree: int) -> dict[str, int]:
+    """The constexprs of both kernels for one SH degree."""
+    return {"DEGREE": degree, "BASES": num_sh_bases(degree), "KP": _tile_width(degree), "BLOCK": BLOCK}
+
+
+DEGREES = (0, 1, 2, 3)
+
+
+@declare(
+    types={"coeffs_ptr dirs_ptr colors_ptr": "*fp32", "total": ["i32", "i64"], "N K": "i32"},
+    constexprs=[_degree_constexprs(degree) for degree in DEGREES],
+)
 @triton.jit
 def _sh_colors_fwd(
     coeffs_ptr, dirs_ptr, colors_ptr, total, N, K,
@@ -119,6 +137,10 @@ def _sh_colors_fwd(
     tl.store(colors_ptr + pair * 3 + 2, tl.maximum(tl.sum(basis * c_b, axis=1) + 0.5, 0.0), mask=mask)
 
 
+@declare(
+    types={"coeffs_ptr dirs_ptr g_colors_ptr g_coeffs_ptr g_dirs_ptr": "*fp32", "C N K": "i32"},
+    constexprs=[_degree_constexprs(degree) for degree in DEGREES],
+)
 @triton.jit
 def _sh_colors_bwd(
     coeffs_ptr, dirs_ptr, g_colors_ptr, g_coeffs_ptr, g_dirs_ptr, C, N, K,
@@ -162,11 +184,6 @@ def _sh_colors_bwd(
     tl.store(base + 2, acc_b, mask=tile_mask)
 
 
-def _tile_width(degree: int) -> int:
-    """Tile columns: the active basis count rounded up to a power of two, at least 2."""
-    return max(2, triton.next_power_of_2(num_sh_bases(degree)))
-
-
 class _SHColors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, coeffs, dirs, degree):
@@ -176,7 +193,7 @@ class _SHColors(torch.autograd.Function):
         if total:
             _sh_colors_fwd[(triton.cdiv(total, BLOCK),)](
                 coeffs, dirs, colors, total, N, K,
-                DEGREE=degree, BASES=num_sh_bases(degree), KP=_tile_width(degree), BLOCK=BLOCK,
+                **_degree_constexprs(degree),
             )  # fmt: skip
         ctx.save_for_backward(coeffs, dirs)
         ctx.degree = degree
@@ -195,7 +212,7 @@ class _SHColors(torch.autograd.Function):
             degree = ctx.degree
             _sh_colors_bwd[(triton.cdiv(N, BLOCK),)](
                 coeffs, dirs, g_colors.contiguous(), g_coeffs, g_dirs, C, N, K,
-                DEGREE=degree, BASES=num_sh_bases(degree), KP=_tile_width(degree), BLOCK=BLOCK,
+                **_degree_constexprs(degree),
             )  # fmt: skip
         # Degree 0 colours do not depend on the direction: no gradient, as in the reference.
         return (
