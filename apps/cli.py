@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
     evaluate.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes resolution for mesh metrics")
+    evaluate.add_argument("--mesh-gt", metavar="MESH", help="ground-truth mesh file: report IoU, Chamfer-L1, normal consistency"
+                          " and F-score of the run's mesh against it (implicit surfaces) instead of PSNR/SSIM")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluate.add_argument("--device", help="cpu, cuda, cuda:N")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -144,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep every piece of the mesh (default: drop floaters under 2%% of the largest piece's area)")
     export.add_argument("--device", help="cpu, cuda, cuda:N")
 
-    info = commands.add_parser("info", help="describe a dataset folder, or the installation when no folder is given")
-    info.add_argument("data", nargs="?", help="dataset folder")
+    info = commands.add_parser("info", help="describe a dataset folder or a shape, or the installation when none is given")
+    info.add_argument("data", nargs="?", help="dataset folder, mesh or point-cloud file, or folder of meshes")
 
     bench = commands.add_parser("bench", help="run benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all); see --list")
