@@ -303,26 +303,33 @@ def _print_dataset(path: Path) -> None:
         return
     fmt = render3d.detect_format(path)
     _echo(f"{path}: {fmt} dataset")
+    splits: dict[str, "render3d.Dataset | DataError"] = {}
     for split in ("train", "val", "test"):
         try:
-            dataset = render3d.load_dataset(path, split=split)
+            splits[split] = render3d.load_dataset(path, split=split)
         except DataError as error:
             if split == "train":
                 raise
-            _echo(f"  {split}: none ({error})")
-            continue
-        if split == "train":
-            K = dataset.cameras.K[0]
-            lo, hi = dataset.aabb.tolist()
-            _echo(f"  images: {dataset.width}x{dataset.height}, fx {float(K[0, 0]):.1f} fy {float(K[1, 1]):.1f}"
-                  f" cx {float(K[0, 2]):.1f} cy {float(K[1, 2]):.1f}; alpha: {'yes' if dataset.alphas is not None else 'no'}")
-            _echo(f"  bounds: aabb {[round(v, 3) for v in lo]} .. {[round(v, 3) for v in hi]},"
-                  f" near {dataset.near:.3g}, far {dataset.far:.3g}")
-            if dataset.points is not None:
-                _echo(f"  sparse points: {len(dataset.points)}")
-            if dataset.mesh_path is not None:
-                _echo(f"  ground-truth mesh: {dataset.mesh_path}")
-        _echo(f"  {split}: {len(dataset)} images")
+            splits[split] = error
+    train = splits["train"]
+    K = train.cameras.K[0]
+    lo, hi = train.aabb.tolist()
+    _echo(f"  images: {train.width}x{train.height}, fx {float(K[0, 0]):.1f} fy {float(K[1, 1]):.1f}"
+          f" cx {float(K[0, 2]):.1f} cy {float(K[1, 2]):.1f}; alpha: {'yes' if train.alphas is not None else 'no'}")
+    _echo(f"  bounds: aabb {[round(v, 3) for v in lo]} .. {[round(v, 3) for v in hi]},"
+          f" near {train.near:.3g}, far {train.far:.3g}")
+    if train.points is not None:
+        _echo(f"  sparse points: {len(train.points)}")
+    if train.mesh_path is not None:
+        _echo(f"  ground-truth mesh: {train.mesh_path}")
+    test = splits["test"]
+    for split, dataset in splits.items():
+        if isinstance(dataset, DataError):
+            _echo(f"  {split}: none ({dataset})")
+        elif split == "val" and not isinstance(test, DataError) and dataset.image_names == test.image_names:
+            _echo(f"  val: the same {len(dataset)} images as test (this dataset has no val split of its own)")
+        else:
+            _echo(f"  {split}: {len(dataset)} images")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -292,3 +292,27 @@ def test_fit_without_a_test_split_evaluates_on_val_or_skips(toy_method, data, tm
 def test_eval_of_a_missing_ply_says_it_does_not_exist(capsys, tmp_path):
     assert main(["eval", str(tmp_path / "nonexistent.ply")]) == 2
     assert capsys.readouterr().err.strip().endswith("nonexistent.ply: splat PLY file does not exist")
+
+
+def test_info_and_fit_refuse_a_frame_with_a_zero_rotation(toy_method, data, tmp_path, capsys):
+    path = data / "transforms_train.json"
+    meta = json.loads(path.read_text())
+    for row in meta["frames"][4]["transform_matrix"][:3]:
+        row[:3] = [0.0, 0.0, 0.0]
+    path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    for argv in (["info", str(data)], ["fit", str(data), "--method", "toy", "--out", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "transforms_train.json: frame 4 (./train/r_4)" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_info_on_colmap_says_val_is_the_test_images(tmp_path, capsys):
+    from tests.data.synthetic import write_colmap_scene
+
+    write_colmap_scene(tmp_path / "colmap", count=10)
+    assert main(["info", str(tmp_path / "colmap")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3:] == ["  train: 8 images", "  val: the same 2 images as test (this dataset has no val split of its own)",
+                          "  test: 2 images"]

@@ -26,6 +26,7 @@ from render3d.data.bounds import bounds_in_box
 from render3d.data.dataset import Dataset
 from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
+from render3d.data.poses import check_poses
 from render3d.data.splits import limit_count
 from render3d.errors import DataError
 
@@ -67,8 +68,11 @@ def _intrinsics(meta: dict, path: Path, width: int, height: int) -> np.ndarray:
 
 def _pose(frame: dict, path: Path, index: int) -> np.ndarray:
     """``[4,4]`` float64 OpenGL camera-to-world matrix of one frame."""
-    matrix = require(frame, "transform_matrix", path, f"frame {index}")
-    return read_matrix(matrix, 4, 4, path, f"frame {index} transform_matrix")
+    matrix = read_matrix(require(frame, "transform_matrix", path, f"frame {index}"), 4, 4, path,
+                         f"frame {index} transform_matrix")
+    file_path = frame.get("file_path")
+    check_poses(matrix[None], path, [f"frame {index}" + (f" ({file_path})" if isinstance(file_path, str) else "")])
+    return matrix
 
 
 def _scene_camera_centres(root: Path) -> torch.Tensor:

@@ -24,6 +24,7 @@ from render3d.data.colmap_io import ColmapCamera, ColmapImage, model_format, rea
 from render3d.data.dataset import Dataset
 from render3d.data.images import check_same_size, load_images, photo_folder, relative_name
 from render3d.data.masks import MASKS_FOLDER, load_masks
+from render3d.data.poses import check_poses
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
 from render3d.errors import DataError
@@ -137,7 +138,9 @@ def load_colmap(
     width, height = _shared_size(cameras, registered, model_dir)
     intrinsics = {cid: colmap_intrinsics(cameras[cid], model_dir) for cid in {i.camera_id for i in registered}}
 
-    all_c2w = torch.tensor(np.stack([_camera_to_world(image) for image in registered]), dtype=torch.float32)
+    all_c2w = np.stack([_camera_to_world(image) for image in registered])
+    check_poses(all_c2w, model_dir, [f"image {image.name}" for image in registered])
+    all_c2w = torch.tensor(all_c2w, dtype=torch.float32)
     all_K = torch.tensor(np.stack([intrinsics[image.camera_id][0] for image in registered]), dtype=torch.float32)
     all_cameras = Cameras(K=all_K, c2w=all_c2w, width=width, height=height)
 

@@ -149,8 +149,10 @@ class ColmapPoints:
 
 
 def qvec_to_rotation(qvec: np.ndarray) -> np.ndarray:
-    """``[3,3]`` float64 rotation from a (w, x, y, z) quaternion (normalised first)."""
-    w, x, y, z = np.asarray(qvec, dtype=np.float64) / np.linalg.norm(qvec)
+    """``[3,3]`` float64 rotation from a (w, x, y, z) quaternion (normalised first; all NaN for
+    a zero quaternion, which the loaders refuse by name)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w, x, y, z = np.asarray(qvec, dtype=np.float64) / np.linalg.norm(qvec)
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],

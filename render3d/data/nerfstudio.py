@@ -34,6 +34,7 @@ from render3d.data.dataset import Dataset
 from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.masks import MASKS_FOLDER, load_masks, read_masks
+from render3d.data.poses import check_poses
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, remap_image, undistortion_grid
 from render3d.errors import DataError
@@ -177,6 +178,7 @@ def load_nerfstudio(
             for i, frame in enumerate(frames)
         ]
     )
+    check_poses(all_c2w, path, [f"frame {i} ({name})" for i, name in enumerate(names)])
     selected = limit_count(_split_indices(meta, names, split, test_every, path), max_images, root, split)
     all_info = [_camera(frame, meta, path, f"frame {i}") for i, frame in enumerate(frames)]
     cameras_info = [all_info[i] for i in selected]
