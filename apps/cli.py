@@ -90,9 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="fit a scene representation to a dataset folder")
     fit.add_argument("data", help="dataset folder (NeRF-synthetic, nerfstudio, COLMAP or a folder of photos)")
-    fit.add_argument("--method", help="representation to fit (default nerf; see `render3d info`)")
+    fit.add_argument("--method", help="representation to fit (default: 3dgs for images, sdf for a mesh or point"
+                                      " cloud; see `render3d info`)")
     fit.add_argument("--out", required=True, help="run directory to create (an empty or new folder)")
-    fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the method's)")
+    fit.add_argument("--preset", choices=["fast", "balanced", "full"],
+                     help="the method's setting: fast (a preview), balanced, full (the paper recipe); default"
+                          " full on a GPU, balanced on a CPU")
+    fit.add_argument("--time", metavar="DURATION",
+                     help="fit within this wall-clock time, e.g. 90s, 10m, 1.5h: steps and schedule are set from"
+                          " the measured speed")
+    fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the preset's)")
     fit.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     fit.add_argument("--seed", type=int, help="random seed (default 0)")
     fit.add_argument("--config", type=parse_config_item, action="append", default=[], metavar="KEY=VALUE",
@@ -160,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     from render3d.apps.check_kernels import add_arguments as add_check_kernels_arguments
 
     add_check_kernels_arguments(check_kernels, _positive_int)
+
+    plot = commands.add_parser("plot", help="draw training curves (PSNR, loss, counts, learning rates) of runs as a PNG")
+    from render3d.apps.plot import add_arguments as add_plot_arguments
+
+    add_plot_arguments(plot)
 
     demo = commands.add_parser("demo", help="fit the embedded demo scene, render a novel-view video and export a mesh")
     demo.add_argument("--out", default="render3d-demo", help="output folder (default ./render3d-demo)")

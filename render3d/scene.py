@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from render3d import __version__, random_state, rundir
+from render3d.budget import StepBudget, parse_duration
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError, DataError, TrainingError
@@ -77,6 +78,8 @@ def _as_dataset(data: str | os.PathLike | Dataset, split: str) -> Dataset:
 
 # A fit logs about this many lines of training curves (every steps // _LOG_LINES steps).
 _LOG_LINES = 1000
+# A fit with a progress bar prints its preset and expected time after this many steps.
+_ANNOUNCE_AFTER = 10
 
 # What a splat PLY does not say and Scene.load assumes (splat viewers' conventions).
 _SPLAT_NEAR = 0.01
@@ -120,11 +123,13 @@ class Scene:
     Build one with :meth:`Scene.fit` or :meth:`Scene.load`.
     """
 
-    def __init__(self, method: Method, *, run_dir: Path | None = None, data_root: Path | None = None, seed: int | None = None):
+    def __init__(self, method: Method, *, run_dir: Path | None = None, data_root: Path | None = None, seed: int | None = None,
+                 preset: str | None = None):
         self.method = method
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.data_root = None if data_root is None else Path(data_root)
         self.seed = seed
+        self.preset = preset
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -142,9 +147,16 @@ class Scene:
         checkpoint_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES,
         overwrite: bool = False,
         resume: bool = False,
+        preset: str | None = None,
+        time_budget: float | str | None = None,
         progress: bool = True,
     ) -> "Scene":
         """Fit ``method`` to the training split of ``data``.
+
+        The method's ``preset`` (``"fast"``, ``"balanced"`` or ``"full"``) sets its step count
+        and schedule; by default :meth:`Method.default_preset` picks one for the device (the
+        paper recipe on a GPU, a schedule that finishes in minutes on a CPU). ``steps`` and
+        ``config`` override single values of it.
 
         With a run directory ``out``, the fit checkpoints every ``checkpoint_minutes`` and, on
         SIGINT (Ctrl-C) or SIGTERM, finishes the current step, writes a checkpoint, records
@@ -157,7 +169,7 @@ class Scene:
             data: a dataset folder (any format :func:`render3d.load_dataset` reads) or a
                 loaded training :class:`~render3d.Dataset`.
             method: registered method name (``render3d.methods.available_methods()``).
-            steps: optimisation steps (default: the method's ``default_config["steps"]``).
+            steps: optimisation steps (default: the preset's).
             seed: seeds every random choice; the same seed on the same device gives the same
                 result. The caller's global RNG state is left as it was.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
@@ -171,6 +183,11 @@ class Scene:
                 accepted its config and data; other files stay).
             resume: continue the run in ``out`` from its checkpoint; ``method``, ``steps``,
                 ``config``, ``seed`` and the dataset folder must be those of the run.
+            preset: the method's named setting (``Method.presets``); default by device.
+            time_budget: fit within this wall-clock time (seconds, or ``"90s"``, ``"10m"``,
+                ``"1.5h"``): the step count, and with it the whole schedule, is set from the
+                measured speed and re-estimated as the fit runs (:mod:`render3d.budget`). The
+                fit ends, checkpointed, within the budget; evaluation afterwards is extra.
             progress: show a progress bar with ETA and live loss/PSNR.
 
         Raises:
@@ -179,7 +196,10 @@ class Scene:
             signal stopped the fit (after the checkpoint was written).
         """
         method_cls = get_method(method)
-        method_config = method_cls.make_config(config, steps)
+        torch_device = resolve_device(device)
+        preset = method_cls.default_preset(torch_device) if preset is None else preset
+        method_config = method_cls.make_config(config, steps, preset)
+        budget = None if time_budget is None else StepBudget(parse_duration(time_budget), method_config["steps"])
         if not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         if checkpoint_every is not None and (checkpoint_every < 1 or out is None):
@@ -189,7 +209,6 @@ class Scene:
             raise ConfigError("overwrite and resume exclude each other: replace the run or continue it")
         if resume and out is None:
             raise ConfigError("resume needs out=RUN_DIR, the run to continue")
-        torch_device = resolve_device(device)
         run_dir = None if out is None else rundir.check_output_dir(Path(out), overwrite=overwrite, resume=resume)
         payload = None
         if resume:
@@ -203,7 +222,7 @@ class Scene:
         with random_state.seeded(seed, devices):
             model = method_cls(method_config, method_cls.scene_info_for(dataset)).to(torch_device)
             model.setup(dataset)
-            scene = cls(model, run_dir=run_dir, data_root=data_root, seed=seed)
+            scene = cls(model, run_dir=run_dir, data_root=data_root, seed=seed, preset=preset)
             if payload is not None:
                 scene._restore_training(payload, devices)
             elif run_dir is not None:
@@ -213,7 +232,7 @@ class Scene:
             training = {} if payload is None else payload["training"]
             scene._train(method_config["steps"], start=training.get("step", 0), seconds=training.get("seconds", 0.0),
                          checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-                         devices=devices, progress=progress)
+                         devices=devices, budget=budget, progress=progress)
         return scene
 
     def _restore_training(self, payload: dict, devices: list[torch.device]) -> None:
@@ -229,17 +248,18 @@ class Scene:
 
     def _train(self, steps: int, *, start: int = 0, seconds: float = 0.0, checkpoint_every: int | None = None,
                checkpoint_seconds: float | None = None, devices: list[torch.device] = (),
-               progress: bool = True) -> None:
-        """Steps ``start .. steps - 1``; ``seconds`` were spent on the earlier ones."""
+               budget: StepBudget | None = None, progress: bool = True) -> None:
+        """Steps ``start .. steps - 1``; ``seconds`` were spent on the earlier ones. With a
+        ``budget`` the total changes as the fit runs (``Method.set_total_steps``)."""
         model = self.method
         model.train()
-        began = last_checkpoint = time.perf_counter()
         last: dict[str, float] = {}
-        log_every = max(1, steps // _LOG_LINES)
+        total, step = steps, start
         with StopSignals(enabled=self.run_dir is not None) as stop, self._training_log(start) as log, \
-                progress_bar(steps, f"fit {model.name}", enabled=progress) as bar:
+                progress_bar(total, f"fit {model.name}", enabled=progress) as bar:
             bar.n = bar.last_print_n = start  # a resumed fit's bar starts where it stopped
-            for step in range(start, steps):
+            began = last_checkpoint = time.perf_counter()
+            while step < total:
                 last = model.train_step(step)
                 loss = float(last["loss"])
                 if not math.isfinite(loss):
@@ -249,32 +269,53 @@ class Scene:
                 bar.set_postfix(format_metrics(last), refresh=False)
                 done, now = step + 1, time.perf_counter()
                 elapsed = seconds + now - began
-                if log is not None and (done % log_every == 0 or done == steps or stop.requested):
+                if budget is not None and (budgeted := budget.update(done, elapsed)) != total:
+                    total = budgeted
+                    model.set_total_steps(total)
+                    bar.total = total
+                if progress and done - start == _ANNOUNCE_AFTER and done < total:
+                    bar.write(self._announcement(total, (now - began) / (done - start), budget))
+                if log is not None and (done % max(1, total // _LOG_LINES) == 0 or done == total or stop.requested):
                     log.log(done, elapsed, last, model.learning_rates())
-                if done == steps:
+                if done == total:
                     break
                 if stop.requested:
                     path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
                     rundir.update_metrics(self.run_dir, "train", {
-                        "interrupted": True, "signal": stop.requested, "step": done, "steps": steps,
+                        "interrupted": True, "signal": stop.requested, "step": done, "steps": total,
                         "seconds": round(elapsed, 3)})
-                    raise FitInterrupted(self.run_dir, path, done, steps, stop.requested)
+                    raise FitInterrupted(self.run_dir, path, done, total, stop.requested)
                 if self.run_dir is not None and (
                         (checkpoint_every and done % checkpoint_every == 0)
                         or (checkpoint_seconds and now - last_checkpoint >= checkpoint_seconds)):
                     self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
                     last_checkpoint = now
+                step = done
             model.eval()
-            summary = {"steps": steps, "seconds": round(seconds + time.perf_counter() - began, 3)}
+            summary = {"steps": total, "seconds": round(seconds + time.perf_counter() - began, 3)}
             if start > 0:
                 summary["resumed_at"] = start
+            if budget is not None:
+                summary["time_budget"] = budget.seconds
             summary.update({f"final_{key}": float(value) for key, value in last.items()})
             self.train_summary = summary
             if self.run_dir is not None:
-                self._write_checkpoint(steps)
+                self._write_checkpoint(total)
                 rundir.update_metrics(self.run_dir, "train", summary)
             if stop.requested:  # the signal came during the last step: the run is complete
-                raise FitInterrupted(self.run_dir, self.run_dir / rundir.CHECKPOINT, steps, steps, stop.requested)
+                raise FitInterrupted(self.run_dir, self.run_dir / rundir.CHECKPOINT, total, total, stop.requested)
+
+    def _announcement(self, total: int, seconds_per_step: float, budget: StepBudget | None) -> str:
+        """The one line a fit prints after its first steps: preset, steps, expected time, how to change."""
+        name = self.method.name
+        preset = "" if self.preset is None else f"preset '{self.preset}', "
+        if budget is not None:
+            return (f"{name}: {preset}fitting to a budget of {budget.seconds / 60:.1f} min: about {total} steps "
+                    f"at {seconds_per_step:.2f} s/step so far (re-estimated as it runs)")
+        minutes = total * seconds_per_step / 60
+        return (f"{name}: {preset}{total} steps, expected at least {minutes:.1f} min on this machine "
+                f"({seconds_per_step:.2f} s/step so far); change with --preset fast|balanced|full, --steps N "
+                f"or --time 10m (preset=, steps=, time_budget= in Scene.fit)")
 
     def _training_log(self, start: int) -> contextlib.AbstractContextManager:
         """``RUN/metrics.jsonl`` (and TensorBoard events) continued from step ``start``; no log without a run."""
@@ -422,6 +463,7 @@ class Scene:
                 "config": self.method.config,
                 "scene_info": self.method.scene_info.to_dict(),
                 "seed": self.seed,
+                "preset": self.preset,
                 "data": None if self.data_root is None else str(self.data_root),
             },
         )
@@ -511,7 +553,8 @@ class Scene:
         method.to(torch_device).eval()
         config = rundir.read_json(run_dir / rundir.CONFIG)
         data_root = config.get("data")
-        return cls(method, run_dir=run_dir, data_root=None if data_root is None else Path(data_root), seed=payload.get("seed"))
+        return cls(method, run_dir=run_dir, data_root=None if data_root is None else Path(data_root), seed=payload.get("seed"),
+                   preset=config.get("preset"))
 
     @classmethod
     def _load_splat(cls, path: Path, *, device, background) -> "Scene":

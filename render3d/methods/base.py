@@ -94,14 +94,17 @@ class Method(torch.nn.Module, abc.ABC):
 
     Subclasses set ``name`` (the registry key, e.g. ``"nerf"``), ``description`` (one line
     for ``render3d info``), ``default_config`` (every tunable, with its default; it must
-    contain ``"steps"``) and ``demo_config`` (overrides, ``"steps"`` included, that
-    ``render3d demo`` uses on the embedded scene).
+    contain ``"steps"``), ``demo_config`` (overrides, ``"steps"`` included, that
+    ``render3d demo`` uses on the embedded scene) and ``presets`` (named overrides of
+    ``default_config``: ``"fast"`` a preview in minutes, ``"balanced"``, ``"full"`` the paper
+    recipe; :meth:`default_preset` picks one for the device).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     default_config: ClassVar[dict] = {"steps": 1000}
     demo_config: ClassVar[dict] = {}
+    presets: ClassVar[dict[str, dict]] = {"fast": {}, "balanced": {}, "full": {}}
     # What the method trains on: "images" (posed image datasets; Scene.evaluate and dataset
     # orbits apply) or "shapes" (meshes and point clouds, render3d.data.shapes).
     data_kind: ClassVar[str] = "images"
@@ -127,9 +130,20 @@ class Method(torch.nn.Module, abc.ABC):
         return SceneInfo.from_dataset(data)
 
     @classmethod
-    def make_config(cls, overrides: dict | None = None, steps: int | None = None) -> dict:
-        """``default_config`` updated with ``overrides`` and ``steps``; unknown keys are refused."""
+    def default_preset(cls, device: torch.device) -> str:
+        """The preset a fit uses when none is named: ``"full"`` on a GPU, ``"balanced"`` (sized
+        to finish in minutes on a few cores) otherwise."""
+        return "full" if torch.device(device).type == "cuda" else "balanced"
+
+    @classmethod
+    def make_config(cls, overrides: dict | None = None, steps: int | None = None, preset: str | None = None) -> dict:
+        """``default_config`` updated with the ``preset``'s values, then ``overrides`` and
+        ``steps``; unknown keys and presets are refused."""
         config = dict(cls.default_config)
+        if preset is not None:
+            if preset not in cls.presets:
+                raise ConfigError(f"preset {preset!r} is not one of method {cls.name!r}'s: {', '.join(cls.presets)}")
+            config.update(cls.presets[preset])
         for key, value in (overrides or {}).items():
             if key not in config:
                 known = ", ".join(sorted(config))
@@ -170,6 +184,12 @@ class Method(torch.nn.Module, abc.ABC):
             if hasattr(self, name):
                 state[name] = getattr(self, name).state_dict()
         return state
+
+    def set_total_steps(self, steps: int) -> None:
+        """Change the fit's total step count while it runs (a time budget does): the schedule
+        of the remaining steps follows. The default sets ``config["steps"]``, which the
+        built-in schedules read at every step; methods that cache schedule values extend it."""
+        self.config["steps"] = int(steps)
 
     def learning_rates(self) -> dict[str, float]:
         """The current learning rate of each parameter group of ``self.optimizer`` (by the group's

@@ -73,6 +73,13 @@ class NeRF(Method):
         "max_resolution": 512,
         "grid_resolution": 64,
     }
+    # balanced: the CPU setting measured in benchmarks/RESULTS.md (33.2 dB on 100 views at
+    # 200x200 in 801 s on 2 cores); fast: the demo's 550 steps (29.7 dB on the demo in 250 s).
+    presets = {
+        "fast": demo_config,
+        "balanced": demo_config | {"steps": 1300},
+        "full": {},
+    }
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)

@@ -1,0 +1,129 @@
+"""Presets and fitting to a wall-clock budget (render3d.budget, Scene.fit(preset=, time_budget=))."""
+import json
+import time
+
+import pytest
+import torch
+
+from render3d import Scene
+from render3d.budget import StepBudget, parse_duration
+from render3d.errors import ConfigError
+from render3d.methods import get_method, register, unregister
+from tests.toy_method import ToySphere
+
+
+@pytest.mark.parametrize("text, seconds", [(90, 90.0), ("90", 90.0), ("90s", 90.0), ("10m", 600.0),
+                                           ("1.5h", 5400.0), (" 2M ", 120.0), (0.5, 0.5)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "-5m", "0", "5d", True, float("nan"), float("inf")])
+def test_parse_duration_refuses_non_durations(text):
+    with pytest.raises(ConfigError, match="time_budget must be a positive duration"):
+        parse_duration(text)
+
+
+def _simulate(budget: StepBudget, seconds_per_step) -> tuple[int, float]:
+    """Run a simulated fit whose step ``k`` costs ``seconds_per_step(k)``: (steps, seconds)."""
+    elapsed, done, total = 0.0, 0, budget.total
+    while done < total:
+        elapsed += seconds_per_step(done)
+        done += 1
+        total = budget.update(done, elapsed)
+    return done, elapsed
+
+
+@pytest.mark.parametrize("planned", [50, 1300, 100_000])
+def test_budget_fills_the_time_at_a_constant_speed(planned):
+    steps, seconds = _simulate(StepBudget(300.0, planned), lambda k: 0.25)
+    assert 0.97 * 300 <= seconds <= 300 and abs(steps - 1200) <= 0.03 * 1200
+
+
+def test_budget_follows_steps_that_slow_down_and_never_overruns():
+    # Steps slow from 0.1 s to 0.5 s over the first 1000 steps, as a 3DGS fit densifies.
+    cost = lambda k: 0.1 + 0.4 * min(k / 1000, 1.0)  # noqa: E731
+    steps, seconds = _simulate(StepBudget(600.0, 1300), cost)
+    assert 0.9 * 600 <= seconds <= 600
+    assert steps > 1000
+
+
+def test_preset_sets_the_schedule_and_explicit_values_win():
+    gaussians = get_method("3dgs")
+    assert gaussians.make_config(preset="full")["steps"] == 30000
+    balanced = gaussians.make_config(preset="balanced")
+    assert balanced["steps"] == 1300 and balanced["max_gaussians"] == 40_000
+    assert gaussians.make_config({"max_gaussians": 5}, steps=7, preset="fast")["max_gaussians"] == 5
+    assert gaussians.make_config({}, steps=7, preset="fast")["steps"] == 7
+    assert get_method("nerf").make_config(preset="balanced")["steps"] == 1300
+    assert gaussians.default_preset(torch.device("cpu")) == "balanced"
+    assert gaussians.default_preset(torch.device("cuda")) == "full"
+    with pytest.raises(ConfigError, match="preset 'huge' is not one of method '3dgs'"):
+        gaussians.make_config(preset="huge")
+
+
+def test_3dgs_rescales_its_densification_schedule_with_the_total():
+    from render3d.methods.base import SceneInfo
+
+    info = SceneInfo(aabb=((-1, -1, -1), (1, 1, 1)), near=0.1, far=5, background=(1, 1, 1), width=8, height=8)
+    method = get_method("3dgs")(get_method("3dgs").make_config(preset="balanced"), info)
+    method.strategy = method._make_strategy()
+    stop = method.strategy.refine_stop
+    method.set_total_steps(650)
+    assert method.config["steps"] == 650 and method.strategy.refine_stop == round(stop / 2)
+
+
+class SlowToy(ToySphere):
+    """The toy sphere with steps that take a known time."""
+
+    name = "slow-toy"
+
+    def train_step(self, step):
+        time.sleep(0.02)
+        return super().train_step(step)
+
+
+def test_a_budgeted_fit_ends_within_its_budget_and_records_it(sphere_dataset, tmp_path, capsys):
+    register(SlowToy)
+    try:
+        scene = Scene.fit(sphere_dataset, method="slow-toy", steps=10_000, time_budget=3, out=tmp_path / "run",
+                          progress=True)
+    finally:
+        unregister(SlowToy.name)
+    summary = scene.train_summary
+    assert summary["seconds"] <= 3 and summary["time_budget"] == 3
+    assert 20 <= summary["steps"] < 10_000 and scene.method.config["steps"] == summary["steps"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["steps"] == summary["steps"]
+    assert "fitting to a budget of 0.1 min" in capsys.readouterr().out
+
+
+def test_fit_announces_its_preset_and_expected_time(toy_method, sphere_dataset, capsys):
+    scene = Scene.fit(sphere_dataset, method="toy", steps=20, preset="balanced", progress=True)
+    out = capsys.readouterr().out
+    assert "toy: preset 'balanced', 20 steps, expected at least" in out and "--preset fast|balanced|full" in out
+    assert scene.preset == "balanced"
+
+
+def test_cli_fit_takes_preset_and_time(toy_method, tmp_path, capsys):
+    from render3d.apps.cli import main
+    from tests.conftest import write_nerf_synthetic
+
+    data = write_nerf_synthetic(tmp_path / "scene")
+    assert main(["fit", str(data), "--method", "toy", "--out", str(tmp_path / "run"), "--preset", "fast",
+                 "--time", "20s", "--steps", "30", "--no-eval"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "fast"
+    assert main(["fit", str(data), "--method", "toy", "--out", str(tmp_path / "bad"), "--time", "soon"]) == 2
+    assert "time_budget must be a positive duration" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_fit_default_method_follows_the_data(tmp_path):
+    from render3d.apps.commands import _default_method
+    from tests.conftest import write_nerf_synthetic
+
+    assert _default_method(write_nerf_synthetic(tmp_path / "scene")) == "3dgs"
+    mesh = tmp_path / "ball.ply"
+    import trimesh
+
+    trimesh.creation.icosphere().export(mesh)
+    assert _default_method(mesh) == "sdf"
