@@ -50,15 +50,24 @@ class BodyOutput:
     rest_frames: torch.Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KeypointMap:
     """Where each keypoint of a 2D convention sits on a model: ``joints[k] >= 0`` takes
-    joint ``joints[k]``; otherwise ``vertices[k] >= 0`` takes that vertex; both ``-1``: the
-    model has no such keypoint (it is left out of fitting)."""
+    joint ``joints[k]``; otherwise ``vertices[k] >= 0`` takes that vertex; otherwise a
+    non-zero row ``regressor[k]`` (``[K, V]``, rows summing to one) blends vertices; none of
+    these: the model has no such keypoint (it is left out of fitting)."""
 
     names: tuple[str, ...]
     joints: tuple[int, ...]
     vertices: tuple[int, ...]
+    regressor: torch.Tensor | None = None
+
+    def present(self) -> torch.Tensor:
+        """``[K]`` bool: which keypoints the model has."""
+        present = (torch.tensor(self.joints) >= 0) | (torch.tensor(self.vertices) >= 0)
+        if self.regressor is not None:
+            present |= self.regressor.abs().sum(1).cpu() > 0
+        return present
 
 
 def _as_float(array, name: str) -> torch.Tensor:
@@ -103,12 +112,15 @@ class BodyModel(torch.nn.Module):
         rest_orientations: ``[J, 3, 3]`` rest frame axes (default identity).
         joint_names: one name per joint (default ``joint_<k>``).
         keypoint_maps: ``{"coco17": KeypointMap, "body25": KeypointMap}`` as available.
+        bend_limits: ``((joint, (ax, ay, az)), ...)``: the joint's axis-angle must keep
+            ``<theta, a> <= 0`` (elbows and knees bend one way; see
+            :func:`render3d.body.keypoints.hinge_limits`); used by fitting.
         name: a short description (``smpl``, ``anny``, ``procedural``, ...).
     """
 
     def __init__(self, template, faces, parents, weights, *, shape_dirs=None, pose_dirs=None, joint_regressor=None,
                  rest_joints=None, joint_shape_dirs=None, rest_orientations=None, joint_names=None,
-                 keypoint_maps: dict[str, KeypointMap] | None = None, name: str = "body") -> None:
+                 keypoint_maps: dict[str, KeypointMap] | None = None, bend_limits=(), name: str = "body") -> None:
         super().__init__()
         template = _as_float(template, "template")
         if template.dim() != 2 or template.shape[1] != 3 or template.shape[0] == 0:
@@ -126,6 +138,7 @@ class BodyModel(torch.nn.Module):
         if len(self.joint_names) != n_joints:
             raise ConfigError(f"BodyModel: {len(self.joint_names)} joint names for {n_joints} joints")
         self.keypoint_maps = dict(keypoint_maps or {})
+        self.bend_limits = tuple((int(joint), tuple(float(a) for a in axis)) for joint, axis in bend_limits)
         self.register_buffer("template", template)
         self.register_buffer("faces", faces.clone())
         self.register_buffer("parents", parents_tensor.clone())
@@ -192,6 +205,14 @@ class BodyModel(torch.nn.Module):
                 raise ConfigError(f"BodyModel: dense weights must have shape [V, J] = [{n_vertices}, {n_joints}], got {tuple(values.shape)}")
             self.register_buffer("weight_indices", None)
             self.register_buffer("weight_values", values.contiguous())
+
+    @classmethod
+    def from_anny(cls, phenotype: dict | None = None, shape: bool = True) -> "BodyModel":
+        """The free anny body at a phenotype (needs the ``body`` extra); see
+        :func:`render3d.body.anny_model.from_anny`."""
+        from render3d.body.anny_model import from_anny
+
+        return from_anny(phenotype, shape)
 
     @property
     def n_vertices(self) -> int:
@@ -303,14 +324,15 @@ class BodyModel(torch.nn.Module):
         """``[B, K, 3]`` 3D keypoints in a 2D convention (``coco17`` or ``body25``) and a
         ``[K]`` bool mask of those the model has (missing ones are zero)."""
         keypoint_map = self.keypoint_map(convention)
-        joints = torch.tensor(keypoint_map.joints, device=output.joints.device)
-        vertices = torch.tensor(keypoint_map.vertices, device=output.joints.device)
-        from_joints = output.joints[:, joints.clamp_min(0)]
-        from_vertices = output.vertices[:, vertices.clamp_min(0)]
-        use_joint = (joints >= 0)[None, :, None]
-        present = (joints >= 0) | (vertices >= 0)
-        points = torch.where(use_joint, from_joints, from_vertices) * present[None, :, None]
-        return points, present
+        device = output.joints.device
+        joints = torch.tensor(keypoint_map.joints, device=device)
+        vertices = torch.tensor(keypoint_map.vertices, device=device)
+        points = torch.where((vertices >= 0)[None, :, None], output.vertices[:, vertices.clamp_min(0)], 0.0)
+        if keypoint_map.regressor is not None:
+            regressed = torch.einsum("kv,bvc->bkc", keypoint_map.regressor.to(output.vertices), output.vertices)
+            points = torch.where(((joints < 0) & (vertices < 0))[None, :, None], regressed, points)
+        points = torch.where((joints >= 0)[None, :, None], output.joints[:, joints.clamp_min(0)], points)
+        return points, keypoint_map.present().to(device)
 
     def keypoint_map(self, convention: str) -> KeypointMap:
         """The model's :class:`KeypointMap` for ``coco17`` or ``body25`` (ConfigError if absent)."""
