@@ -73,3 +73,39 @@ def smpl_keypoint_maps(n_vertices: int) -> dict[str, KeypointMap]:
     neither 6890 nor 10475 vertices)."""
     joints = {keypoint: SMPL_JOINTS.index(joint) for keypoint, joint in _SMPL_KEYPOINT_JOINTS.items()}
     return maps_for(joints, SMPL_VERTEX_KEYPOINTS.get(n_vertices, {}))
+
+
+HINGES = (("left_elbow", "left_wrist", "elbow"), ("right_elbow", "right_wrist", "elbow"),
+          ("left_knee", "left_ankle", "knee"), ("right_knee", "right_ankle", "knee"))
+
+
+def hinge_limits(joint_ids: dict[str, int], rest_joints, rest_orientations=None) -> tuple:
+    """Bend limits for elbows and knees from the rest skeleton (y up, facing +z).
+
+    A positive rotation about axis ``a`` moves a bone of direction ``d`` towards ``a x d``.
+    An elbow may bend its forearm forward, so the forbidden axis is ``z x d`` (it would move
+    the forearm backwards); a knee may bend its shin backwards, so the forbidden axis is
+    ``d x z``. Axes are expressed in each joint's rest frame (``R_k^T a``).
+
+    Args:
+        joint_ids: name -> joint index for ``left_elbow``, ``left_wrist``, ``left_knee``,
+            ``left_ankle`` and the right ones (missing hinges are skipped).
+        rest_joints: ``[J, 3]`` rest positions.
+        rest_orientations: ``[J, 3, 3]`` rest frame axes (identity when ``None``).
+    """
+    import numpy as np
+
+    joints = np.asarray(rest_joints, dtype=np.float64)
+    forward = np.array([0.0, 0.0, 1.0])
+    limits = []
+    for joint, child, kind in HINGES:
+        if joint not in joint_ids or child not in joint_ids:
+            continue
+        direction = joints[joint_ids[child]] - joints[joint_ids[joint]]
+        direction = direction / np.linalg.norm(direction)
+        axis = np.cross(forward, direction) if kind == "elbow" else np.cross(direction, forward)
+        axis = axis / np.linalg.norm(axis)
+        if rest_orientations is not None:
+            axis = np.asarray(rest_orientations, dtype=np.float64)[joint_ids[joint]].T @ axis
+        limits.append((joint_ids[joint], tuple(axis.tolist())))
+    return tuple(limits)

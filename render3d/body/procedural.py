@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from render3d.body.keypoints import maps_for
+from render3d.body.keypoints import hinge_limits, maps_for
 from render3d.body.model import BodyModel
 
 JOINTS = (
@@ -165,5 +165,5 @@ def procedural_body() -> BodyModel:
     return BodyModel(
         vertices, np.concatenate(face_parts), PARENTS, (np.concatenate(index_parts), np.concatenate(value_parts)),
         rest_joints=REST_JOINTS, joint_names=JOINT_NAMES, keypoint_maps=maps_for(joint_ids, surface_ids),
-        name="procedural",
+        bend_limits=hinge_limits({name: k for k, name in enumerate(JOINT_NAMES)}, REST_JOINTS), name="procedural",
     )

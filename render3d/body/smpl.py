@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from render3d.body.keypoints import SMPL_JOINTS, smpl_keypoint_maps
+from render3d.body.keypoints import SMPL_JOINTS, hinge_limits, smpl_keypoint_maps
 from render3d.body.model import BodyModel
 from render3d.errors import DataError
 
@@ -148,12 +148,15 @@ def load_smpl(path: str | Path, n_betas: int | None = None) -> BodyModel:
     n_joints = parents.size
     names = SMPL_JOINTS + tuple(f"joint_{k}" for k in range(len(SMPL_JOINTS), n_joints))
     family = {6890: "smpl" if n_joints == 24 else "smplh", 10475: "smplx"}.get(template.shape[0], "smpl-like")
+    regressor = arrays["J_regressor"].astype(np.float32)
+    has_body = n_joints >= len(SMPL_JOINTS) and regressor.shape == (n_joints, template.shape[0])
+    limits = hinge_limits({name: k for k, name in enumerate(SMPL_JOINTS)}, regressor @ template) if has_body else ()
     try:
         return BodyModel(
             template, arrays["f"].astype(np.int64), parents, arrays["weights"].astype(np.float32),
             shape_dirs=shape_dirs[:, :, :n_betas], pose_dirs=arrays.get("posedirs"),
-            joint_regressor=arrays["J_regressor"].astype(np.float32), joint_names=names[:n_joints],
-            keypoint_maps=smpl_keypoint_maps(template.shape[0]) if n_joints >= len(SMPL_JOINTS) else {}, name=family,
+            joint_regressor=regressor, joint_names=names[:n_joints],
+            keypoint_maps=smpl_keypoint_maps(template.shape[0]) if has_body else {}, bend_limits=limits, name=family,
         )
     except Exception as error:  # noqa: BLE001 - inconsistent arrays: one line naming the file
         raise DataError(f"{path}: inconsistent model arrays ({error})") from None
