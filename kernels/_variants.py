@@ -21,8 +21,9 @@ whose constexprs or argument types are not declared raises :class:`UndeclaredVar
 before anything runs; launch options come from the declaration only. ``render3d
 check-kernels`` compiles every declared variant for real GPU targets and fails on a
 ``@triton.jit`` function of a kernel module that is neither declared nor called by a declared
-kernel. Validate user-facing arguments (with ``ConfigError``) before launching: this error is
-for the programmer.
+kernel. Keep the set finite: a size that only enters index arithmetic or a loop bound is a
+runtime argument, not a constexpr. Validate user-facing arguments (with ``ConfigError``) before
+launching: this error is for the programmer.
 """
 from __future__ import annotations
 
@@ -115,6 +116,7 @@ class DeclaredKernel:
                     self._fail(f"types names {name!r} twice")
                 seen.add(name)
             groups.append((group, alternatives))
+        self._type_groups = [group for group, _ in groups]
         missing = [name for name in self.runtime_names if name not in seen]
         if missing:
             self._fail(f"types misses parameter(s) {', '.join(missing)}")
@@ -135,7 +137,8 @@ class DeclaredKernel:
                 tuple(types[name] for name in self.runtime_names))
 
     def label(self, variant: Variant) -> str:
-        """Short text for tables: the constexprs and argument types that differ between the variants."""
+        """Short text for tables: the constexprs and argument types (one name per declared group)
+        that differ between the variants."""
         def varying(field: str) -> set[str]:
             seen: dict[str, set] = {}
             for other in self.variants:
@@ -146,7 +149,8 @@ class DeclaredKernel:
         constexprs, types = varying("constexprs"), varying("types")
         parts = [f"{name}={int(value) if isinstance(value, bool) else value}"
                  for name, value in variant.constexprs if name in constexprs]
-        parts += [f"{name}:{kind}" for name, kind in variant.types if name in types]
+        firsts = {group[0] for group in self._type_groups}
+        parts += [f"{name}:{kind}" for name, kind in variant.types if name in types and name in firsts]
         return " ".join(parts) or "-"
 
     def __getitem__(self, grid):
