@@ -1,0 +1,503 @@
+"""``occupancy`` and ``sdf``: implicit surfaces fitted to meshes and point clouds (issue 8).
+
+Both train an :class:`~render3d.fields.ImplicitField` in the normalised frame of the shape
+(:mod:`render3d.data.shapes`: every shape fits ``[-0.5, 0.5]^3``, the field lives in
+``[-SHAPE_BOUND, SHAPE_BOUND]^3``); the per-shape normalisation is kept in
+``SceneInfo.shapes``, so meshes, renders and depths come back in the input's coordinates.
+
+- ``occupancy`` (Occupancy Networks): binary cross-entropy on near-surface samples at two
+  noise scales plus uniform samples, labelled inside/outside by generalised winding numbers.
+  The field is the logit; the surface is level 0 (probability 0.5).
+- ``sdf`` from a mesh (DeepSDF): clamped L1 (``clamp`` = δ = 0.1) on the same kind of samples
+  labelled by signed distance. From a point cloud (IGR): ``|f|`` on the points, a normal term
+  when the cloud has normals, and the Eikonal term ``λ E(|∇f| - 1)^2`` (λ = 0.1) on uniform
+  and near-surface points, from the geometric (sphere) initialisation. The surface is level 0.
+- A folder of meshes is a shape space (DeepSDF's auto-decoder): one decoder and one latent
+  code per shape, with the code regulariser. ``decoder=RUN`` reconstructs new shapes with the
+  decoder of a shape-space run frozen, optimising only their codes;
+  :meth:`ImplicitShape.interpolate` meshes a blend of two codes.
+
+Samples and labels are computed once in ``setup``; steps draw random batches from them.
+Meshes come from MISE (:mod:`render3d.mise`) and marching cubes; renders find the first
+surface crossing per pixel (sphere tracing for ``sdf``, march + secant for ``occupancy``) and
+shade it by its normal.
+"""
+from __future__ import annotations
+
+import abc
+import math
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from render3d.cameras import Cameras
+from render3d.errors import ConfigError, DataError
+from render3d.fields import ImplicitField, field_gradient
+from render3d.methods import register
+from render3d.methods._shape_samples import labelled_samples
+from render3d.methods.base import Method, SceneInfo
+
+# Render settings of a shape run (SceneInfo of shape data).
+RENDER_SIZE = 512
+RENDER_BACKGROUND = (1.0, 1.0, 1.0)
+ALBEDO = (0.72, 0.78, 0.88)
+AMBIENT = 0.25
+ENCODINGS = ("auto", "hash", "fourier", "none")
+# Keys that define the decoder's architecture: a reconstruction (decoder=RUN) takes them from RUN.
+ARCHITECTURE_KEYS = ("encoding", "hidden_dim", "n_layers", "n_frequencies", "hash_levels", "hash_features",
+                     "log2_hashmap_size", "base_resolution", "max_resolution", "latent_dim", "clamp")
+
+_COMMON_CONFIG = {
+    "steps": 3000,
+    # field
+    "encoding": "auto",  # hash grid for one shape, Fourier features for a shape space
+    "hidden_dim": 64,
+    "n_layers": 2,
+    "n_frequencies": 6,
+    "hash_levels": 16,
+    "hash_features": 2,
+    "log2_hashmap_size": 19,
+    "base_resolution": 16,
+    "max_resolution": 1024,
+    "latent_dim": 64,  # shape spaces only
+    # samples (per shape), drawn once per fit
+    "n_samples": 500_000,
+    "uniform_fraction": 0.1,
+    "near_std_small": 0.005,
+    "near_std_large": 0.03,
+    # optimisation
+    "batch_size": 2**14,
+    "lr": 1e-2,  # hash table
+    "lr_mlp": 2e-3,
+    "lr_codes": 2e-3,
+    "final_lr_factor": 0.05,  # exponential decay of every learning rate to this factor
+    "code_reg": 1e-4,  # DeepSDF's code regulariser weight (mean |z|^2 per sample)
+    "decoder": "",  # a shape-space run whose decoder is frozen: only new codes are fitted
+    # rendering and meshing
+    "render_steps": 256,
+    "secant_steps": 8,
+    "render_chunk": 2**14,
+    "eval_chunk": 2**17,
+    "mise_initial_resolution": 32,
+}
+
+
+def _world_bounds(center: list, scale: float, bound: float) -> tuple[tuple, tuple]:
+    lo = tuple(float(c - bound * scale) for c in center)
+    hi = tuple(float(c + bound * scale) for c in center)
+    return lo, hi
+
+
+class ImplicitShape(Method):
+    """What ``occupancy`` and ``sdf`` share: data, field, codes, batches, meshing, rendering.
+
+    Subclasses define ``_label`` (``"occupancy"`` or ``"sdf"``), :meth:`_loss` and
+    :meth:`_inside_field` (the field with inside above level 0).
+    """
+
+    data_kind = "shapes"
+    _label: str
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def load_training_data(cls, data, device: torch.device):
+        from render3d.data.shapes import ShapeData, load_shapes
+
+        return data if isinstance(data, ShapeData) else load_shapes(data)
+
+    @classmethod
+    def scene_info_for(cls, data) -> SceneInfo:
+        from render3d.data.shapes import SHAPE_BOUND
+
+        shapes = tuple({"name": name, "kind": data.kind, "center": [float(v) for v in center], "scale": float(scale)}
+                       for name, center, scale in zip(data.names, data.centers.tolist(), data.scales.tolist()))
+        first = shapes[0]
+        aabb = _world_bounds(first["center"], first["scale"], SHAPE_BOUND)
+        diagonal = math.dist(aabb[0], aabb[1])
+        return SceneInfo(aabb=aabb, near=0.0, far=4.0 * diagonal, background=RENDER_BACKGROUND,
+                         width=RENDER_SIZE, height=RENDER_SIZE, shapes=shapes)
+
+    # ------------------------------------------------------------------ model
+    def __init__(self, config: dict, scene_info: SceneInfo) -> None:
+        from render3d.data.shapes import SHAPE_BOUND
+
+        super().__init__(config, scene_info)
+        if not scene_info.shapes:
+            raise ConfigError(f"method {self.name!r} fits shapes (meshes, point clouds); this scene has none")
+        self.bound = SHAPE_BOUND
+        if self.config["decoder"]:
+            self.config.update(_decoder_architecture(self.config["decoder"], self.name))
+        self.shape_space = len(scene_info.shapes) > 1 or bool(self.config["decoder"])
+        if self.config["encoding"] not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.config['encoding']!r}")
+        if self.config["encoding"] == "auto":
+            self.config["encoding"] = "fourier" if self.shape_space else "hash"
+        for key in ("batch_size", "n_samples", "render_steps", "render_chunk", "eval_chunk"):
+            if self.config[key] < 1:
+                raise ConfigError(f"{key} must be >= 1, got {self.config[key]!r}")
+        latent_dim = int(self.config["latent_dim"]) if self.shape_space else 0
+        if self.shape_space and latent_dim < 1:
+            raise ConfigError(f"latent_dim must be >= 1 for a shape space, got {latent_dim}")
+        self.field = ImplicitField(
+            encoding=self.config["encoding"], bound=self.bound, hidden_dim=self.config["hidden_dim"],
+            n_layers=self.config["n_layers"], activation="softplus" if self._label == "sdf" else "relu",
+            n_frequencies=self.config["n_frequencies"], hash_config=self._hash_config(), latent_dim=latent_dim,
+            geometric_init=self._label == "sdf", init_radius=0.3,
+        )
+        self.codes = torch.nn.Embedding(len(scene_info.shapes), latent_dim) if latent_dim else None
+        if self.codes is not None:
+            torch.nn.init.normal_(self.codes.weight, 0.0, 0.01)
+        self.register_buffer("centers", torch.tensor([s["center"] for s in scene_info.shapes], dtype=torch.float32))
+        self.register_buffer("scales", torch.tensor([s["scale"] for s in scene_info.shapes], dtype=torch.float32))
+        self.register_buffer("albedo", torch.tensor(ALBEDO, dtype=torch.float32))
+        self.register_buffer("background", torch.tensor(scene_info.background, dtype=torch.float32))
+        self.active_shape = 0  # the shape that density_field, extract_mesh and render show
+
+    def _hash_config(self) -> dict:
+        levels = int(self.config["hash_levels"])
+        base = int(self.config["base_resolution"])
+        return {"otype": "HashGrid", "n_levels": levels, "n_features_per_level": int(self.config["hash_features"]),
+                "log2_hashmap_size": int(self.config["log2_hashmap_size"]), "base_resolution": base,
+                "per_level_scale": math.exp(math.log(self.config["max_resolution"] / base) / max(levels - 1, 1))}
+
+    def _codes_for(self, shape_index: Tensor | int, count: int) -> Tensor | None:
+        if self.codes is None:
+            return None
+        if isinstance(shape_index, int):
+            return self.codes.weight[shape_index].expand(count, -1)
+        return self.codes(shape_index)
+
+    def field_values(self, points: Tensor, shape: int = 0, *, second_order: bool = False) -> Tensor:
+        """The raw field (logit or signed distance) at normalised ``points [N,3]`` of ``shape``."""
+        return self.field(points, self._codes_for(shape, points.shape[0]), second_order=second_order)
+
+    @abc.abstractmethod
+    def _inside_field(self, points: Tensor, shape: int = 0) -> Tensor:
+        """``[N]`` values with inside above level 0 (the logit, or minus the distance)."""
+
+    # ------------------------------------------------------------------ training
+    def setup(self, data) -> None:
+        if self.config["decoder"]:
+            self._load_decoder(self.config["decoder"])
+        self.samples = None
+        self._prepare(data)
+        groups = []
+        if not self.config["decoder"]:
+            table = [] if self.field.hash_grid is None else [self.field.hash_grid.params]
+            mlp = [p for name, p in self.field.named_parameters() if not name.startswith("hash_grid")]
+            groups += [{"params": mlp, "lr": self.config["lr_mlp"]}]
+            if table:
+                groups.append({"params": table, "lr": self.config["lr"]})
+        if self.codes is not None:
+            groups.append({"params": self.codes.parameters(), "lr": self.config["lr_codes"]})
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        steps, final = max(self.config["steps"], 1), self.config["final_lr_factor"]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: final ** min(step / steps, 1.0))
+
+    def _prepare(self, data) -> None:
+        """Precompute what batches are drawn from (labelled samples by default)."""
+        if data.kind == "points":
+            raise ConfigError(f"method {self.name!r} needs meshes (inside/outside labels); a point cloud fits "
+                              f"with --method sdf")
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        samples = labelled_samples(
+            data.meshes, self._label, n_samples=self.config["n_samples"], uniform_fraction=self.config["uniform_fraction"],
+            near_stds=(self.config["near_std_small"], self.config["near_std_large"]), bound=self.bound, seed=seed)
+        self.samples = samples.to(self.device)
+
+    def _load_decoder(self, run: str) -> None:
+        from render3d import rundir
+
+        payload = _decoder_payload(run, self.name)
+        state = {key[len("field."):]: value for key, value in payload["state_dict"].items() if key.startswith("field.")}
+        try:
+            self.field.load_state_dict(state)
+        except RuntimeError as error:
+            raise ConfigError(f"decoder: {Path(run) / rundir.CHECKPOINT} does not fit this field: "
+                              f"{str(error).splitlines()[0]}") from None
+        self.field.requires_grad_(False)
+
+    def _batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        samples = self.samples
+        index = torch.randint(0, samples.points.shape[0], (self.config["batch_size"],), device=samples.points.device)
+        shapes = samples.shape_index[index]
+        return samples.points[index], samples.targets[index], self._codes_for(shapes, index.shape[0])
+
+    def train_step(self, step: int) -> dict[str, float]:
+        loss, metrics = self._loss()
+        if self.codes is not None:
+            reg = self.config["code_reg"] * self.codes.weight.pow(2).sum(-1).mean()
+            loss = loss + reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": float(loss.detach()), **metrics}
+
+    @abc.abstractmethod
+    def _loss(self) -> tuple[Tensor, dict]:
+        """The training loss of one batch and extra scalar metrics."""
+
+    # ------------------------------------------------------------------ world <-> normalised
+    def _to_unit(self, points: Tensor, shape: int = 0) -> Tensor:
+        return (points - self.centers[shape]) / self.scales[shape]
+
+    @torch.no_grad()
+    def _chunked(self, fn, points: Tensor) -> Tensor:
+        chunk = int(self.config["eval_chunk"])
+        if points.shape[0] <= chunk:
+            return fn(points)
+        return torch.cat([fn(part) for part in points.split(chunk)])
+
+    # ------------------------------------------------------------------ meshing
+    def density_field(self):
+        """World points ``[N,3]`` -> values with inside above level 0 (of :attr:`active_shape`)."""
+        shape = self.active_shape
+
+        def world_field(points: Tensor) -> Tensor:
+            return self._chunked(lambda p: self._inside_field(self._to_unit(p, shape), shape), points)
+
+        return world_field, 0.0
+
+    def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
+                       progress: bool = False) -> tuple[Tensor, float]:
+        """The field on the grid by MISE (:func:`render3d.mise.mise_volume`): the coarsest grid
+        is the largest of ``resolution - 1`` cells divided by a power of two that is at most
+        ``mise_initial_resolution`` (a grid that cannot be halved is evaluated in full)."""
+        from render3d.mise import mise_volume
+
+        samples = set(resolution)
+        if len(samples) != 1:
+            raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
+        cells = samples.pop() - 1
+        initial = cells
+        while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
+            initial //= 2
+        field, level = self.density_field()
+        volume, _ = mise_volume(field, bbox.to(self.device), cells, level, initial_resolution=initial,
+                                device=self.device, chunk_size=self.config["eval_chunk"])
+        return volume, level
+
+    def shape_mesh(self, shape: int = 0, resolution: int = 256):
+        """The mesh of training shape ``shape`` in its input coordinates (``resolution`` cells)."""
+        from render3d.mesh import mesh_from_volume
+        from render3d.mise import mise_volume
+
+        self._check_shape(shape)
+        center, scale = self.centers[shape], self.scales[shape]
+        box = torch.stack([center - self.bound * scale, center + self.bound * scale])
+        field = partial(self._chunked, lambda p: self._inside_field(self._to_unit(p, shape), shape))
+        return self._mesh(field, box, resolution, mesh_from_volume, mise_volume)
+
+    def _mesh(self, field, box: Tensor, resolution: int, mesh_from_volume, mise_volume):
+        initial = resolution
+        while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
+            initial //= 2
+        volume, _ = mise_volume(field, box, resolution, 0.0, initial_resolution=initial, device=self.device,
+                                chunk_size=self.config["eval_chunk"])
+        return mesh_from_volume(volume, box, 0.0, inside="above")
+
+    def _check_shape(self, shape: int) -> None:
+        if isinstance(shape, bool) or not isinstance(shape, int) or not 0 <= shape < len(self.scene_info.shapes):
+            raise ConfigError(f"shape index must be in [0, {len(self.scene_info.shapes) - 1}], got {shape!r}")
+
+    @torch.no_grad()
+    def interpolate(self, i: int, j: int, t: float, resolution: int = 128):
+        """Mesh of the decoder at the code ``(1 - t) z_i + t z_j`` (shape-space runs), placed
+        at the linear blend of the two shapes' normalisations."""
+        from render3d.mesh import mesh_from_volume
+        from render3d.mise import mise_volume
+
+        if self.codes is None:
+            raise ConfigError(f"interpolate needs a shape-space run (a folder of meshes); this {self.name!r} run has one shape")
+        self._check_shape(i)
+        self._check_shape(j)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise ConfigError(f"t must be a finite number, got {t!r}")
+        code = torch.lerp(self.codes.weight[i], self.codes.weight[j], float(t))
+        center = torch.lerp(self.centers[i], self.centers[j], float(t))
+        scale = torch.lerp(self.scales[i], self.scales[j], float(t))
+
+        def field(points: Tensor) -> Tensor:
+            unit = (points - center) / scale
+            return self._inside_values(self.field(unit, code.expand(unit.shape[0], -1)))
+
+        box = torch.stack([center - self.bound * scale, center + self.bound * scale])
+        return self._mesh(partial(self._chunked, field), box, resolution, mesh_from_volume, mise_volume)
+
+    def _inside_values(self, raw: Tensor) -> Tensor:
+        """Raw field values -> inside above 0."""
+        return -raw if self._label == "sdf" else raw
+
+    # ------------------------------------------------------------------ rendering
+    @torch.no_grad()
+    def render(self, cameras: Cameras) -> dict[str, Tensor]:
+        outputs: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": [], "normal": []}
+        chunk = int(self.config["render_chunk"])
+        for index in range(len(cameras)):
+            origins, dirs = cameras[index].generate_rays()
+            origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+            parts = [self._render_rays(origins[s:s + chunk], dirs[s:s + chunk]) for s in range(0, origins.shape[0], chunk)]
+            shape = (1, cameras.height, cameras.width)
+            for key in outputs:
+                values = torch.cat([part[key] for part in parts])
+                outputs[key].append(values.reshape(*shape, *values.shape[1:]))
+        return {key: torch.cat(values) for key, values in outputs.items()}
+
+    def _render_rays(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
+        """Shade the first surface hit of world rays ``[R,3]`` (unit ``dirs``)."""
+        from render3d.ops.ray_marching import ray_aabb_intersect
+
+        shape = self.active_shape
+        scale = self.scales[shape]
+        unit_origins = self._to_unit(origins, shape)
+        box = torch.tensor([[-self.bound] * 3, [self.bound] * 3], device=origins.device, dtype=origins.dtype)
+        t_near, t_far, in_box = ray_aabb_intersect(unit_origins, dirs, box)
+        t_far = torch.where(in_box, t_far, t_near)
+        hit = self._find_surface(unit_origins, dirs, t_near, t_far, shape)
+        normals = torch.zeros_like(origins)
+        if hit.hit.any():
+            points = hit.points[hit.hit]
+            _, gradient = field_gradient(lambda p: self._inside_field(p, shape), points)
+            normals[hit.hit] = -torch.nn.functional.normalize(gradient, dim=-1)  # inside above: outward = -grad
+        lambert = (-(normals * dirs).sum(-1)).clamp(min=0.0)
+        shaded = self.albedo * (AMBIENT + (1.0 - AMBIENT) * lambert)[:, None]
+        alpha = hit.hit.to(origins.dtype)
+        rgb = torch.where(hit.hit[:, None], shaded, self.background.expand_as(shaded))
+        depth = torch.where(hit.hit, hit.t * scale, torch.zeros_like(hit.t))
+        return {"rgb": rgb, "depth": depth, "alpha": alpha, "normal": normals}
+
+    def _find_surface(self, origins: Tensor, dirs: Tensor, t_near: Tensor, t_far: Tensor, shape: int):
+        from render3d.ops.surface_search import find_surface
+
+        return find_surface(partial(self._inside_field, shape=shape), origins, dirs, t_near, t_far,
+                            self.config["render_steps"], 0.0, n_secant=self.config["secant_steps"],
+                            chunk=self.config["eval_chunk"])
+
+
+def _decoder_payload(run: str, method: str) -> dict:
+    """The checkpoint of a shape-space run of ``method`` (ConfigError naming ``decoder``)."""
+    from render3d import rundir
+
+    path = Path(run)
+    if not (path / rundir.CHECKPOINT).is_file():
+        raise ConfigError(f"decoder: {run!r} is not a run directory with a {rundir.CHECKPOINT}")
+    try:
+        payload = rundir.load_checkpoint(path)
+    except DataError as error:
+        raise ConfigError(f"decoder: {error}") from None
+    if payload.get("method") != method:
+        raise ConfigError(f"decoder: {run!r} is a {payload.get('method')!r} run, not {method!r}")
+    if len(payload.get("scene_info", {}).get("shapes", ())) < 2 and not payload["config"].get("decoder"):
+        raise ConfigError(f"decoder: {run!r} was fitted to one shape, not to a shape space (a folder of meshes)")
+    return payload
+
+
+def _decoder_architecture(run: str, method: str) -> dict:
+    """The decoder run's architecture keys; ``{}`` once the run is gone (a reconstruction
+    keeps the architecture in its own config and the weights in its own checkpoint)."""
+    from render3d import rundir
+
+    if not (Path(run) / rundir.CHECKPOINT).is_file():
+        return {}
+    config = _decoder_payload(run, method)["config"]
+    return {key: config[key] for key in ARCHITECTURE_KEYS if key in config}
+
+
+@register
+class OccupancyNetwork(ImplicitShape):
+    name = "occupancy"
+    description = "Occupancy network: BCE on winding-number labels, meshed by MISE"
+    default_config = dict(_COMMON_CONFIG)
+    _label = "occupancy"
+
+    def _inside_field(self, points: Tensor, shape: int = 0) -> Tensor:
+        return self.field_values(points, shape)
+
+    def _loss(self) -> tuple[Tensor, dict]:
+        points, targets, codes = self._batch()
+        logits = self.field(points, codes)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        accuracy = ((logits > 0) == (targets > 0.5)).float().mean()
+        return loss, {"accuracy": float(accuracy)}
+
+
+@register
+class SignedDistance(ImplicitShape):
+    name = "sdf"
+    description = "Signed distance field: DeepSDF (clamped L1) from meshes, IGR (Eikonal) from point clouds"
+    default_config = {
+        **_COMMON_CONFIG,
+        "clamp": 0.1,  # DeepSDF's delta (normalised units)
+        "eikonal_weight": 0.1,  # IGR's lambda (point clouds)
+        "normal_weight": 1.0,  # IGR's normal term (point clouds with normals)
+        "surface_weight": 1.0,  # |f| on the points (point clouds)
+        "sphere_steps": 128,
+        "sphere_epsilon": 1e-4,
+    }
+    _label = "sdf"
+
+    def _inside_field(self, points: Tensor, shape: int = 0) -> Tensor:
+        return -self.field_values(points, shape)
+
+    def _prepare(self, data) -> None:
+        self.cloud = None
+        if data.kind != "points":
+            super()._prepare(data)
+            return
+        if self.shape_space:
+            raise ConfigError("decoder: reconstructing a point cloud with a shape-space decoder is not supported; "
+                              "give a mesh")
+        self.cloud = data.points.to(self.device)
+        self.cloud_normals = None if data.normals is None else data.normals.to(self.device)
+
+    def _loss(self) -> tuple[Tensor, dict]:
+        if self.cloud is not None:
+            return self._igr_loss()
+        points, targets, codes = self._batch()
+        delta = self.config["clamp"]
+        distance = self.field(points, codes)
+        loss = (distance.clamp(-delta, delta) - targets.clamp(-delta, delta)).abs().mean()
+        return loss, {}
+
+    def _igr_loss(self) -> tuple[Tensor, dict]:
+        """IGR: ``|f|`` on a batch of the cloud, the normal term, and the Eikonal term on
+        uniform points and on cloud points moved by Gaussian noise at two scales."""
+        batch = self.config["batch_size"]
+        cloud = self.cloud
+        index = torch.randint(0, cloud.shape[0], (batch,), device=cloud.device)
+        surface = cloud[index]
+        n_near = batch // 2
+        stds = torch.tensor([self.config["near_std_small"], self.config["near_std_large"]], device=cloud.device)
+        near = surface[:n_near] + torch.randn(n_near, 3, device=cloud.device) * stds[torch.arange(n_near, device=cloud.device) % 2, None]
+        uniform = (torch.rand(batch - n_near, 3, device=cloud.device) * 2 - 1) * self.bound
+        points = torch.cat([surface, near.clamp(-self.bound, self.bound), uniform])
+        values, gradient = field_gradient(partial(self.field, second_order=True), points, create_graph=True)
+        surface_term = values[:batch].abs().mean()
+        eikonal = (gradient[batch:].norm(dim=-1) - 1.0).pow(2).mean()
+        loss = self.config["surface_weight"] * surface_term + self.config["eikonal_weight"] * eikonal
+        metrics = {"surface": float(surface_term.detach()), "eikonal": float(eikonal.detach())}
+        if self.cloud_normals is not None:
+            normal_term = (gradient[:batch] - self.cloud_normals[index]).norm(dim=-1).mean()
+            loss = loss + self.config["normal_weight"] * normal_term
+            metrics["normal"] = float(normal_term.detach())
+        return loss, metrics
+
+    def _find_surface(self, origins: Tensor, dirs: Tensor, t_near: Tensor, t_far: Tensor, shape: int):
+        """Sphere tracing; a mesh-trained SDF is only a distance within ``clamp`` of the
+        surface, so steps are capped there."""
+        from render3d.ops.surface_search import sphere_trace
+
+        def distance(points: Tensor) -> Tensor:
+            return self._chunked(lambda p: self.field_values(p, shape), points)
+
+        max_step = None if self.cloud_is_training_data else self.config["clamp"]
+        return sphere_trace(distance, origins, dirs, t_near, t_far, self.config["sphere_steps"],
+                            epsilon=self.config["sphere_epsilon"], max_step=max_step)
+
+    @property
+    def cloud_is_training_data(self) -> bool:
+        """Whether the run was fitted to a point cloud (an Eikonal-trained, true distance)."""
+        return bool(self.scene_info.shapes) and self.scene_info.shapes[0].get("kind") == "points"
