@@ -94,7 +94,7 @@ def _is_jit(value) -> bool:
 
 
 def _reached(function, seen: set[int]) -> None:
-    """Add the ids of the Triton functions ``function``'s source names, transitively."""
+    """Add to ``seen`` the ids of the Triton functions that ``function``'s source names, transitively."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     for name in names:
@@ -118,7 +118,10 @@ def plan(modules: list[str], archs: list[int], kernel_filter: str | None = None)
     """The compile jobs and the problems found without compiling (undeclared kernels)."""
     jobs: list[Job] = []
     problems: list[str] = []
-    pattern = re.compile(kernel_filter) if kernel_filter else None
+    try:
+        pattern = re.compile(kernel_filter) if kernel_filter else None
+    except re.error as error:
+        raise ConfigError(f"--kernel: {kernel_filter!r} is not a regular expression ({error})") from None
     for name in modules:
         short = name.rsplit(".", 1)[-1]
         try:
