@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plot_arguments(plot)
 
+    from render3d.apps.body_commands import add_body_commands
+
+    add_body_commands(commands, _positive_int)
+
     demo = commands.add_parser("demo", help="fit the embedded demo scene, render a novel-view video and export a mesh")
     demo.add_argument("--out", default="render3d-demo", help="output folder (default ./render3d-demo)")
     demo.add_argument("--method", help="representation (default: the best installed one)")
@@ -205,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
     from render3d.interruption import FitInterrupted
 
     try:
-        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args) or 0
+        handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command.replace('-', '_')}")
+        return handler(args) or 0
     except Render3DError as error:
         print(f"render3d {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
