@@ -43,7 +43,7 @@ def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
 def cmd_fit(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out", folder=True)
     method, seed, config = _fit_options(args)
-    split = None if args.no_eval else _evaluation_split(Path(args.data))
+    split = None if args.no_eval or _is_shape_data(args.data) else _evaluation_split(Path(args.data))
     scene = render3d.Scene.fit(
         args.data,
         method=method,
@@ -65,6 +65,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if split is not None:
         _report_evaluation(scene, args.data, split, progress=not args.quiet)
     return 0
+
+
+def _is_shape_data(data: str) -> bool:
+    """Whether ``data`` is a mesh, a point cloud or a folder of meshes (no images to evaluate on;
+    ``render3d eval RUN --mesh-gt FILE`` compares the surface instead)."""
+    from render3d.data.shapes import is_shape_path
+
+    return is_shape_path(data)
 
 
 def _fit_options(args: argparse.Namespace) -> tuple[str, int, dict]:
@@ -120,7 +128,7 @@ def _orbit_cameras(scene: "render3d.Scene", data: Path, n_frames: int) -> "rende
     return orbit_around(train.cameras, n_frames, train.center)
 
 
-# Orbit around a scene without a dataset (a splat .ply): horizontal field of view, elevation.
+# Orbit around a scene without an image dataset (a splat .ply, a shape run): horizontal field of view, elevation.
 _BOX_ORBIT_FOV_DEG = 50.0
 _BOX_ORBIT_ELEVATION_DEG = 20.0
 
@@ -160,7 +168,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     scene = _load_scene(args)
     if args.orbit:
         view = "orbit"
-        if args.data is None and scene.data_root is None:
+        if args.data is None and (scene.data_root is None or scene.method.data_kind != "images"):
             cameras = _box_orbit_cameras(scene, args.orbit)
         else:
             cameras = _orbit_cameras(scene, _data_for(scene, args.data), args.orbit)

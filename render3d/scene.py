@@ -434,6 +434,19 @@ class Scene:
         mesh.metadata["pieces"] = {"found": found, "kept": kept}
         return mesh
 
+    def interpolate(self, i: int, j: int, t: float, *, resolution: int = 128):
+        """The mesh between training shapes ``i`` and ``j`` of a shape space (a method with an
+        ``interpolate`` hook, e.g. ``sdf``/``occupancy`` fitted to a folder of meshes): the
+        decoder at the latent code ``(1 - t) z_i + t z_j``, ``resolution`` cells per axis.
+
+        Returns:
+            ``trimesh.Trimesh`` (world coordinates blended between the two shapes').
+        """
+        hook = getattr(self.method, "interpolate", None)
+        if not callable(hook):
+            raise ConfigError(f"method {self.method.name!r} has no shape space to interpolate in")
+        return hook(i, j, t, resolution=resolution)
+
     # ------------------------------------------------------------------ persistence
     def _checkpoint_payload(self, step: int) -> dict:
         return {
