@@ -1,0 +1,315 @@
+"""``dvr``: Differentiable Volumetric Rendering (Niemeyer et al. 2020; seed §10.1.3).
+
+An occupancy field ``f`` (logits; the surface is ``f = 0``, i.e. probability τ = 0.5) and a
+texture field ``c`` are learnt from posed images and object masks. A pixel's colour is
+``c(p̂)`` at the first point ``p̂`` where its ray enters the surface; rays that find none show
+the background.
+
+Forward, per ray (no autograd): march uniform steps through the scene box, skipping cells that
+the occupancy grid (:class:`~render3d.ops.ray_marching.OccupancyGrid`, dilated by one cell)
+marks empty; take the first outside→inside pair of samples
+(:func:`~render3d.ops.surface_crossing.surface_crossing`) and refine it by the secant method
+(:func:`~render3d.ops.surface_search.secant_refine`).
+
+Backward: :func:`~render3d.ops.implicit_surface.implicit_surface_points` re-evaluates ``f``
+at ``p̂`` and applies ``∂p̂/∂θ = −w (∂f/∂p̂ · w)⁻¹ ∂f/∂θ``; nothing of the march is kept, so
+a step's backward memory does not depend on the number of march steps.
+
+Losses over the rays of a step (sums divided by the number of rays):
+
+- RGB L1 where the ray hits and the mask says object;
+- freespace: BCE pushing ``f`` down at ``p̂`` where the ray hits but the mask says empty;
+- occupancy: BCE pushing ``f`` up where the mask says object but the ray misses, at the march
+  sample with the largest ``f`` (``occupancy_point="max"``) or at a uniform random point of the
+  ray's box interval (``"random"``, the paper's choice);
+- optional normal smoothness: ``|n(p̂) − n(p̂ + ε)|²`` of unit normals (``normal_weight``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from render3d.cameras import Cameras
+from render3d.data.dataset import Dataset
+from render3d.errors import ConfigError, DataError
+from render3d.fields import field_gradient
+from render3d.methods import register
+from render3d.methods._dvr_field import OccupancyTextureField
+from render3d.methods.base import Method, SceneInfo
+from render3d.ops.implicit_surface import implicit_surface_points
+from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
+from render3d.ops.surface_crossing import surface_crossing
+from render3d.ops.surface_search import secant_refine
+
+_OCCUPANCY_POINTS = ("max", "random")
+
+
+@register
+class DVR(Method):
+    name = "dvr"
+    description = "Differentiable volumetric rendering: occupancy + texture fields from images and masks"
+    default_config = {
+        "steps": 3000,
+        # fields
+        "encoding": "fourier",
+        "n_frequencies": 6,
+        "hidden_dim": 128,
+        "n_layers": 4,
+        "init_radius": 0.5,
+        "texture_frequencies": 8,
+        "texture_hidden_dim": 128,
+        "texture_layers": 3,
+        "hash_levels": 16,
+        "hash_features": 2,
+        "log2_hashmap_size": 16,
+        "base_resolution": 16,
+        "max_resolution": 1024,
+        # rays and surface search
+        "rays": 1024,
+        "march_steps": 128,
+        "secant_steps": 8,
+        "grid_resolution": 64,
+        "grid_update_every": 16,
+        "grid_warmup_steps": 256,
+        "occ_thre": 0.1,
+        "ema_decay": 0.95,
+        # losses
+        "rgb_weight": 1.0,
+        "freespace_weight": 1.0,
+        "occupancy_weight": 1.0,
+        "occupancy_point": "max",
+        "normal_weight": 0.0,
+        "normal_eps": 0.01,
+        # optimisation
+        "lr": 5e-4,
+        "final_lr_factor": 0.1,
+        # rendering and meshing
+        "render_chunk": 4096,
+        "eval_chunk_samples": 2**17,
+        "mise_initial_resolution": 32,
+    }
+    demo_config = {"steps": 1500}
+
+    def __init__(self, config: dict, scene_info: SceneInfo) -> None:
+        super().__init__(config, scene_info)
+        if config["occupancy_point"] not in _OCCUPANCY_POINTS:
+            raise ConfigError(f"occupancy_point must be one of {', '.join(_OCCUPANCY_POINTS)}, "
+                              f"got {config['occupancy_point']!r}")
+        for key in ("rays", "march_steps", "grid_update_every", "render_chunk", "eval_chunk_samples"):
+            if config[key] < 1:
+                raise ConfigError(f"{key} must be >= 1, got {config[key]!r}")
+        if config["secant_steps"] < 0:
+            raise ConfigError(f"secant_steps must be >= 0, got {config['secant_steps']!r}")
+        aabb = scene_info.aabb_tensor()
+        if not (aabb[1] > aabb[0]).all():
+            raise ConfigError(f"scene aabb must have max > min on every axis, got {aabb.tolist()}")
+        self.field = OccupancyTextureField(aabb, config)
+        self.grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
+        self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / config["march_steps"]
+
+    # ------------------------------------------------------------------ training
+    def setup(self, dataset: Dataset) -> None:
+        n, h, w = dataset.images.shape[:3]
+        if n == 0:
+            raise ConfigError("dvr: the training split has no images")
+        if dataset.masks is None:
+            raise DataError(f"{dataset.root}: dvr needs object masks; add a masks/ folder beside images/ with one "
+                            "mask per image (same file names; white = object) or use RGBA images")
+        self.cameras = dataset.cameras
+        self.masks = dataset.masks.reshape(-1)
+        self.pixels = self._object_colours(dataset).reshape(-1, 3)
+        self.image_shape = (n, h, w)
+        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.config["lr"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    @staticmethod
+    def _object_colours(dataset: Dataset) -> Tensor:
+        """``[N,H,W,3]`` colours of the object: RGBA renders are un-composited from their
+        background where alpha > 0.5 (so that edge pixels do not teach the background colour)."""
+        if dataset.alphas is None:
+            return dataset.images
+        alpha = dataset.alphas.clamp_min(0.5)
+        background = torch.tensor(dataset.background, dtype=torch.float32, device=dataset.images.device)
+        return ((dataset.images - (1.0 - alpha) * background) / alpha).clamp(0.0, 1.0)
+
+    def _lr_factor(self, step: int) -> float:
+        """Exponential decay from 1 to ``final_lr_factor`` over the fit."""
+        return self.config["final_lr_factor"] ** (step / max(self.config["steps"], 1))
+
+    def _sample_rays(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Random training pixels: origins ``[R,3]``, unit dirs ``[R,3]``, colours ``[R,3]``, masks ``[R]`` bool."""
+        n, h, w = self.image_shape
+        device = self.pixels.device
+        index = torch.randint(0, n * h * w, (int(self.config["rays"]),), device=device)
+        pixel = index % (h * w)
+        xy = torch.stack([pixel % w, pixel // w], dim=-1).to(torch.float32) + 0.5
+        origins, dirs = self.cameras.pixel_rays(index // (h * w), xy)
+        return origins, dirs, self.pixels[index], self.masks[index] > 0.5
+
+    def train_step(self, step: int) -> dict[str, float]:
+        if step % self.config["grid_update_every"] == 0:
+            self._update_grid(step)
+        origins, dirs, target, inside = self._sample_rays()
+        search = self._search(origins, dirs)
+        hit = search["hit"]
+        n_rays = origins.shape[0]
+        loss = origins.new_zeros(())
+        metrics = {}
+
+        shaded = hit & inside
+        if shaded.any():
+            found = origins[shaded] + dirs[shaded] * search["depth"][shaded, None]
+            points = implicit_surface_points(
+                self.field.logits, found, origins[shaded], dirs[shaded], params=self.field.occupancy.parameters()
+            )
+            error = self.field.color(points) - target[shaded]
+            loss = loss + self.config["rgb_weight"] * error.abs().mean(dim=-1).sum() / n_rays
+            metrics["psnr"] = -10.0 * math.log10(max(float(error.detach().square().mean()), 1e-10))
+            if self.config["normal_weight"] > 0:
+                loss = loss + self.config["normal_weight"] * self._normal_loss(points.detach()) * shaded.sum() / n_rays
+        free = hit & ~inside
+        if free.any():
+            points = origins[free] + dirs[free] * search["depth"][free, None]
+            logits = self.field.logits(points)
+            loss = loss + self.config["freespace_weight"] * _bce(logits, 0.0).sum() / n_rays
+        missed = inside & ~hit
+        if missed.any():
+            points = origins[missed] + dirs[missed] * search["occupancy_depth"][missed, None]
+            logits = self.field.logits(points)
+            loss = loss + self.config["occupancy_weight"] * _bce(logits, 1.0).sum() / n_rays
+
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        union = int((hit | inside).sum())
+        metrics["loss"] = float(loss.detach())
+        metrics["mask_iou"] = int(shaded.sum()) / union if union else 1.0
+        return metrics
+
+    def _normal_loss(self, points: Tensor) -> Tensor:
+        """Mean ``|n(p) − n(p + ε)|²`` of unit normals at ``points [M,3]`` and jittered copies."""
+        jittered = points + torch.randn_like(points) * self.config["normal_eps"]
+        both = torch.cat([points, jittered])
+        _, gradient = field_gradient(self._logits_second_order, both, create_graph=True)
+        normals = torch.nn.functional.normalize(gradient, dim=-1)
+        first, second = normals.split(points.shape[0])
+        return (first - second).square().sum(dim=-1).mean()
+
+    def _logits_second_order(self, points: Tensor) -> Tensor:
+        return -self.field.occupancy(self.field.normalised(points), second_order=True)
+
+    @torch.no_grad()
+    def _update_grid(self, step: int) -> None:
+        """EMA update of the occupancy grid with occupancy probabilities, then dilate it by one
+        cell so that every run of marched samples starts outside the surface."""
+        self.grid.update(
+            step,
+            lambda points: torch.sigmoid(self.field.logits(points)),
+            occ_thre=self.config["occ_thre"],
+            ema_decay=self.config["ema_decay"],
+            warmup_steps=self.config["grid_warmup_steps"],
+        )
+        dilated = torch.nn.functional.max_pool3d(self.grid.binary[None, None].float(), 3, stride=1, padding=1)
+        self.grid.binary.copy_(dilated[0, 0] > 0)
+
+    # ------------------------------------------------------------------ surface search
+    @torch.no_grad()
+    def _search(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
+        """First surface point along each ray (no autograd).
+
+        Returns:
+            ``hit [R]`` bool, ``depth [R]`` ray distance of ``p̂`` (0 without a hit),
+            ``occupancy_depth [R]`` where a missing ray is pushed inside (training only).
+        """
+        n_rays = origins.shape[0]
+        aabb = self.grid.aabb
+        ray_indices, t_starts, t_ends = ray_marching(
+            origins, dirs, self.grid, aabb=aabb, near=self.scene_info.near, far=self.scene_info.far,
+            step_size=self.step_size,
+        )
+        t = (t_starts + t_ends) * 0.5
+        points = origins[ray_indices] + dirs[ray_indices] * t[:, None]
+        chunk = int(self.config["eval_chunk_samples"])
+        values = torch.cat([self.field.logits(part) for part in points.split(chunk)]) if t.numel() else t
+        crossing = surface_crossing(ray_indices, t, values, n_rays, level=0.0)
+        hit = crossing.hit
+        depth = torch.zeros_like(crossing.t_near)
+        if hit.any():
+            depth[hit] = secant_refine(
+                self.field.logits, origins[hit], dirs[hit], crossing.t_near[hit], crossing.t_far[hit],
+                crossing.value_near[hit], crossing.value_far[hit], 0.0, int(self.config["secant_steps"]),
+            )
+        out = {"hit": hit, "depth": depth}
+        if self.training:
+            out["occupancy_depth"] = self._occupancy_depth(origins, dirs, ray_indices, t, values)
+        return out
+
+    def _occupancy_depth(self, origins, dirs, ray_indices, t, values) -> Tensor:
+        """``[R]`` ray distance of the occupancy loss's point: a uniform one in the ray's box
+        interval, or (``occupancy_point="max"``) the march sample with the largest logit where
+        the ray has samples."""
+        t_near, t_far, _ = ray_aabb_intersect(origins, dirs, self.grid.aabb)
+        t_near = t_near.clamp_min(self.scene_info.near)
+        depth = t_near + torch.rand_like(t_near) * (t_far - t_near).clamp_min(0.0)
+        if self.config["occupancy_point"] == "max" and t.numel():
+            best = torch.full_like(depth, -math.inf).scatter_reduce(0, ray_indices, values, reduce="amax")
+            is_best = values == best[ray_indices]
+            depth = depth.scatter(0, ray_indices[is_best], t[is_best])
+        return depth
+
+    # ------------------------------------------------------------------ rendering
+    @torch.no_grad()
+    def render(self, cameras: Cameras) -> dict[str, Tensor]:
+        chunk = int(self.config["render_chunk"])
+        outputs: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": [], "normal": []}
+        for index in range(len(cameras)):
+            origins, dirs = cameras[index].generate_rays()
+            parts = [self._render_rays(o, d) for o, d in zip(origins.reshape(-1, 3).split(chunk),
+                                                             dirs.reshape(-1, 3).split(chunk))]
+            shape = (1, cameras.height, cameras.width)
+            for key in outputs:
+                values = torch.cat([part[key] for part in parts])
+                outputs[key].append(values.reshape(*shape, *values.shape[1:]))
+        return {key: torch.cat(values) for key, values in outputs.items()}
+
+    def _render_rays(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
+        """Colour, depth, alpha and unit world normal of rays ``[R,3]`` (background where they miss)."""
+        search = self._search(origins, dirs)
+        hit = search["hit"]
+        rgb = self.render_background.expand(origins.shape[0], 3).clone()
+        normal = torch.zeros_like(origins)
+        if hit.any():
+            points = origins[hit] + dirs[hit] * search["depth"][hit, None]
+            rgb[hit] = self.field.color(points)
+            _, gradient = field_gradient(self.field.logits, points)
+            normal[hit] = -torch.nn.functional.normalize(gradient, dim=-1)
+        return {"rgb": rgb, "depth": search["depth"], "alpha": hit.float(), "normal": normal}
+
+    def density_field(self):
+        return self.field.logits, 0.0
+
+    def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
+                       progress: bool = False) -> tuple[Tensor, float]:
+        """The occupancy logits on the grid by MISE (:func:`render3d.mise.mise_volume`): the
+        coarsest grid is the largest of ``resolution - 1`` cells divided by a power of two that
+        is at most ``mise_initial_resolution`` (a grid that cannot be halved is evaluated in full)."""
+        from render3d.mise import mise_volume
+
+        if len(set(resolution)) != 1:
+            raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
+        cells = initial = resolution[0] - 1
+        while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
+            initial //= 2
+        volume, _ = mise_volume(self.field.logits, bbox.to(self.device), cells, 0.0, initial_resolution=initial,
+                                device=self.device, chunk_size=int(self.config["eval_chunk_samples"]))
+        return volume, 0.0
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    """Per-point binary cross-entropy of occupancy ``logits [M]`` against a constant ``target``."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
