@@ -58,6 +58,12 @@ def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
+def _mise(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_mise import bench
+
+    return bench(device, quick)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
     "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
@@ -68,6 +74,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         _rasterization,
     ),
     "ray_marching": Benchmark("ray marching + volume rendering throughput (reference; Triton on CUDA)", _ray_marching),
+    "mise": Benchmark("MISE vs dense field evaluation at 256^3: fraction of points, speed-up, same mesh", _mise),
 }
 
 
