@@ -1,7 +1,8 @@
 """Body commands: ``render3d pose-body``, ``render3d fit-body`` and ``render3d export-body``.
 
-- ``pose-body --model anny|procedural|PATH [--pose POSE.json] --out FILE``: poses a model
-  and writes the mesh (``.obj``/``.ply``; ``.glb`` writes a skinned glTF).
+- ``pose-body --model anny|procedural|PATH [--pose POSE.json] --out FILE [--render IMG]``:
+  poses a model and writes the mesh (``.obj``/``.ply``; ``.glb`` writes a skinned glTF),
+  and optionally a front view rendered as Gaussians bound to its triangles.
 - ``fit-body KEYPOINTS.json --model ... --camera CAM.json [--image IMG] --out RUN``: fits the
   model to 2D keypoints and writes ``RUN/params.json``, ``RUN/body.<obj|ply|glb>`` and
   ``RUN/overlay.png``.
@@ -48,6 +49,7 @@ def add_body_commands(commands, positive_int) -> None:
     pose.add_argument("--phenotype", nargs="+", metavar="KEY=VALUE", help="anny phenotype values in [0,1], e.g. age=0.3")
     pose.add_argument("--pose", metavar="POSE.json", help="joint rotations {name: [ax, ay, az]} or a fit's params.json")
     pose.add_argument("--out", required=True, help="output mesh (.obj, .ply or .glb)")
+    pose.add_argument("--render", metavar="IMAGE.png", help="also render a front view through the Gaussian rasterizer")
     pose.set_defaults(handler=cmd_pose_body)
 
     fit = commands.add_parser("fit-body", help="fit a body model to 2D keypoints (SMPLify-style)")
@@ -137,9 +139,27 @@ def cmd_pose_body(args: argparse.Namespace) -> int:
     from render3d.body import load_body_model
 
     out = _check_mesh_path(args.out, "--out")
+    if args.render:
+        from render3d.io.images import IMAGE_FORMATS
+        from render3d.io.writable import check_writable
+
+        if Path(args.render).suffix.lower() not in IMAGE_FORMATS:
+            from render3d.errors import ConfigError
+
+            raise ConfigError(f"--render: {args.render} must end in .png, .jpg or .jpeg")
+        check_writable(args.render, "--render")
     model = load_body_model(args.model, _parse_phenotype(args.phenotype))
     pose, transl = _read_pose(args.pose, model) if args.pose else (torch.zeros(1, model.n_joints, 3), torch.zeros(1, 3))
     _write_mesh(out, model, torch.zeros(1, model.n_betas), pose, transl)
+    if args.render:
+        from render3d.body.render import BodyScene, front_camera
+        from render3d.io.images import save_image
+
+        scene = BodyScene(model, pose=pose, transl=transl)
+        with torch.no_grad():
+            camera = front_camera(scene.vertices()[0])
+        save_image(args.render, scene.render(camera)["rgb"][0])
+        print(f"wrote {args.render}")
     print(f"wrote {out} ({model.name}: {model.n_vertices} vertices, {model.n_joints} joints)")
     return 0
 
