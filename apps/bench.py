@@ -69,6 +69,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
     "nerf": Benchmark("fit the nerf method to the demo scene: fit time, test PSNR/SSIM", _fit("nerf")),
     "3dgs": Benchmark("fit the 3dgs method to the demo scene: fit time, test PSNR/SSIM", _fit("3dgs")),
+    "dvr": Benchmark("fit the dvr method to the demo scene: fit time, test PSNR/SSIM", _fit("dvr")),
     "rasterization": Benchmark(
         "Gaussian tile binning + rasterization: CPU reference (100k @ 400x400), Triton fps on CUDA (1M @ 1080p)",
         _rasterization,
