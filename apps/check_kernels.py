@@ -302,6 +302,10 @@ def check(archs: list[int], modules: list[str] | None = None, kernel_filter: str
 def cmd_check_kernels(args: argparse.Namespace) -> int:
     """The command: exit status 1 when any compile or declaration check fails."""
     archs = parse_archs(args.arch)
+    if args.json:
+        from render3d.io.writable import check_writable
+
+        check_writable(args.json, "--json")
     results, failures, elapsed = check(archs, args.module, args.kernel, args.jobs)
     if args.json:
         from render3d.io.atomic import atomic_write_json
