@@ -10,6 +10,7 @@ from render3d.apps.check_kernels import check, kernel_modules, parse_archs, plan
 from render3d.apps.cli import main
 from render3d.errors import ConfigError
 from render3d.kernels._variants import UndeclaredVariantError, declare
+from render3d.ops._backend import triton_interpreted
 from tests.kernels import aot_samples
 
 SAMPLES = "tests.kernels.aot_samples"
@@ -29,10 +30,15 @@ def test_a_real_kernel_variant_compiles_for_sm80_and_sm90(capsys):
 
 @pytest.mark.slow
 def test_a_kernel_only_the_interpreter_accepts_fails_the_command(device, tmp_path, capsys):
-    # The interpreter runs it: a static_range over a runtime bound is unrolled n times.
+    # The interpreter runs it (a static_range over a runtime bound is unrolled n times); a GPU
+    # launch compiles it and fails like the check.
     out = torch.zeros(16, device=device)
-    aot_samples.runtime_static_range_kernel[(1,)](out, 3, BLOCK=16)
-    assert torch.equal(out, torch.full_like(out, 3.0))
+    if triton_interpreted():
+        aot_samples.runtime_static_range_kernel[(1,)](out, 3, BLOCK=16)
+        assert torch.equal(out, torch.full_like(out, 3.0))
+    else:
+        with pytest.raises(Exception, match="static_range"):
+            aot_samples.runtime_static_range_kernel[(1,)](out, 3, BLOCK=16)
 
     report = tmp_path / "kernels.json"
     status = main(["check-kernels", "--module", SAMPLES, "--arch", "90", "--json", str(report), "--jobs", "1"])
