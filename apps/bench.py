@@ -64,6 +64,12 @@ def _mise(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
+def _body(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_body import bench
+
+    return bench(device, quick)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
     "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
@@ -74,6 +80,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         "Gaussian tile binning + rasterization: CPU reference (100k @ 400x400), Triton fps on CUDA (1M @ 1080p)",
         _rasterization,
     ),
+    "body": Benchmark("skinned bodies: FK+LBS vs anny's forward, anny reproduction, Triton vs reference, fitting",
+                      _body),
     "ray_marching": Benchmark("ray marching + volume rendering throughput (reference; Triton on CUDA)", _ray_marching),
     "mise": Benchmark("MISE vs dense field evaluation at 256^3: fraction of points, speed-up, same mesh", _mise),
 }

@@ -199,12 +199,17 @@ class BodyModel(torch.nn.Module):
                 raise ConfigError(f"BodyModel: weight indices must lie in [0, {n_joints})")
             self.register_buffer("weight_indices", indices.contiguous())
             self.register_buffer("weight_values", values.contiguous())
+            # The CPU reference skins with one GEMM over dense [V, J] weights: keep them dense
+            # too rather than scattering the sparse ones at every call.
+            dense = torch.zeros(n_vertices, n_joints).scatter_add_(1, indices, values)
+            self.register_buffer("dense_weights", dense, persistent=False)
         else:
             values = _as_float(weights, "weights")
             if tuple(values.shape) != (n_vertices, n_joints):
                 raise ConfigError(f"BodyModel: dense weights must have shape [V, J] = [{n_vertices}, {n_joints}], got {tuple(values.shape)}")
             self.register_buffer("weight_indices", None)
             self.register_buffer("weight_values", values.contiguous())
+            self.register_buffer("dense_weights", values, persistent=False)
 
     @classmethod
     def from_anny(cls, phenotype: dict | None = None, shape: bool = True) -> "BodyModel":
@@ -228,10 +233,15 @@ class BodyModel(torch.nn.Module):
 
     @property
     def skinning_weights(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Dense ``[V, J]`` or sparse ``(indices [V, M], values [V, M])``."""
+        """Dense ``[V, J]`` or sparse ``(indices [V, M], values [V, M])``, as given."""
         if self.weight_indices is None:
             return self.weight_values
         return self.weight_indices, self.weight_values
+
+    def _weights_for_skinning(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Sparse weights for the CUDA kernels (they gather ``M`` joints per vertex), dense
+        ones for the reference (one GEMM)."""
+        return self.skinning_weights if self.template.is_cuda else self.dense_weights
 
     def pose_matrices(self, pose: torch.Tensor) -> torch.Tensor:
         """``[B, J, 3, 3]`` rotations from axis-angle ``[B, J, 3]``, matrices ``[B, J, 3, 3]``
@@ -270,8 +280,8 @@ class BodyModel(torch.nn.Module):
         """Shaped rest vertices ``[B, V, 3]`` and rest frames ``P [B, J, 4, 4]`` for
         ``betas [B, S']`` (``S' <= S``; missing betas are zero)."""
         used = betas.shape[1]
-        shaped = self.template + (betas @ self.shape_dirs[:used]).view(-1, self.n_vertices, 3)
-        joints = self.rest_joints + (betas @ self.joint_shape_dirs[:used]).view(-1, self.n_joints, 3)
+        shaped = torch.addmm(self.template.view(1, -1), betas, self.shape_dirs[:used]).view(-1, self.n_vertices, 3)
+        joints = torch.addmm(self.rest_joints.view(1, -1), betas, self.joint_shape_dirs[:used]).view(-1, self.n_joints, 3)
         frames = torch.zeros(betas.shape[0], self.n_joints, 4, 4, dtype=shaped.dtype, device=shaped.device)
         frames[..., :3, :3] = self.rest_orientations
         frames[..., :3, 3] = joints
@@ -317,7 +327,7 @@ class BodyModel(torch.nn.Module):
         offset[:, 0, :3, 3] = transl
         world = world + offset  # transl added to every joint's translation column
         skinning = world @ inverse_frames
-        vertices = linear_blend_skinning(posed_rest, skinning, self.skinning_weights)
+        vertices = linear_blend_skinning(posed_rest, skinning, self._weights_for_skinning())
         return BodyOutput(vertices=vertices, joints=world[..., :3, 3], transforms=world, rest_frames=frames)
 
     def keypoints(self, output: BodyOutput, convention: str) -> tuple[torch.Tensor, torch.Tensor]:

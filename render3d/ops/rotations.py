@@ -47,9 +47,10 @@ def _sinc_terms(theta_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     small = theta_sq < _SMALL_ANGLE_SQ
     safe_sq = torch.where(small, torch.ones_like(theta_sq), theta_sq)
     theta = safe_sq.sqrt()
-    a = torch.where(small, 1 - theta_sq / 6 + theta_sq**2 / 120, theta.sin() / theta)
-    b = torch.where(small, 0.5 - theta_sq / 24 + theta_sq**2 / 720, (1 - theta.cos()) / safe_sq)
-    cos = torch.where(small, 1 - theta_sq / 2 + theta_sq**2 / 24, theta.cos())
+    fourth = theta_sq * theta_sq
+    a = torch.where(small, 1 - theta_sq / 6 + fourth / 120, theta.sin() / theta)
+    b = torch.where(small, 0.5 - theta_sq / 24 + fourth / 720, (1 - theta.cos()) / safe_sq)
+    cos = torch.where(small, 1 - theta_sq / 2 + fourth / 24, theta.cos())
     return a, b, cos
 
 

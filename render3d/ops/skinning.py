@@ -88,15 +88,20 @@ def dense_weights(indices: torch.Tensor, values: torch.Tensor, n_joints: int) ->
 
 def _blend_and_apply(vertices: torch.Tensor, transforms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``vertices [Bv, V, 3]``, ``transforms [B, J, 4, 4]``, dense ``weights [V, J]`` ->
-    ``[B, V, 3]``."""
+    ``[B, V, 3]``.
+
+    One GEMM ``[V, J] @ [J, 12*B]`` blends every body's matrices at once (a broadcast batched
+    matmul of the shared weights is much slower on CPU); the ``3x4`` matrices are then applied
+    as three fused multiply-adds over ``[V, 3, B]`` (a batched ``3x3 @ 3x1`` matmul or a
+    reduction over a size-3 axis is 10-100x slower on CPU)."""
     batch, n_joints = transforms.shape[:2]
-    # One GEMM [V, J] @ [J, B*12] for every body at once (a broadcast batched matmul of the
-    # shared weights is much slower on CPU), viewed back as [B, V, 3, 4].
-    rows = transforms[:, :, :3, :].permute(1, 0, 2, 3).reshape(n_joints, batch * 12)
-    blended = (weights @ rows).view(weights.shape[0], batch, 3, 4).transpose(0, 1)
-    # Elementwise, not a batched 3x3 @ 3x1 matmul: PyTorch's CPU bmm on V tiny matrices is
-    # about 100x slower than this broadcast sum.
-    return (blended[..., :3] * vertices.unsqueeze(-2)).sum(-1) + blended[..., 3]
+    # Bodies innermost ([V, 3, 4, B]), so the multiply-adds below run along contiguous memory.
+    rows = transforms[:, :, :3, :].permute(1, 2, 3, 0).reshape(n_joints, 12 * batch)
+    blended = (weights @ rows).view(weights.shape[0], 3, 4, batch)
+    x, y, z = vertices.permute(1, 2, 0).unsqueeze(1).unbind(2)  # [V, 1, Bv] each
+    column_x, column_y, column_z, offset = blended.unbind(2)  # unbind: one gradient buffer, not four
+    out = torch.addcmul(torch.addcmul(torch.addcmul(offset, column_x, x), column_y, y), column_z, z)
+    return out.permute(2, 0, 1).contiguous()
 
 
 def linear_blend_skinning_reference(vertices: torch.Tensor, transforms: torch.Tensor, weights: Weights) -> torch.Tensor:
