@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from triton.runtime.jit import mangle_type
+
 __all__ = ["DeclaredKernel", "UndeclaredVariantError", "Variant", "declare", "product"]
 
 
@@ -87,6 +89,7 @@ class DeclaredKernel:
         self.options = dict(options)
         parameters = list(inspect.signature(function).parameters.values())
         self.arg_names = [p.name for p in parameters]
+        self._arg_set = frozenset(self.arg_names)
         self.constexpr_names = [p.name for p in parameters if _is_constexpr(p)]
         self.runtime_names = [p.name for p in parameters if not _is_constexpr(p)]
         self.variants = tuple(
@@ -157,24 +160,38 @@ class DeclaredKernel:
         return functools.partial(self._launch, grid)
 
     def _launch(self, grid, *args: Any, **kwargs: Any):
-        from triton.runtime.jit import mangle_type
-
-        unknown = [name for name in kwargs if name not in self.arg_names]
-        if unknown:
-            raise TypeError(f"{self.name}: unknown argument(s) {', '.join(unknown)} "
+        if not self._arg_set.issuperset(kwargs):
+            unknown = ", ".join(name for name in kwargs if name not in self._arg_set)
+            raise TypeError(f"{self.name}: unknown argument(s) {unknown} "
                             "(launch options belong in the kernel's declaration)")
         values = dict(zip(self.arg_names, args))
         values.update(kwargs)
-        missing = [name for name in self.arg_names if name not in values]
-        if missing:
-            raise TypeError(f"{self.name}: missing argument(s) {', '.join(missing)}")
-        constexprs = {name: values[name] for name in self.constexpr_names}
-        types = {name: mangle_type(values[name]) for name in self.runtime_names}
-        if self._key(constexprs, types) not in self._keys:
+        if len(values) != len(self.arg_names):
+            missing = ", ".join(name for name in self.arg_names if name not in values)
+            raise TypeError(f"{self.name}: missing argument(s) {missing}")
+        key = (tuple(values[name] for name in self.constexpr_names),
+               tuple(_triton_type(values[name]) for name in self.runtime_names))
+        if key not in self._keys:
             raise UndeclaredVariantError(
-                f"{self.module}.{self.name} launched with an undeclared variant: constexprs {constexprs}, "
-                f"types {types}; add it to the kernel's @declare so that render3d check-kernels compiles it")
+                f"{self.module}.{self.name} launched with an undeclared variant: constexprs "
+                f"{dict(zip(self.constexpr_names, key[0]))}, types {dict(zip(self.runtime_names, key[1]))}; "
+                "add it to the kernel's @declare so that render3d check-kernels compiles it")
         return self.jit[grid](*args, **kwargs, **self.options)
+
+
+_TENSOR_TYPES: dict[Any, str] = {}
+
+
+def _triton_type(value: Any) -> str:
+    """Triton's type for a launch argument (its own mangling; a tensor's depends only on its dtype,
+    so that is looked up once per dtype: the check costs a few microseconds a launch)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not hasattr(value, "data_ptr"):
+        return mangle_type(value)
+    kind = _TENSOR_TYPES.get(dtype)
+    if kind is None:
+        kind = _TENSOR_TYPES[dtype] = mangle_type(value)
+    return kind
 
 
 def declare(*, types: Mapping[str, str | Sequence[str]], constexprs: Sequence[Mapping[str, Any]] = ({},),
