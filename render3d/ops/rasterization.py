@@ -80,10 +80,11 @@ def rasterize_gaussians(
     Args:
         means2d: ``[C, N, 2]`` float pixel-space means (pixel centres at ``+0.5``).
         conics: ``[C, N, 3]`` float ``(a, b, c)`` of the inverse 2D covariances.
-        colors: ``[C, N, D]`` float features to composite (any ``D``: RGB, RGB + depth, ...).
+        colors: ``[C, N, D]`` float features to composite (RGB, RGB + depth, ...; the reference
+            takes any ``D``, the Triton kernel at most 16).
         opacities: ``[C, N]`` float opacities in ``[0, 1]``.
         width, height: image size in pixels.
-        tile_size: tile edge in pixels, the one used for binning (a power of two for Triton).
+        tile_size: tile edge in pixels, the one used for binning (4, 8 or 16 for Triton).
         isect_offsets: ``[C, tiles_h, tiles_w]`` int32 from
             :func:`render3d.ops.tile_binning.isect_offset_encode`.
         flatten_ids: ``[M]`` int64 sorted ``c * N + n`` from
