@@ -178,29 +178,28 @@ class _Grid:
 
 
 def _straddling(inside: torch.Tensor) -> torch.Tensor:
-    """``[n, n, n]`` bool: cells of an ``[n+1]^3`` inside mask whose corners are mixed."""
-    any_inside = torch.zeros_like(inside[1:, 1:, 1:])
-    all_inside = torch.ones_like(any_inside)
-    for corner in _corner_views(inside):
-        any_inside |= corner
-        all_inside &= corner
+    """``[n, n, n]`` bool: cells of an ``[n+1]^3`` inside mask whose corners are mixed (any and
+    all over each cell's 2x2x2 corners, one axis at a time)."""
+    any_inside, all_inside = inside, inside
+    for axis in range(3):
+        size = any_inside.shape[axis] - 1
+        any_inside = any_inside.narrow(axis, 0, size) | any_inside.narrow(axis, 1, size)
+        all_inside = all_inside.narrow(axis, 0, size) & all_inside.narrow(axis, 1, size)
     return any_inside & ~all_inside
 
 
-def _corner_views(points: torch.Tensor):
-    """The eight ``[n, n, n]`` views of an ``[n+1]^3`` grid, one per cell corner."""
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                yield points[dx: dx + points.shape[0] - 1, dy: dy + points.shape[1] - 1, dz: dz + points.shape[2] - 1]
-
-
 def _corners(cells: torch.Tensor) -> torch.Tensor:
-    """``[n+1]^3`` bool: the grid points that are a corner of any cell in the ``[n]^3`` mask."""
-    points = torch.zeros(tuple(size + 1 for size in cells.shape), dtype=torch.bool, device=cells.device)
-    for corner in _corner_views(points):
-        corner |= cells
-    return points
+    """``[n+1]^3`` bool: the grid points that are a corner of any cell in the ``[n]^3`` mask
+    (one axis at a time)."""
+    for axis in range(3):
+        size = cells.shape[axis]
+        shape = list(cells.shape)
+        shape[axis] = size + 1
+        points = torch.zeros(shape, dtype=torch.bool, device=cells.device)
+        points.narrow(axis, 0, size).copy_(cells)
+        points.narrow(axis, 1, size).logical_or_(cells)
+        cells = points
+    return cells
 
 
 def _dilate(cells: torch.Tensor) -> torch.Tensor:
