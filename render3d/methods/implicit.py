@@ -40,7 +40,7 @@ from render3d.methods._shape_samples import labelled_samples
 from render3d.methods.base import Method, SceneInfo
 
 # Render settings of a shape run (SceneInfo of shape data).
-RENDER_SIZE = 512
+RENDER_SIZE = 256  # orbit renders of a shape run (CPU-friendly: about 65k rays per frame)
 RENDER_BACKGROUND = (1.0, 1.0, 1.0)
 ALBEDO = (0.72, 0.78, 0.88)
 AMBIENT = 0.25

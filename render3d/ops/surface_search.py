@@ -173,17 +173,21 @@ def sphere_trace(sdf: Field, rays_o: Tensor, rays_d: Tensor, near, far, n_steps:
     t = _per_ray(near, n_rays, rays_o, "near").clone()
     far = _per_ray(far, n_rays, rays_o, "far")
     hit = torch.zeros(n_rays, dtype=torch.bool, device=rays_o.device)
-    active = torch.nonzero(t < far).squeeze(1)
+    # The marching rays, compacted after every step: ids, origins, directions, t, far.
+    ids = torch.nonzero(t < far).squeeze(1)
+    origins, dirs, t_active, far_active = rays_o[ids], rays_d[ids], t[ids], far[ids]
     for _ in range(n_steps):
-        if active.numel() == 0:
+        if ids.numel() == 0:
             break
-        distance = sdf(rays_o[active] + t[active, None] * rays_d[active])
+        distance = sdf(origins + t_active[:, None] * dirs)
         converged = distance.abs() < epsilon
-        hit[active[converged]] = True
         step = distance * step_scale
         if max_step is not None:
             step = step.clamp(max=max_step)
-        t[active] = t[active] + torch.where(converged, torch.zeros_like(step), step)
-        active = active[~converged & (t[active] < far[active])]
+        t_active = torch.where(converged, t_active, t_active + step)
+        hit[ids[converged]] = True
+        t[ids] = t_active
+        keep = ~converged & (t_active < far_active)
+        ids, origins, dirs, t_active, far_active = ids[keep], origins[keep], dirs[keep], t_active[keep], far_active[keep]
     t = torch.where(hit, t, far)
     return SurfaceHit(hit, t, rays_o + t[:, None] * rays_d)
