@@ -133,7 +133,9 @@ def load_resumable(run_dir: Path, method: str, config: dict, seed: int,
     if payload.get("seed") != seed:
         raise ConfigError(f"resume: {path} was fit with seed {payload.get('seed')!r}, not {seed!r}")
     saved = payload["config"]
-    differing = [key for key in sorted(config.keys() | saved.keys()) if config.get(key) != saved.get(key)]
+    budgeted = payload["training"].get("time_budget") is not None  # its budget, not the config, sets the steps
+    differing = [key for key in sorted(config.keys() | saved.keys())
+                 if config.get(key) != saved.get(key) and not (budgeted and key == "steps")]
     if differing:
         changes = ", ".join(f"{key}={config.get(key)!r} (checkpoint: {saved.get(key)!r})" for key in differing)
         raise ConfigError(f"resume: the config differs from that of {path}: {changes}")

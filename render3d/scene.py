@@ -61,6 +61,16 @@ def _checkpoint_seconds(minutes: float | None) -> float | None:
     return 60.0 * float(minutes)
 
 
+def _resumed_budget(payload: dict, budget: StepBudget | None, method_config: dict) -> StepBudget | None:
+    """A resumed fit that was fit to a time budget keeps filling it (or a new one, if given),
+    from the step count its checkpoint had reached; ``method_config["steps"]`` follows."""
+    recorded = payload["training"].get("time_budget")
+    if recorded is None and budget is None:
+        return None
+    method_config["steps"] = payload["config"]["steps"]
+    return StepBudget(recorded if budget is None else budget.seconds, method_config["steps"])
+
+
 def _check_resumed_data(run_dir: Path, data_root: Path) -> None:
     """A resumed fit must train on the dataset folder its run recorded."""
     recorded = rundir.read_json(run_dir / rundir.CONFIG).get("data")
@@ -213,6 +223,7 @@ class Scene:
         payload = None
         if resume:
             payload = rundir.load_resumable(run_dir, method_cls.name, method_config, seed, torch_device)
+            budget = _resumed_budget(payload, budget, method_config)
         dataset = method_cls.load_training_data(data, torch_device)
         data_root = dataset.root.resolve()
         if resume:
@@ -280,7 +291,7 @@ class Scene:
                 if done == total:
                     break
                 if stop.requested:
-                    path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
+                    path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices, budget))
                     rundir.update_metrics(self.run_dir, "train", {
                         "interrupted": True, "signal": stop.requested, "step": done, "steps": total,
                         "seconds": round(elapsed, 3)})
@@ -288,7 +299,7 @@ class Scene:
                 if self.run_dir is not None and (
                         (checkpoint_every and done % checkpoint_every == 0)
                         or (checkpoint_seconds and now - last_checkpoint >= checkpoint_seconds)):
-                    self._write_checkpoint(done, training=self._training_state(done, elapsed, devices))
+                    self._write_checkpoint(done, training=self._training_state(done, elapsed, devices, budget))
                     last_checkpoint = now
                 step = done
             model.eval()
@@ -325,10 +336,12 @@ class Scene:
 
         return TrainingLog(self.run_dir, resume_step=start if start > 0 else None)
 
-    def _training_state(self, step: int, seconds: float, devices: list[torch.device]) -> dict:
-        """What ``resume`` needs besides the parameters: where, the method's state, the RNGs."""
+    def _training_state(self, step: int, seconds: float, devices: list[torch.device],
+                        budget: StepBudget | None = None) -> dict:
+        """What ``resume`` needs besides the parameters: where, the method's state, the RNGs,
+        and the time budget a budgeted fit continues to fill."""
         return {"step": step, "seconds": seconds, "method": self.method.training_state(),
-                "rng": random_state.capture(devices)}
+                "rng": random_state.capture(devices), "time_budget": None if budget is None else budget.seconds}
 
     def _kept_checkpoint_note(self) -> str:
         if self.run_dir is None or not (self.run_dir / rundir.CHECKPOINT).is_file():

@@ -127,3 +127,36 @@ def test_cli_fit_default_method_follows_the_data(tmp_path):
 
     trimesh.creation.icosphere().export(mesh)
     assert _default_method(mesh) == "sdf"
+
+
+class InterruptedSlowToy(SlowToy):
+    """SlowToy that sends itself SIGINT at step 15 (once per process)."""
+
+    name = "interrupted-slow-toy"
+    interrupted = False
+
+    def train_step(self, step):
+        import os
+        import signal
+
+        if step == 15 and not InterruptedSlowToy.interrupted:
+            InterruptedSlowToy.interrupted = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().train_step(step)
+
+
+def test_a_budgeted_fit_resumes_into_the_rest_of_its_budget(sphere_dataset, tmp_path):
+    from render3d.interruption import FitInterrupted
+
+    register(InterruptedSlowToy)
+    try:
+        with pytest.raises(FitInterrupted):
+            Scene.fit(sphere_dataset, method=InterruptedSlowToy.name, steps=10_000, time_budget=4,
+                      out=tmp_path / "run", progress=False)
+        scene = Scene.fit(sphere_dataset, method=InterruptedSlowToy.name, steps=10_000, out=tmp_path / "run",
+                          resume=True, progress=False)
+    finally:
+        unregister(InterruptedSlowToy.name)
+    summary = scene.train_summary
+    assert summary["resumed_at"] == 16 and summary["time_budget"] == 4
+    assert 16 < summary["steps"] < 10_000 and summary["seconds"] <= 4
