@@ -43,6 +43,14 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
 def _minutes(text: str) -> float:
     """An argparse type: a finite number of minutes >= 0."""
     try:
@@ -114,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="checkpoint every M minutes (default 5; 0: only at the end and on Ctrl-C)")
     fit.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after fitting")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--view", action="store_true",
+                     help="show the scene in the browser while it trains, and after (Ctrl-C to stop; needs the viewer extra)")
+    _add_server_arguments(fit)
 
     render = commands.add_parser("render", help="render a fitted scene's test views or an orbit")
     render.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file")
@@ -153,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep every piece of the mesh (default: drop floaters under 2%% of the largest piece's area)")
     export.add_argument("--device", help="cpu, cuda, cuda:N")
 
+    view = commands.add_parser("view", help="serve an interactive viewer of a run, a splat .ply or a mesh in the browser")
+    view.add_argument("path", help="run directory, 3DGS splat .ply, or mesh file (.ply with faces, .obj, .glb)")
+    view.add_argument("--resolution", type=_positive_int, default=512,
+                      help="pixels of the longer side of a still render (default 512; a slider changes it)")
+    view.add_argument("--background", type=parse_rgb, metavar="R,G,B",
+                      help="background of a splat .ply in [0,1] (default 0,0,0; a run keeps its own)")
+    view.add_argument("--device", help="cpu, cuda, cuda:N")
+    _add_server_arguments(view)
+
     info = commands.add_parser("info", help="describe a dataset folder or a shape, or the installation when none is given")
     info.add_argument("data", nargs="?", help="dataset folder, mesh or point-cloud file, or folder of meshes")
 
@@ -184,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", help="cpu, cuda, cuda:N")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--port`` and ``--host`` of the browser viewer (``view``, ``fit --view``)."""
+    parser.add_argument("--port", type=_port, default=8080, help="viewer port (default 8080; the next free one if taken)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="viewer address (default 127.0.0.1, this machine only; 0.0.0.0 serves the network)")
 
 
 def _version() -> str:

@@ -44,7 +44,33 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out", folder=True)
     method, seed, config = _fit_options(args)
     split = None if args.no_eval or _is_shape_data(args.data) else _evaluation_split(Path(args.data))
-    scene = render3d.Scene.fit(
+    viewer = _fit_viewer(args) if args.view else None
+    try:
+        scene = _fit(args, method, seed, config, on_step=None if viewer is None else viewer.on_step)
+        summary = scene.train_summary
+        _echo(f"fitted {method} in {summary['seconds']:.1f} s; run directory: {args.out}")
+        if split is not None:
+            _report_evaluation(scene, args.data, split, progress=not args.quiet)
+    except BaseException:
+        if viewer is not None:
+            viewer.close()
+        raise
+    if viewer is not None:
+        from render3d.apps.view import serve_until_stopped
+
+        _echo(f"the viewer keeps showing the fitted scene at {viewer.url} (Ctrl-C to stop)")
+        serve_until_stopped(viewer)
+    return 0
+
+
+def _fit_viewer(args: argparse.Namespace):
+    from render3d.apps.view import fit_viewer
+
+    return fit_viewer(args.data, host=args.host, port=args.port, echo=_echo)
+
+
+def _fit(args: argparse.Namespace, method: str, seed: int, config: dict, on_step) -> "render3d.Scene":
+    return render3d.Scene.fit(
         args.data,
         method=method,
         steps=args.steps,
@@ -59,12 +85,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         preset=args.preset,
         time_budget=args.time,
         progress=not args.quiet,
+        on_step=on_step,
     )
-    summary = scene.train_summary
-    _echo(f"fitted {method} in {summary['seconds']:.1f} s; run directory: {args.out}")
-    if split is not None:
-        _report_evaluation(scene, args.data, split, progress=not args.quiet)
-    return 0
 
 
 def _is_shape_data(data: str) -> bool:
@@ -285,6 +307,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.splat is not None:
         size = scene.export_splat(args.splat).stat().st_size
         _echo(f"wrote {args.splat}: 3DGS splat PLY, {size / 1e6:.3g} MB")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from render3d.apps.view import open_viewable, open_viewer, serve_until_stopped
+
+    viewable = open_viewable(args.path, device=args.device, background=args.background)
+    serve_until_stopped(open_viewer(viewable, host=args.host, port=args.port, resolution=args.resolution, echo=_echo))
     return 0
 
 

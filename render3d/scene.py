@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -160,6 +161,7 @@ class Scene:
         preset: str | None = None,
         time_budget: float | str | None = None,
         progress: bool = True,
+        on_step: Callable[[Scene, int], None] | None = None,
     ) -> "Scene":
         """Fit ``method`` to the training split of ``data``.
 
@@ -199,6 +201,9 @@ class Scene:
                 measured speed and re-estimated as the fit runs (:mod:`render3d.budget`). The
                 fit ends, checkpointed, within the budget; evaluation afterwards is extra.
             progress: show a progress bar with ETA and live loss/PSNR.
+            on_step: called as ``on_step(scene, steps_done)`` on the training thread after
+                every step (e.g. a viewer showing the newest parameters; it may render, the
+                method is put back in training mode afterwards).
 
         Raises:
             ConfigError: bad argument; DataError: bad data; TrainingError: the loss became
@@ -243,7 +248,7 @@ class Scene:
             training = {} if payload is None else payload["training"]
             scene._train(method_config["steps"], start=training.get("step", 0), seconds=training.get("seconds", 0.0),
                          checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-                         devices=devices, budget=budget, progress=progress)
+                         devices=devices, budget=budget, progress=progress, on_step=on_step)
         return scene
 
     def _restore_training(self, payload: dict, devices: list[torch.device]) -> None:
@@ -259,7 +264,8 @@ class Scene:
 
     def _train(self, steps: int, *, start: int = 0, seconds: float = 0.0, checkpoint_every: int | None = None,
                checkpoint_seconds: float | None = None, devices: list[torch.device] = (),
-               budget: StepBudget | None = None, progress: bool = True) -> None:
+               budget: StepBudget | None = None, progress: bool = True,
+               on_step: Callable[[Scene, int], None] | None = None) -> None:
         """Steps ``start .. steps - 1``; ``seconds`` were spent on the earlier ones. With a
         ``budget`` the total changes as the fit runs (``Method.set_total_steps``)."""
         model = self.method
@@ -288,6 +294,9 @@ class Scene:
                     bar.write(self._announcement(total, (now - began) / (done - start), budget))
                 if log is not None and (done % max(1, total // _LOG_LINES) == 0 or done == total or stop.requested):
                     log.log(done, elapsed, last, model.learning_rates())
+                if on_step is not None:
+                    on_step(self, done)
+                    model.train()
                 if done == total:
                     break
                 if stop.requested:
