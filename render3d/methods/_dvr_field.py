@@ -3,8 +3,9 @@
 Both read world points mapped into the cube ``[-1, 1]^3`` by the box's centre and its largest
 half-extent. The occupancy field is an :class:`~render3d.fields.ImplicitField` started as a
 sphere (its geometric initialisation ``g(x) ≈ |x| - r``, used as ``f = -g``: positive, i.e.
-occupied, inside). The texture field is a small MLP on its own encoding of the point (Fourier
-features or the hash grid); it is only evaluated at the surface points, one per ray.
+occupied, inside). The texture field is a small MLP on the point and its hash-grid features:
+it is only evaluated at the surface points, one per ray, so the fast-learning grid costs little
+there, while the occupancy field, evaluated at every march sample, stays a smooth MLP by default.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from render3d.errors import ConfigError
-from render3d.fields import FourierFeatures, ImplicitField
+from render3d.fields import ImplicitField
 
 ENCODINGS = ("fourier", "hash")
 
@@ -63,14 +64,10 @@ class OccupancyTextureField(torch.nn.Module):
             geometric_init=True,
             init_radius=float(config["init_radius"]),
         )
-        if hash_config is None:
-            self.texture_encoding = FourierFeatures(int(config["texture_frequencies"]), max_period_extent=2.0)
-            width = self.texture_encoding.n_output_dims
-        else:
-            from render3d.ops.hash_encoding import HashGrid
+        from render3d.ops.hash_encoding import HashGrid
 
-            self.texture_encoding = HashGrid(hash_config)
-            width = self.texture_encoding.n_output_dims + 3
+        self.texture_encoding = HashGrid(_hash_config(config))
+        width = self.texture_encoding.n_output_dims + 3
         layers = []
         for _ in range(int(config["texture_layers"])):
             layers += [torch.nn.Linear(width, int(config["texture_hidden_dim"])), torch.nn.ReLU(inplace=True)]
@@ -88,9 +85,13 @@ class OccupancyTextureField(torch.nn.Module):
     def color(self, points: Tensor) -> Tensor:
         """``[N,3]`` colours in [0,1] at world ``points [N,3]``."""
         x = self.normalised(points)
-        if isinstance(self.texture_encoding, FourierFeatures):
-            features = self.texture_encoding(x)
-        else:
-            unit = ((x + 1.0) * 0.5).clamp(0.0, 1.0)
-            features = torch.cat([x, self.texture_encoding(unit)], dim=-1)
+        features = torch.cat([x, self.texture_encoding(((x + 1.0) * 0.5).clamp(0.0, 1.0))], dim=-1)
         return torch.sigmoid(self.texture_mlp(features))
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``occupancy`` (the implicit field), ``texture_grid`` and ``texture_mlp`` parameters."""
+        return {
+            "occupancy": list(self.occupancy.parameters()),
+            "texture_grid": list(self.texture_encoding.parameters()),
+            "texture_mlp": list(self.texture_mlp.parameters()),
+        }

@@ -58,9 +58,8 @@ class DVR(Method):
         "hidden_dim": 128,
         "n_layers": 4,
         "init_radius": 0.5,
-        "texture_frequencies": 8,
-        "texture_hidden_dim": 128,
-        "texture_layers": 3,
+        "texture_hidden_dim": 64,
+        "texture_layers": 2,
         "hash_levels": 16,
         "hash_features": 2,
         "log2_hashmap_size": 16,
@@ -83,7 +82,8 @@ class DVR(Method):
         "normal_weight": 0.0,
         "normal_eps": 0.01,
         # optimisation
-        "lr": 5e-4,
+        "lr": 1e-3,
+        "texture_lr": 1e-2,
         "final_lr_factor": 0.1,
         # rendering and meshing
         "render_chunk": 4096,
@@ -122,7 +122,14 @@ class DVR(Method):
         self.masks = dataset.masks.reshape(-1)
         self.pixels = self._object_colours(dataset).reshape(-1, 3)
         self.image_shape = (n, h, w)
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.config["lr"])
+        groups = self.field.parameter_groups()
+        self.optimizer = torch.optim.Adam(
+            [
+                {"name": "occupancy", "params": groups["occupancy"], "lr": self.config["lr"]},
+                {"name": "texture_grid", "params": groups["texture_grid"], "lr": self.config["texture_lr"], "eps": 1e-15},
+                {"name": "texture_mlp", "params": groups["texture_mlp"], "lr": self.config["texture_lr"]},
+            ]
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
     @staticmethod
