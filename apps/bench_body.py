@@ -30,7 +30,7 @@ import torch
 
 from render3d.apps.timing import timed
 from render3d.body import procedural_body
-from render3d.body.fitting import Keypoints2D, PinholeCamera, fit_body, procrustes_error
+from render3d.body.fitting import STAGE_ITERATIONS, Keypoints2D, PinholeCamera, fit_body, procrustes_error
 from render3d.ops.forward_kinematics import forward_kinematics
 from render3d.ops.rotations import axis_angle_to_matrix
 from render3d.ops.skinning import linear_blend_skinning
@@ -212,6 +212,6 @@ def bench(device: torch.device, quick: bool) -> list[dict]:
     rows += _op_rows(model, 32 if quick else (512 if device.type == "cuda" else batch), device, repeats)
     if has_anny:
         rows.append(_reproduction_row(2 if quick else 8))
-    rows.append(_fit_row(model.cpu(), 5 if quick else 30))
+    rows.append(_fit_row(model.cpu(), 5 if quick else STAGE_ITERATIONS))
     print_table(rows)
     return rows

@@ -61,7 +61,7 @@ def add_body_commands(commands, positive_int) -> None:
     fit.add_argument("--out", required=True, help="run directory for params.json, the mesh and overlay.png")
     fit.add_argument("--mesh-format", choices=[s[1:] for s in MESH_SUFFIXES], default="obj",
                      help="posed mesh format (default obj; glb is a skinned glTF)")
-    fit.add_argument("--iterations", type=positive_int, default=30, help="L-BFGS iterations per stage (default 30)")
+    fit.add_argument("--iterations", type=positive_int, default=15, help="L-BFGS iterations per stage (default 15)")
     fit.add_argument("--gmm", metavar="PRIOR.npz", help="optional GMM pose prior (means, covariances, weights)")
     fit.set_defaults(handler=cmd_fit_body)
 
