@@ -58,6 +58,12 @@ def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
+def _implicit(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.apps.bench_implicit import bench
+
+    return bench(device, quick)
+
+
 def _mise(device: torch.device, quick: bool) -> list[dict]:
     from render3d.apps.bench_mise import bench
 
@@ -83,6 +89,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "body": Benchmark("skinned bodies: FK+LBS vs anny's forward, anny reproduction, Triton vs reference, fitting",
                       _body),
     "ray_marching": Benchmark("ray marching + volume rendering throughput (reference; Triton on CUDA)", _ray_marching),
+    "implicit": Benchmark("fit sdf/occupancy to the body mesh, IGR to its point cloud, a shape space: IoU, "
+                          "Chamfer, F@1%, NC and fit time", _implicit),
     "mise": Benchmark("MISE vs dense field evaluation at 256^3: fraction of points, speed-up, same mesh", _mise),
 }
 
