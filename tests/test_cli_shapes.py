@@ -58,6 +58,7 @@ def run(toy_method, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_eval_mesh_gt_compares_in_world_coordinates(run, tmp_path, capsys):
     truth = tmp_path / "truth.ply"
     assert main(["export", str(run), "--mesh", str(truth), "--resolution", "32"]) == 0

@@ -52,6 +52,7 @@ def test_mise_mesh_equals_the_dense_mesh(field):
     assert torch.equal(volume > 0.0, dense > 0.0)  # interpolated samples are on the correct side
 
 
+@pytest.mark.slow
 def test_the_evaluated_fraction_shrinks_with_resolution():
     volume, n_evaluated = mise_volume(two_spheres, BOX, 128, 0.0, initial_resolution=16)
     dense = sample_field(two_spheres, BOX, 129)
