@@ -4,7 +4,8 @@ Accepted inputs (:data:`SHAPE_EXTENSIONS`):
 
 - a mesh file, ``.obj .ply .off .stl .glb`` (read by trimesh; a GLB scene is flattened with its
   node transforms; duplicate vertices are merged, so an STL triangle soup becomes one surface);
-- a point cloud: a ``.ply`` with vertices only (``nx ny nz`` vertex properties are its normals),
+- a point cloud: a ``.ply`` with vertices only (``nx ny nz`` vertex properties are its normals
+  unless all zero, as in 3DGS splat files),
   ``.xyz`` / ``.pts`` text with ``x y z`` or ``x y z nx ny nz`` per line (``#`` comments and a
   leading point-count line are skipped), ``.npy`` holding ``[N, 3]`` or ``[N, 6]``, or ``.npz``
   with ``points [N, 3]`` and optionally ``normals [N, 3]``;
@@ -272,6 +273,8 @@ def _checked_columns(path: Path, points: np.ndarray, normals: np.ndarray | None)
         raise DataError(f"{path}: {len(points)} points; a point cloud needs at least {MIN_POINTS}")
     if not np.all(np.isfinite(points)):
         raise DataError(f"{path}: the point cloud has NaN or infinite coordinates")
+    if normals is not None and normals.shape == points.shape and not np.any(normals):
+        normals = None  # all zero: a placeholder (3DGS splat files write nx = ny = nz = 0)
     if normals is not None:
         if normals.shape != points.shape:
             raise DataError(f"{path}: normals must be [N, 3] like the points, got shape {list(normals.shape)}")

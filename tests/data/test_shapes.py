@@ -93,6 +93,16 @@ def test_every_point_format_loads(tmp_path, name, with_normals):
     assert f"300 points, normals: {'yes' if with_normals else 'no'}" in shapes.describe()[0]
 
 
+def test_all_zero_normals_are_no_normals_but_some_zero_normals_are_an_error(tmp_path):
+    points, normals = _cloud()
+    _write_ply_points(tmp_path / "splat_like.ply", points, np.zeros_like(points))
+    assert load_shapes(tmp_path / "splat_like.ply").normals is None
+    normals[7] = 0.0
+    np.savez(tmp_path / "bad.npz", points=points, normals=normals)
+    with pytest.raises(DataError, match="bad.npz: the normals have NaN, infinite or zero-length"):
+        load_shapes(tmp_path / "bad.npz")
+
+
 def test_a_folder_of_meshes_is_a_collection_with_one_transform_per_shape(tmp_path):
     _box().export(tmp_path / "b_box.obj")
     trimesh.creation.icosphere(radius=2.0).export(tmp_path / "a_ball.ply")
