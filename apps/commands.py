@@ -343,9 +343,9 @@ def _print_installation() -> None:
 
 
 def _print_dataset(path: Path) -> None:
-    from render3d.data.shapes import is_shape_path, load_shapes
+    from render3d.data.shapes import SHAPE_EXTENSIONS, is_shape_path, load_shapes
 
-    if is_shape_path(path):
+    if is_shape_path(path) or path.suffix.lower() in SHAPE_EXTENSIONS:  # a missing shape file: say so
         for line in load_shapes(path).describe():
             _echo(line)
         return

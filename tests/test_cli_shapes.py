@@ -42,9 +42,11 @@ def test_info_describes_a_mesh_a_point_cloud_and_a_folder(tmp_path, capsys):
     ("empty.obj", "# no faces\n", "empty mesh"),
     ("few.xyz", "0 0 0\n1 1 1\n", "2 points; a point cloud needs at least 100"),
     ("nan.xyz", "nan 0 0\n" * 200, "NaN"),
+    ("missing.ply", None, "no such file"),
 ])
 def test_info_on_bad_shapes_is_one_line_and_exit_2(tmp_path, capsys, name, content, message):
-    (tmp_path / name).write_text(content)
+    if content is not None:
+        (tmp_path / name).write_text(content)
     assert _exit_status(["info", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and name in err
