@@ -199,9 +199,12 @@ def cmd_fit_body(args: argparse.Namespace) -> int:
     mesh_path = run / f"body.{args.mesh_format}"
     _write_mesh(mesh_path, model, result.betas, result.pose, result.transl)
     save_image(run / OVERLAY, overlay.astype(np.float32) / 255.0)
+    labels = list(getattr(model, "shape_labels", ()))
     params = {
-        "model": args.model, "phenotype": getattr(model, "phenotype", None),
-        "shape_labels": list(getattr(model, "shape_labels", ())),
+        "model": args.model, "phenotype": getattr(model, "phenotype", None), "shape_labels": labels,
+        # anny's betas are phenotype offsets (linearised): the fitted phenotype, for reference.
+        "fitted_phenotype": {label: model.phenotype[label] + float(beta)
+                             for label, beta in zip(labels, result.betas[0].tolist())} if labels else None,
         "convention": keypoints.convention, "camera": camera_json(camera),
         "betas": result.betas[0].tolist(), "pose_axis_angle": result.pose[0].tolist(),
         "transl": result.transl[0].tolist(), "joint_names": list(model.joint_names),
