@@ -125,7 +125,7 @@ def _evaluation_split(data: Path) -> str | None:
     reasons = []
     for split in ("test", "val"):
         try:
-            render3d.load_dataset(data, split=split, max_images=1)
+            render3d.load_dataset(data, split=split, max_images=1, images=False)
         except DataError as error:
             reasons.append(str(error))
             continue
@@ -146,7 +146,7 @@ def _report_evaluation(scene: "render3d.Scene", data, split: str, progress: bool
 def _orbit_cameras(scene: "render3d.Scene", data: Path, n_frames: int) -> "render3d.Cameras":
     from render3d.camera_paths import orbit_around
 
-    train = render3d.load_dataset(data, split="train")
+    train = render3d.load_dataset(data, split="train", images=False)
     return orbit_around(train.cameras, n_frames, train.center)
 
 
@@ -196,7 +196,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             cameras = _orbit_cameras(scene, _data_for(scene, args.data), args.orbit)
     else:
         view = args.split or "test"
-        cameras = render3d.load_dataset(_data_for(scene, args.data), split=view).cameras
+        cameras = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False).cameras
     names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
     out = Path(args.out) if args.out else check_writable(_default_render_folder(scene, args.run, view),
                                                          "render folder", folder=True)
@@ -343,6 +343,7 @@ def _print_installation() -> None:
 
 
 def _print_dataset(path: Path) -> None:
+    from render3d.data.images import image_has_alpha
     from render3d.data.shapes import SHAPE_EXTENSIONS, is_shape_path, load_shapes
 
     if is_shape_path(path) or path.suffix.lower() in SHAPE_EXTENSIONS:  # a missing shape file: say so
@@ -354,16 +355,17 @@ def _print_dataset(path: Path) -> None:
     splits: dict[str, "render3d.Dataset | DataError"] = {}
     for split in ("train", "val", "test"):
         try:
-            splits[split] = render3d.load_dataset(path, split=split)
+            splits[split] = render3d.load_dataset(path, split=split, images=False)
         except DataError as error:
             if split == "train":
                 raise
             splits[split] = error
     train = splits["train"]
+    alpha = any(image_has_alpha(train.root / name) for name in train.image_names)
     K = train.cameras.K[0]
     lo, hi = train.aabb.tolist()
     _echo(f"  images: {train.width}x{train.height}, fx {float(K[0, 0]):.1f} fy {float(K[1, 1]):.1f}"
-          f" cx {float(K[0, 2]):.1f} cy {float(K[1, 2]):.1f}; alpha: {'yes' if train.alphas is not None else 'no'}")
+          f" cx {float(K[0, 2]):.1f} cy {float(K[1, 2]):.1f}; alpha: {'yes' if alpha else 'no'}")
     _echo(f"  bounds: aabb {[round(v, 3) for v in lo]} .. {[round(v, 3) for v in hi]},"
           f" near {train.near:.3g}, far {train.far:.3g}")
     if train.points is not None:

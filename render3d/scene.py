@@ -406,14 +406,14 @@ class Scene:
         if len(dataset) == 0:
             raise DataError(f"{dataset.root}: split {split!r} has no images to evaluate")
         rendered = self.render(dataset.cameras, progress=progress)["rgb"].clamp(0, 1)
-        target = dataset.images.float().cpu()
         per_image = []
         for index, name in enumerate(dataset.image_names):
+            target = dataset.image(index).cpu()  # one image in float at a time
             per_image.append(
                 {
                     "name": name,
-                    "psnr": float(psnr(rendered[index], target[index])),
-                    "ssim": float(ssim(rendered[index], target[index])),
+                    "psnr": float(psnr(rendered[index], target)),
+                    "ssim": float(ssim(rendered[index], target)),
                 }
             )
         mean = {key: sum(item[key] for item in per_image) / len(per_image) for key in ("psnr", "ssim")}

@@ -15,7 +15,7 @@ import torch
 
 from render3d.camera_paths import orbit
 from render3d.cameras import intrinsics_from_fov
-from render3d.data.dataset import Dataset
+from render3d.data.dataset import Dataset, quantize
 from render3d.methods import register, unregister
 from tests.toy_method import ToySphere, trace_sphere
 
@@ -57,10 +57,10 @@ def toy_method():
 @pytest.fixture
 def sphere_dataset() -> Dataset:
     cams, rgba = sphere_views(6)
-    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    premultiplied = rgba[..., :3] * rgba[..., 3:]  # Dataset's storage: composited over black, then alpha
     return Dataset(
-        images=rgb, cameras=cams, image_names=[f"r_{i}.png" for i in range(6)],
-        aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), near=1.0, far=5.0, alphas=rgba[..., 3:],
+        images=quantize(premultiplied), cameras=cams, image_names=[f"r_{i}.png" for i in range(6)],
+        aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), near=1.0, far=5.0, alphas=quantize(rgba[..., 3:]),
         format="synthetic", split="train",
     )
 

@@ -50,7 +50,7 @@ class ToySphere(Method):
     def train_step(self, step):
         index = step % len(self.dataset)
         out = self._render(self.dataset.cameras[index])
-        mse = ((out["rgb"] - self.dataset.images[index : index + 1]) ** 2).mean()
+        mse = ((out["rgb"] - self.dataset.float_images(slice(index, index + 1))) ** 2).mean()
         self.optimizer.zero_grad()
         mse.backward()
         self.optimizer.step()

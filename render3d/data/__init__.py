@@ -6,8 +6,10 @@ Example::
     >>> detect_format("assets/demo")                              # doctest: +SKIP
     'blender'
     >>> train = load_dataset("assets/demo", "train", downscale=2)  # doctest: +SKIP
-    >>> train.images.shape                                         # doctest: +SKIP
-    torch.Size([36, 100, 100, 3])
+    >>> train.images.shape, train.images.dtype                     # doctest: +SKIP
+    (torch.Size([36, 100, 100, 3]), torch.uint8)
+    >>> train.float_images(slice(0, 4)).shape                      # doctest: +SKIP
+    torch.Size([4, 100, 100, 3])
 """
 from __future__ import annotations
 
@@ -33,20 +35,26 @@ def load_dataset(
     downscale: int = 1,
     max_images: int | None = None,
     test_every: int = 8,
+    images: bool = True,
 ) -> Dataset:
     """Load one split of the dataset in ``path``, whatever its format.
 
     Args:
         path: dataset folder (see :func:`detect_format` for what is recognised).
         split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
-        background: RGB in [0,1] that images with alpha are composited over.
+        background: RGB in [0,1] that the float accessors (:meth:`Dataset.float_images`, ...)
+            composite images with alpha over.
         downscale: integer factor to shrink images by (area averaging; cameras follow).
         max_images: keep at most this many images of the split, evenly spaced.
         test_every: for formats without split files (COLMAP, photos, nerfstudio without
             ``*_filenames``), every ``test_every``-th image sorted by name is a test image.
+        images: False loads cameras, names, bounds and points without decoding any image
+            (``images``, ``alphas`` and ``masks`` are None; the files' headers are still read
+            to check their sizes).
 
     Returns:
-        A :class:`Dataset`: ``images [N,H,W,3]`` float32, ``cameras`` (OpenCV axes), bounds,
+        A :class:`Dataset`: ``images [N,H,W,3]`` uint8 (uint16 for 16-bit sources), colour
+        premultiplied by alpha, read as float through its accessors; ``cameras`` (OpenCV axes), bounds,
         and, when the format has them, ``alphas``, ``points``/``point_colors`` and ``mesh_path``.
 
     Raises:
@@ -57,7 +65,7 @@ def load_dataset(
     background = check_loader_options(background, downscale, max_images, test_every)
     root = Path(path)
     kind = detect_format(root)
-    options = dict(background=background, downscale=int(downscale), max_images=max_images)
+    options = dict(background=background, downscale=int(downscale), max_images=max_images, images=bool(images))
     if kind == "blender":
         return load_blender(root, split, **options)
     if kind == "nerfstudio":

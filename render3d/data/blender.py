@@ -96,15 +96,17 @@ def load_blender(
     background: tuple[float, float, float],
     downscale: int,
     max_images: int | None,
+    images: bool = True,
 ) -> Dataset:
     """Load one split of a NeRF-synthetic scene; ``all`` joins the train, val and test files present.
 
     Args:
         root: folder with ``transforms_*.json``.
         split: ``train``, ``val``, ``test`` or ``all`` (already validated).
-        background: RGB the RGBA renders are composited over (alpha kept in ``alphas``).
+        background: RGB the float accessors composite the RGBA renders over (alpha kept in ``alphas``).
         downscale: integer image shrink factor (cameras scaled to match).
         max_images: keep at most this many images of the split, evenly spaced.
+        images: decode the images; False reads only cameras, names and bounds (image headers).
 
     Returns:
         A :class:`Dataset` with ``format="blender"``.
@@ -127,7 +129,7 @@ def load_blender(
     width, height = check_same_size(paths)
     K = np.stack([_intrinsics(meta, path, width, height) for path, meta, _, _ in entries])
 
-    rgb, alpha = load_images(paths, background=background, downscale=downscale)
+    rgb, alpha = load_images(paths, downscale=downscale) if images else (None, None)
     cameras = Cameras(
         K=torch.tensor(K, dtype=torch.float32),
         c2w=opengl_to_opencv(torch.tensor(c2w, dtype=torch.float32)),
@@ -139,7 +141,7 @@ def load_blender(
     aabb, near, far = bounds_in_box(_scene_camera_centres(root), torch.tensor(BLENDER_AABB))
     mesh = root / "mesh.ply"
     return Dataset(
-        images=torch.from_numpy(rgb),
+        images=None if rgb is None else torch.from_numpy(rgb),
         cameras=cameras,
         image_names=[relative_name(path, root) for path in paths],
         aabb=aabb,

@@ -26,7 +26,7 @@ from render3d.data.images import check_same_size, load_images, photo_folder, rel
 from render3d.data.masks import MASKS_FOLDER, load_masks
 from render3d.data.poses import check_poses
 from render3d.data.splits import every_nth_split, limit_count
-from render3d.data.undistort import Distortion, remap_image, undistortion_grid
+from render3d.data.undistort import Distortion, Undistorter
 from render3d.errors import DataError
 
 __all__ = ["find_colmap_model", "colmap_intrinsics", "load_colmap"]
@@ -106,19 +106,21 @@ def load_colmap(
     test_every: int,
     model_dir: Path | None = None,
     image_dir: Path | None = None,
+    images: bool = True,
 ) -> Dataset:
     """Load one split of a COLMAP scene.
 
     Args:
         root: scene folder.
         split: ``train``, ``val``, ``test`` or ``all`` (already validated).
-        background: RGB that RGBA images are composited over.
+        background: RGB the float accessors composite RGBA images over.
         downscale: integer image shrink factor (cameras scaled to match).
         max_images: keep at most this many images of the split, evenly spaced.
         test_every: every ``test_every``-th image (sorted by name) is a test image.
         model_dir: the COLMAP model folder; found under ``root`` when None.
         image_dir: folder the image names are relative to; ``root/images`` when it exists,
             else ``root``.
+        images: decode the images and masks; False reads only cameras, names and bounds.
 
     Returns:
         A :class:`Dataset` with ``points``/``point_colors`` from ``points3D``.
@@ -154,20 +156,13 @@ def load_colmap(
             f"{width}x{height}; use the images the model was built from"
         )
 
-    grids = {
-        cid: undistortion_grid(K, distortion, width, height)
-        for cid, (K, distortion) in intrinsics.items()
-        if not distortion.is_identity
-    }
-
-    def undistort(index: int, pixels: np.ndarray) -> np.ndarray:
-        grid = grids.get(chosen[index].camera_id)
-        return pixels if grid is None else remap_image(pixels, grid)
-
-    rgb, alpha = load_images(paths, background=background, downscale=downscale, transform=undistort)
-    masks_dir = (root if image_dir == root else image_dir.parent) / MASKS_FOLDER
-    masks = load_masks(masks_dir, [image.name for image in chosen], size=(width, height), downscale=downscale,
-                       transform=undistort)
+    rgb = alpha = masks = None
+    if images:
+        undistort = Undistorter([intrinsics[image.camera_id] for image in chosen], width, height)
+        rgb, alpha = load_images(paths, downscale=downscale, transform=undistort)
+        masks_dir = (root if image_dir == root else image_dir.parent) / MASKS_FOLDER
+        masks = load_masks(masks_dir, [image.name for image in chosen], size=(width, height), downscale=downscale,
+                           transform=undistort)
     cameras_out = all_cameras[torch.tensor(selected)]
     if downscale > 1:
         cameras_out = cameras_out.scaled(1.0 / downscale)
@@ -175,7 +170,7 @@ def load_colmap(
     xyz = torch.tensor(points.xyz, dtype=torch.float32)
     aabb, near, far = bounds_from_points(xyz, all_cameras)
     return Dataset(
-        images=torch.from_numpy(rgb),
+        images=None if rgb is None else torch.from_numpy(rgb),
         cameras=cameras_out,
         image_names=[relative_name(path, root) for path in paths],
         aabb=aabb,

@@ -1,12 +1,15 @@
-"""Reading, size-checking, downscaling and compositing the images of a dataset.
+"""Reading, size-checking and downscaling the images of a dataset.
 
-Images come back as float32 ``[H,W,3]`` or ``[H,W,4]`` arrays in [0,1] (sRGB values as stored;
-8-bit and 16-bit PNG, JPEG and anything else Pillow reads). Many images are decoded in a
-thread pool: Pillow and zlib release the GIL while decoding.
+A dataset's images are kept as integers, as stored (sRGB; 8-bit PNG, JPEG and anything else
+Pillow reads as uint8, 16-bit PNG and gray TIFF as uint16), with the colour premultiplied by
+alpha; :class:`render3d.data.dataset.Dataset` converts batches to float and composites them.
+Images are decoded one per worker of a thread pool (Pillow, zlib and imagecodecs release the
+GIL), so that loading holds the integer arrays and a few images in float at most.
 """
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,7 +17,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from render3d.data.png16 import png_bit_depth, read_png16
 from render3d.errors import DataError
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
     "resolve_image_path",
     "relative_name",
     "image_size",
+    "image_has_alpha",
+    "is_deep_image",
+    "decode_image",
     "read_image",
     "downscaled_size",
     "downscale_image",
@@ -82,13 +87,64 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError(f"cannot read image {path}: {error}") from None
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as float32 in [0,1].
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth from a PNG file's header, or None when ``path`` is not a PNG file."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
+        return None
+    return head[24]
 
-    Gray images become RGB; gray+alpha becomes RGBA; palette images are expanded.
+
+def _read_png16(path: Path) -> np.ndarray:
+    """``[H,W,C]`` uint16 (C = 1..4) of a 16-bit PNG, which Pillow reduces to 8 bits, decoded by imagecodecs."""
+    try:
+        import imagecodecs
+    except ImportError:
+        raise DataError(f"cannot read image {path}: 16-bit PNG needs the imagecodecs package "
+                        "(pip install 'render3d[png16]' or pip install imagecodecs)") from None
+    try:
+        pixels = imagecodecs.png_decode(path.read_bytes())
+    except (imagecodecs.PngError, RuntimeError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def is_deep_image(path: Path) -> bool:
+    """Whether ``path`` holds 16 bits per channel (16-bit PNG, 16-bit gray TIFF), from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    if _png_bit_depth(path) == 16:
+        return True
+    try:
+        with Image.open(path) as image:
+            return image.mode.startswith("I;16")
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
+def image_has_alpha(path: Path) -> bool:
+    """Whether the image file ``path`` has an alpha channel (or a transparent colour), from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to its stored integer values.
+
+    Gray images become RGB; gray+alpha becomes RGBA; palette images are expanded. 16-bit PNG
+    is decoded by imagecodecs (an optional dependency; Pillow would drop the low byte), 16-bit
+    gray TIFF by Pillow; 32-bit and float images are refused.
 
     Returns:
-        ``[H,W,3]`` or ``[H,W,4]`` (with alpha) float32 array in [0,1].
+        ``[H,W,3]`` or ``[H,W,4]`` (with alpha) uint8, or uint16 for 16-bit sources.
 
     Raises:
         DataError: naming the file when it is missing or cannot be decoded.
@@ -98,29 +154,41 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file not found: {path}")
+    if _png_bit_depth(path) == 16:
+        return _gray_to_rgb(_read_png16(path))
     try:
-        if png_bit_depth(path) == 16:
-            pixels = read_png16(path).astype(np.float32) / 65535.0
-        else:
-            with Image.open(path) as image:
-                if image.mode.startswith("I;16"):
-                    return _gray_to_rgb(np.asarray(image, dtype=np.float32)[..., None] / 65535.0)
-                if image.mode in ("I", "F") or image.mode.startswith(("I;", "F;")):
-                    raise ValueError(f"{image.mode} (32-bit or float) images are not supported; save as 8- or 16-bit PNG")
-                has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-                pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+        with Image.open(path) as image:
+            if image.mode.startswith("I;16"):
+                return _gray_to_rgb(np.asarray(image).astype(np.uint16)[..., None])
+            if image.mode in ("I", "F") or image.mode.startswith(("I;", "F;")):
+                raise ValueError(f"{image.mode} (32-bit or float) images are not supported; save as 8- or 16-bit PNG")
+            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from None
     return _gray_to_rgb(pixels)
 
 
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as float32 in [0,1] (:func:`decode_image` divided by 255 or 65535).
+
+    Returns:
+        ``[H,W,3]`` or ``[H,W,4]`` (with alpha) float32 array in [0,1].
+
+    Raises:
+        DataError: naming the file when it is missing or cannot be decoded.
+    """
+    pixels = decode_image(path)
+    return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
+
+
 def _gray_to_rgb(pixels: np.ndarray) -> np.ndarray:
-    """``[H,W,1|2|3|4]`` → ``[H,W,3|4]`` float32 (gray replicated, alpha kept)."""
+    """``[H,W,1|2|3|4]`` → ``[H,W,3|4]`` (gray replicated, alpha kept), dtype unchanged."""
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     elif pixels.shape[2] == 2:
         pixels = np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2)
-    return np.ascontiguousarray(pixels, dtype=np.float32)
+    return np.ascontiguousarray(pixels)
 
 
 def downscaled_size(width: int, height: int, downscale: int) -> tuple[int, int]:
@@ -163,52 +231,78 @@ def check_same_size(paths: Sequence[Path]) -> tuple[int, int]:
 def load_images(
     paths: Sequence[Path],
     *,
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     downscale: int = 1,
     transform: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    gray: bool = False,
     num_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Load same-size images, optionally transform, downscale and composite alpha.
+    """Load same-size images as integers, colour premultiplied by alpha; optionally transform and downscale.
 
     Args:
         paths: image files; their sizes are checked first (DataError names the first misfit).
-        background: RGB the alpha channel is composited over.
         downscale: integer area-averaging factor (see :func:`downscale_image`).
-        transform: optional ``(index, [H,W,C] float32) -> [H,W,C] float32`` applied at full
-            resolution before downscaling (used for lens undistortion).
+        transform: optional ``(index, [H,W,C] float32) -> [H,W,C] float32`` applied to the
+            premultiplied image in [0,1] at full resolution before downscaling (lens undistortion).
+        gray: return the mean of the premultiplied colour channels ``[N,H',W',1]`` (how masks
+            are read) and no alpha.
         num_threads: decoding threads; defaults to ``min(8, cpu_count)``.
 
     Returns:
-        ``rgb [N,H',W',3]`` float32 in [0,1] and ``alpha [N,H',W',1]`` float32, or None when no
-        image has an alpha channel.
+        ``colour [N,H',W',3]`` (``[N,H',W',1]`` when ``gray``) premultiplied by alpha, and
+        ``alpha [N,H',W',1]`` or None when no image has an alpha channel: uint8, or uint16 when
+        any image is 16-bit. Values that went through float (alpha, transform, downscale, gray)
+        are rounded to the nearest integer.
     """
     width, height = check_same_size(paths)
     out_width, out_height = downscaled_size(width, height, downscale)
-    rgb = np.empty((len(paths), out_height, out_width, 3), dtype=np.float32)
-    alpha = np.ones((len(paths), out_height, out_width, 1), dtype=np.float32)
-    has_alpha = [False] * len(paths)
-    background_rgb = np.asarray(background, dtype=np.float32)
+    dtype = np.uint16 if any(is_deep_image(path) for path in paths) else np.uint8
+    top = np.iinfo(dtype).max
+    colour = np.empty((len(paths), out_height, out_width, 1 if gray else 3), dtype=dtype)
+    alphas: list[np.ndarray | None] = [None]  # allocated when the first image with alpha is seen
+    alpha_lock = threading.Lock()
+
+    def alpha_array() -> np.ndarray:
+        with alpha_lock:
+            if alphas[0] is None:
+                alphas[0] = np.full((len(paths), out_height, out_width, 1), top, dtype=dtype)
+            return alphas[0]
 
     def load_one(index: int) -> None:
-        image = read_image(paths[index])
+        pixels = decode_image(paths[index])
+        if dtype == np.uint16 and pixels.dtype == np.uint8:
+            pixels = pixels.astype(np.uint16) * 257  # v/255 == 257 v/65535 exactly
+        has_alpha = pixels.shape[2] == 4
+        if transform is None and downscale == 1 and not gray:
+            if has_alpha:  # premultiply in integers, rounded: (c a + top/2) // top
+                wide = pixels.astype(np.uint32 if dtype == np.uint16 else np.uint16)
+                colour[index] = (wide[..., :3] * wide[..., 3:] + top // 2) // top
+                alpha_array()[index] = pixels[..., 3:]
+            else:
+                colour[index] = pixels
+            return
+        image = pixels.astype(np.float32) / np.float32(top)
+        if has_alpha:
+            # Compositing is linear in (colour * alpha, alpha): premultiply before resampling.
+            image[..., :3] *= image[..., 3:]
         if transform is not None:
             image = transform(index, image)
-        if image.shape[2] == 4:
-            # Compositing is linear in (colour * alpha, alpha), so composite before averaging.
-            opacity = image[..., 3:]
-            composited = image[..., :3] * opacity + background_rgb * (1.0 - opacity)
-            image = downscale_image(np.concatenate([composited, opacity], axis=2), downscale)
-            has_alpha[index] = True
-            alpha[index] = image[..., 3:]
-        else:
-            image = downscale_image(image, downscale)
-        rgb[index] = image[..., :3]
+        image = downscale_image(image, downscale)
+        if gray:
+            image = image[..., :3].mean(axis=2, keepdims=True)
+        colour[index] = _quantize(image[..., : colour.shape[3]], top)
+        if has_alpha and not gray:
+            alpha_array()[index] = _quantize(image[..., 3:], top)
 
     threads = num_threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for future in [pool.submit(load_one, i) for i in range(len(paths))]:
             future.result()
-    return rgb, (alpha if any(has_alpha) else None)
+    return colour, alphas[0]
+
+
+def _quantize(values: np.ndarray, top: int) -> np.ndarray:
+    """Float32 in [0,1] → integers in [0, top], rounded to nearest."""
+    return np.rint(np.clip(values, 0.0, 1.0) * np.float32(top))
 
 
 def photo_folder(root: Path) -> Path | None:

@@ -50,7 +50,7 @@ def load_masks(
         transform: the images' per-index transform at full resolution (lens undistortion).
 
     Returns:
-        ``[N,H',W',1]`` float32 in [0,1].
+        ``[N,H',W',1]`` uint8 (uint16 when a mask file is 16-bit); the maximum is the object.
 
     Raises:
         DataError: naming the image without a mask, or the mask whose size differs.
@@ -74,12 +74,12 @@ def read_masks(
     downscale: int,
     transform: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``[N,H',W',1]`` float32 masks in [0,1] read from ``paths`` (arguments as :func:`load_masks`)."""
+    """``[N,H',W',1]`` uint8 or uint16 masks read from ``paths`` (arguments as :func:`load_masks`)."""
     for path in paths:
         if not path.is_file():
             raise DataError(f"mask file not found: {path}")
     found = image_size(paths[0])
     if found != tuple(size):
         raise DataError(f"mask {paths[0]} is {found[0]}x{found[1]} but its image is {size[0]}x{size[1]}")
-    values, _ = load_images(paths, background=(0.0, 0.0, 0.0), downscale=downscale, transform=transform)
-    return values.mean(axis=-1, keepdims=True)
+    values, _ = load_images(paths, downscale=downscale, transform=transform, gray=True)
+    return values

@@ -36,7 +36,7 @@ from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.masks import MASKS_FOLDER, load_masks, read_masks
 from render3d.data.poses import check_poses
 from render3d.data.splits import every_nth_split, limit_count
-from render3d.data.undistort import Distortion, remap_image, undistortion_grid
+from render3d.data.undistort import Distortion, Undistorter
 from render3d.errors import DataError
 
 __all__ = ["load_nerfstudio"]
@@ -152,16 +152,18 @@ def load_nerfstudio(
     downscale: int,
     max_images: int | None,
     test_every: int,
+    images: bool = True,
 ) -> Dataset:
     """Load one split of a nerfstudio scene (``root/transforms.json``).
 
     Args:
         root: scene folder.
         split: ``train``, ``val``, ``test`` or ``all`` (already validated).
-        background: RGB that RGBA images are composited over.
+        background: RGB the float accessors composite RGBA images over.
         downscale: integer image shrink factor (cameras scaled to match).
         max_images: keep at most this many images of the split, evenly spaced.
         test_every: fallback split rule when the file lists no filenames.
+        images: decode the images and masks; False reads only cameras, names and bounds.
 
     Returns:
         A :class:`Dataset` with ``format="nerfstudio"``.
@@ -190,19 +192,12 @@ def load_nerfstudio(
                 f"{path}: frame {i} declares w x h = {declared[0]}x{declared[1]} but {paths[0]} is {width}x{height}"
             )
 
-    grids: dict[tuple, torch.Tensor] = {}
-    for K, distortion, _ in cameras_info:
-        key = (K.tobytes(), distortion)
-        if not distortion.is_identity and key not in grids:
-            grids[key] = undistortion_grid(K, distortion, width, height)
-
-    def undistort(index: int, pixels: np.ndarray) -> np.ndarray:
-        K, distortion, _ = cameras_info[index]
-        grid = grids.get((K.tobytes(), distortion))
-        return pixels if grid is None else remap_image(pixels, grid)
-
-    rgb, alpha = load_images(paths, background=background, downscale=downscale, transform=undistort)
-    masks = _load_masks(root, [frames[i] for i in selected], selected, paths, path, (width, height), downscale, undistort)
+    rgb = alpha = masks = None
+    if images:
+        undistort = Undistorter([(K, distortion) for K, distortion, _ in cameras_info], width, height)
+        rgb, alpha = load_images(paths, downscale=downscale, transform=undistort)
+        masks = _load_masks(root, [frames[i] for i in selected], selected, paths, path, (width, height), downscale,
+                            undistort)
     all_cv = opengl_to_opencv(torch.tensor(all_c2w, dtype=torch.float32))
     all_K = torch.tensor(np.stack([K for K, _, _ in all_info]), dtype=torch.float32)
     all_cameras = Cameras(K=all_K, c2w=all_cv, width=width, height=height)
@@ -215,7 +210,7 @@ def load_nerfstudio(
     if downscale > 1:
         cameras = cameras.scaled(1.0 / downscale)
     return Dataset(
-        images=torch.from_numpy(rgb),
+        images=None if rgb is None else torch.from_numpy(rgb),
         cameras=cameras,
         image_names=[relative_name(p, root) for p in paths],
         aabb=aabb,

@@ -19,6 +19,7 @@ def load_photos(
     downscale: int,
     max_images: int | None,
     test_every: int,
+    images: bool = True,
 ) -> Dataset:
     """Reconstruct cameras for the photos in ``root`` (or ``root/images``) and load them.
 
@@ -41,4 +42,5 @@ def load_photos(
         test_every=test_every,
         model_dir=Path(model_dir),
         image_dir=image_dir,
+        images=images,
     )

@@ -119,8 +119,7 @@ class DVR(Method):
             raise DataError(f"{dataset.root}: dvr needs object masks; add a masks/ folder beside images/ with one "
                             "mask per image (same file names; white = object) or use RGBA images")
         self.cameras = dataset.cameras
-        self.masks = dataset.masks.reshape(-1)
-        self.pixels = self._object_colours(dataset).reshape(-1, 3)
+        self.data = dataset  # integer images and masks: each batch is converted on its device
         self.image_shape = (n, h, w)
         groups = self.field.parameter_groups()
         self.optimizer = torch.optim.Adam(
@@ -132,15 +131,16 @@ class DVR(Method):
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
-    @staticmethod
-    def _object_colours(dataset: Dataset) -> Tensor:
-        """``[N,H,W,3]`` colours of the object: RGBA renders are un-composited from their
-        background where alpha > 0.5 (so that edge pixels do not teach the background colour)."""
-        if dataset.alphas is None:
-            return dataset.images
-        alpha = dataset.alphas.clamp_min(0.5)
-        background = torch.tensor(dataset.background, dtype=torch.float32, device=dataset.images.device)
-        return ((dataset.images - (1.0 - alpha) * background) / alpha).clamp(0.0, 1.0)
+    def _object_colours(self, index: Tensor) -> Tensor:
+        """``[R,3]`` colours of the object at flat pixel ``index``: RGBA renders are un-composited
+        from their background where alpha > 0.5 (so that edge pixels do not teach the background colour)."""
+        colours = self.data.pixels(index)
+        alpha = self.data.pixel_alphas(index)
+        if alpha is None:
+            return colours
+        alpha = alpha.clamp_min(0.5)
+        background = torch.tensor(self.data.background, dtype=torch.float32, device=colours.device)
+        return ((colours - (1.0 - alpha) * background) / alpha).clamp(0.0, 1.0)
 
     def _lr_factor(self, step: int) -> float:
         """Exponential decay from 1 to ``final_lr_factor`` over the fit."""
@@ -149,12 +149,12 @@ class DVR(Method):
     def _sample_rays(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Random training pixels: origins ``[R,3]``, unit dirs ``[R,3]``, colours ``[R,3]``, masks ``[R]`` bool."""
         n, h, w = self.image_shape
-        device = self.pixels.device
+        device = self.data.images.device
         index = torch.randint(0, n * h * w, (int(self.config["rays"]),), device=device)
         pixel = index % (h * w)
         xy = torch.stack([pixel % w, pixel // w], dim=-1).to(torch.float32) + 0.5
         origins, dirs = self.cameras.pixel_rays(index // (h * w), xy)
-        return origins, dirs, self.pixels[index], self.masks[index] > 0.5
+        return origins, dirs, self._object_colours(index), self.data.pixel_masks(index)[:, 0] > 0.5
 
     def train_step(self, step: int) -> dict[str, float]:
         if step % self.config["grid_update_every"] == 0:

@@ -134,7 +134,7 @@ class GaussianSplatting(Method):
         if len(dataset) == 0:
             raise ConfigError("3dgs: the training split has no images")
         device = dataset.images.device
-        self.images = dataset.images
+        self.data = dataset  # integer images: each step's view is converted on its device
         self.cameras = dataset.cameras
         centers = dataset.cameras.centers
         # The original's "cameras extent": 1.1 x the largest camera distance from their mean;
@@ -222,7 +222,7 @@ class GaussianSplatting(Method):
                 group["lr"] = lr_means
         view = self._next_view(step)
         camera = self.cameras[view]
-        target = self.images[view: view + 1]
+        target = self.data.float_images(slice(view, view + 1))
         rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"])
         if info["means2d"].requires_grad:
             info["means2d"].retain_grad()

@@ -101,9 +101,8 @@ class NeRF(Method):
         if n == 0:
             raise ConfigError("nerf: the training split has no images")
         self.cameras = dataset.cameras
-        self.pixels = dataset.images.reshape(-1, 3)
-        self.alphas = None if dataset.alphas is None else dataset.alphas.reshape(-1, 1)
-        self.dataset_background = torch.tensor(dataset.background, dtype=torch.float32, device=self.pixels.device)
+        self.data = dataset  # integer images: each batch's pixels are converted on its device
+        self.dataset_background = torch.tensor(dataset.background, dtype=torch.float32, device=dataset.images.device)
         self.image_shape = (n, h, w)
         self.optimizer = torch.optim.Adam(
             [
@@ -132,21 +131,18 @@ class NeRF(Method):
         """Random training pixels: origins ``[R,3]``, unit dirs ``[R,3]``, target colours
         ``[R,3]`` composited over this step's background, and that background ``[R,3]``."""
         n, h, w = self.image_shape
-        device = self.pixels.device
+        device = self.dataset_background.device
         index = torch.randint(0, n * h * w, (self.n_rays,), device=device)
         camera = index // (h * w)
         pixel = index % (h * w)
         xy = torch.stack([pixel % w, pixel // w], dim=-1).to(torch.float32) + 0.5
         origins, dirs = self.cameras.pixel_rays(camera, xy)
-        target = self.pixels[index]
         background = self._train_background(len(index), device)
-        if self.alphas is not None:
-            target = target + (1.0 - self.alphas[index]) * (background - self.dataset_background)
-        return origins, dirs, target, background
+        return origins, dirs, self.data.pixels(index, background), background
 
     def _train_background(self, n_rays: int, device: torch.device) -> Tensor:
         mode = self.config["background"]
-        if mode == "random" and self.alphas is not None:
+        if mode == "random" and self.data.alphas is not None:
             return torch.rand(n_rays, 3, device=device)
         colour = {"white": 1.0, "black": 0.0}.get(mode)
         if colour is None:

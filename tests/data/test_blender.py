@@ -21,12 +21,13 @@ def test_loads_split_with_alpha_composited_over_background(tmp_path):
     truth = write_blender_scene(tmp_path)
     data = load_dataset(tmp_path, "train", background=(0.0, 0.5, 1.0))
     assert data.format == "blender" and data.split == "train" and len(data) == 5
-    assert data.images.shape == (5, 16, 16, 3) and data.images.dtype == torch.float32
-    assert data.alphas.shape == (5, 16, 16, 1)
+    assert data.images.shape == (5, 16, 16, 3) and data.images.dtype == torch.uint8
+    assert data.alphas.shape == (5, 16, 16, 1) and data.alphas.dtype == torch.uint8
     rgba = truth["train"]["images"].astype(np.float64) / 255
     expected = rgba[..., :3] * rgba[..., 3:] + np.array([0.0, 0.5, 1.0]) * (1 - rgba[..., 3:])
-    np.testing.assert_allclose(data.images.numpy(), expected, atol=1e-6)
-    np.testing.assert_allclose(data.alphas.numpy(), rgba[..., 3:], atol=1e-6)
+    # one rounding of the premultiplied colour: within half a level of the float composite
+    np.testing.assert_allclose(data.float_images().numpy(), expected, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(data.alphas.numpy(), truth["train"]["images"][..., 3:])
     assert data.image_names == truth["train"]["names"]
     assert data.background == (0.0, 0.5, 1.0)
     assert data.mesh_path is None
@@ -87,7 +88,7 @@ def test_downscale_area_averages_and_scales_cameras(tmp_path):
     half = load_dataset(tmp_path, "train", downscale=2)
     assert half.images.shape == (5, 8, 8, 3) and half.alphas is None
     blocks = truth["train"]["images"].astype(np.float64).reshape(5, 8, 2, 8, 2, 3).mean(axis=(2, 4)) / 255
-    np.testing.assert_allclose(half.images.numpy(), blocks, atol=1e-6)
+    np.testing.assert_allclose(half.float_images().numpy(), blocks, atol=0.5 / 255 + 1e-6)  # rounded block means
     np.testing.assert_allclose(half.cameras.K.numpy(), full.cameras.scaled(0.5).K.numpy())
 
 
@@ -206,10 +207,12 @@ def test_demo_scene_loads_with_valid_cameras_alpha_and_bounds():
     assert (DEMO / "transforms_train.json").is_file(), f"demo scene missing at {DEMO}"
     train = load_dataset(DEMO, "train")
     assert train.images.shape == (36, 160, 160, 3) and train.alphas.shape == (36, 160, 160, 1)
+    assert train.images.dtype == torch.uint8
     assert len(load_dataset(DEMO, "val")) == 6 and len(load_dataset(DEMO, "test")) == 10
     transparent = train.alphas[..., 0] == 0
     assert 0.3 < float(transparent.float().mean()) < 0.95  # object and empty background both present
-    assert torch.equal(train.images[transparent], torch.ones_like(train.images[transparent]))  # white
+    white = train.float_images()[transparent]
+    assert torch.equal(white, torch.ones_like(white))  # composited over the default white
     rotations = train.cameras.c2w[:, :3, :3].double()
     eye = torch.eye(3, dtype=torch.float64).expand_as(rotations)
     torch.testing.assert_close(rotations.transpose(1, 2) @ rotations, eye, atol=1e-5, rtol=0)

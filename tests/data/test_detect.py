@@ -87,7 +87,7 @@ def test_photo_folder_is_reconstructed_then_loaded_as_colmap(tmp_path, monkeypat
     assert calls == [(photos, tmp_path)]
     assert data.format == "colmap" and len(data) == 5
     assert data.image_names == [f"{subfolder}/p{i}.png".lstrip("/") for i in range(5)]
-    np.testing.assert_allclose(data.images[2].numpy(), pixels[2] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.images[2].numpy(), pixels[2])
     np.testing.assert_allclose(data.cameras.c2w.numpy(), orbit_c2w(5), atol=1e-5)
     assert data.points.shape == (30, 3)
     # the model now sits in the folder: the next load finds COLMAP and does not reconstruct

@@ -11,6 +11,7 @@ import torch
 
 from render3d.data import load_dataset
 from render3d.data.colmap_io import ColmapCamera
+from render3d.data.dataset import to_unit_float
 from render3d.errors import DataError
 from tests.data.synthetic import random_images, write_blender_scene, write_colmap_scene, write_png
 from tests.data.test_nerfstudio import write_scene as write_nerfstudio_scene
@@ -33,7 +34,7 @@ def test_rgba_images_give_their_alpha_as_the_mask(tmp_path):
     expected = write_blender_scene(tmp_path)
     data = load_dataset(tmp_path, "train")
     assert data.masks is data.alphas
-    np.testing.assert_allclose(data.masks[..., 0].numpy(), expected["train"]["images"][..., 3] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.masks[..., 0].numpy(), expected["train"]["images"][..., 3])
     assert data.to("cpu").masks is not None
 
 
@@ -50,9 +51,9 @@ def test_colmap_masks_folder_with_the_image_names(tmp_path):
     data = load_dataset(tmp_path, "all")
     assert data.alphas is None
     by_name = dict(zip(scene["names"], masks))
-    expected = np.stack([by_name[name.removeprefix("images/")] for name in data.image_names]) / 255.0
-    np.testing.assert_allclose(data.masks[..., 0].numpy(), expected, atol=1e-6)
-    assert data.masks.shape == (4, 16, 20, 1) and data.masks.dtype == torch.float32
+    expected = np.stack([by_name[name.removeprefix("images/")] for name in data.image_names])
+    np.testing.assert_array_equal(data.masks[..., 0].numpy(), expected)
+    assert data.masks.shape == (4, 16, 20, 1) and data.masks.dtype == torch.uint8
 
 
 def test_png_masks_of_jpeg_images_and_downscaling(tmp_path):
@@ -72,7 +73,7 @@ def test_png_masks_of_jpeg_images_and_downscaling(tmp_path):
     data = load_dataset(tmp_path, "all", downscale=2)
     order = [scene["names"].index(name.removeprefix("images/").replace(".jpg", ".png")) for name in data.image_names]
     blocks = masks[order].reshape(3, height // 2, 2, width // 2, 2).mean(axis=(2, 4)) / 255.0
-    np.testing.assert_allclose(data.masks[..., 0].numpy(), blocks, atol=1e-6)
+    np.testing.assert_allclose(to_unit_float(data.masks[..., 0]).numpy(), blocks, atol=0.5 / 255 + 1e-6)
 
 
 def test_masks_are_undistorted_with_their_images(tmp_path):
@@ -83,8 +84,8 @@ def test_masks_are_undistorted_with_their_images(tmp_path):
         write_png(tmp_path / "masks" / name, image)  # each mask equals its (gray) image
     data = load_dataset(tmp_path, "all")
     # The images are undistorted; the masks must be moved by the same resampling.
-    np.testing.assert_allclose(data.masks[..., 0].numpy(), data.images[..., 0].numpy(), atol=1e-6)
-    assert not np.allclose(data.images[..., 0].numpy(), pixels[..., 0] / 255.0, atol=1e-3)
+    np.testing.assert_array_equal(data.masks[..., 0].numpy(), data.images[..., 0].numpy())
+    assert not np.array_equal(data.images[..., 0].numpy(), pixels[..., 0])
 
 
 def test_alpha_of_a_mask_file_is_background(tmp_path):
@@ -94,7 +95,7 @@ def test_alpha_of_a_mask_file_is_background(tmp_path):
     for name in scene["names"]:
         write_png(tmp_path / "masks" / name, rgba)
     data = load_dataset(tmp_path, "all")
-    assert float(data.masks[:, :, :10].max()) == 0.0 and float(data.masks[:, :, 10:].min()) == 1.0
+    assert int(data.masks[:, :, :10].max()) == 0 and int(data.masks[:, :, 10:].min()) == 255
 
 
 def test_a_missing_mask_names_the_image(tmp_path):
@@ -119,7 +120,7 @@ def test_nerfstudio_masks_folder_beside_images(tmp_path):
     for i, mask in enumerate(masks):
         write_png(tmp_path / "masks" / f"frame_{i:05d}.png", mask)
     data = load_dataset(tmp_path, "all")
-    np.testing.assert_allclose(data.masks[..., 0].numpy(), masks / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.masks[..., 0].numpy(), masks)
 
 
 def test_nerfstudio_mask_path_per_frame(tmp_path):
@@ -129,7 +130,7 @@ def test_nerfstudio_mask_path_per_frame(tmp_path):
         write_png(tmp_path / "segmentation" / f"m{i}.png", mask)
         frame["mask_path"] = f"segmentation/m{i}.png"
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    np.testing.assert_allclose(load_dataset(tmp_path, "all").masks[..., 0].numpy(), masks / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(load_dataset(tmp_path, "all").masks[..., 0].numpy(), masks)
 
     del meta["frames"][1]["mask_path"]
     (tmp_path / "transforms.json").write_text(json.dumps(meta))

@@ -67,7 +67,7 @@ def test_sphere_colour_is_learnt(fitted, scene_dir):
     test = render3d.load_dataset(scene_dir, "test")
     out = fitted.render(test.cameras[:1])
     centre = out["rgb"][0, 10:14, 10:14].reshape(-1, 3).mean(dim=0)
-    torch.testing.assert_close(centre, test.images[0, 10:14, 10:14].reshape(-1, 3).mean(dim=0), atol=0.1, rtol=0)
+    torch.testing.assert_close(centre, test.image(0)[10:14, 10:14].reshape(-1, 3).mean(dim=0), atol=0.1, rtol=0)
 
 
 def test_checkpoint_round_trip_renders_the_same(fitted, scene_dir, tmp_path):
