@@ -69,10 +69,16 @@ def tree_levels(parents: torch.Tensor | list[int]) -> tuple[tuple[tuple[int, ...
 
 
 def level_index_tensors(parents: torch.Tensor, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`tree_levels` as int64 index tensors ``(joints [n], parents [n])`` on ``device``."""
+    """:func:`tree_levels` as int64 index tensors ``(joints [n], parents [n])`` on ``device``
+    (cached per tree and device: fitting calls this hundreds of times)."""
+    return _level_index_tensors(tuple(check_parents(parents).tolist()), torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _level_index_tensors(parents: tuple[int, ...], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [
         (torch.tensor(joints, dtype=torch.int64, device=device), torch.tensor(parent, dtype=torch.int64, device=device))
-        for joints, parent in tree_levels(parents)
+        for joints, parent in _levels_from_tuple(parents)
     ]
 
 
