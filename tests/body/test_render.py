@@ -16,6 +16,7 @@ def body():
     return procedural_body()
 
 
+@pytest.mark.slow  # CPU rasterization reference: 1-8 s on the shared machine
 def test_front_view_mask_and_depth(body):
     scene = BodyScene(body, background=(0.0, 0.0, 1.0))
     camera = front_camera(body.template, 64, 64)
@@ -34,6 +35,7 @@ def test_front_view_mask_and_depth(body):
     assert torch.allclose(out["rgb"][0, 0, 0], torch.tensor([0.0, 0.0, 1.0]), atol=1e-3)
 
 
+@pytest.mark.slow  # two frames through the CPU rasterization reference
 def test_pose_sequence_moves_the_mask(body):
     pose = torch.zeros(2, body.n_joints, 3)
     pose[1, body.joint_names.index("left_shoulder"), 2] = -math.pi / 2  # arm down along the side
