@@ -1,8 +1,9 @@
 """Shared fixtures: a small synthetic scene (a coloured sphere seen by an orbit of cameras)
 written as a NeRF-synthetic folder, and the test-only ``toy`` method registered.
 
-Tests marked ``gpu`` compare a CUDA run with the CPU; without a CUDA device they are
-deselected (reported in the header and the summary), never counted as passed or skipped."""
+Tests marked ``gpu`` compare a CUDA run with the CPU, tests marked ``anny`` need the optional
+anny body model; where that is missing they are deselected (named in the header and counted in
+the summary), never counted as passed or skipped."""
 from __future__ import annotations
 
 import json
@@ -19,19 +20,32 @@ from render3d.data.dataset import Dataset, quantize
 from render3d.methods import register, unregister
 from tests.toy_method import ToySphere, trace_sphere
 
+def _anny_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("anny") is not None
+
+
+def _unavailable_markers() -> dict[str, str]:
+    """Markers whose tests cannot run here, with what they need."""
+    unavailable = {}
+    if not torch.cuda.is_available():
+        unavailable["gpu"] = "a CUDA device (run `pytest -m gpu` on a GPU machine)"
+    if not _anny_installed():
+        unavailable["anny"] = "the anny body model (pip install 'render3d[body]')"
+    return unavailable
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    gpu_only = [item for item in items if item.get_closest_marker("gpu")]
-    if gpu_only:
-        config.hook.pytest_deselected(items=gpu_only)
-        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    unavailable = _unavailable_markers()
+    deselected = [item for item in items if any(item.get_closest_marker(name) for name in unavailable)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
 
 
 def pytest_report_header(config):
-    if not torch.cuda.is_available():
-        return "no CUDA device: tests marked 'gpu' are deselected (run `pytest -m gpu` on a GPU machine)"
-    return None
+    return [f"tests marked '{name}' are deselected: they need {need}" for name, need in _unavailable_markers().items()]
 
 
 SPHERE_COLOR = torch.tensor([0.8, 0.3, 0.1])

@@ -1,15 +1,16 @@
-"""The anny adapter (needs the optional extra ``body``; skipped, and reported as skipped,
-without it): FK + LBS on anny's arrays reproduce anny's own posed vertices, shape directions
-move the mesh like the phenotype does, keypoints and phenotype validation."""
+"""The anny adapter (needs the optional extra ``body``; without it these tests are
+deselected and the session header says so, see tests/conftest.py): FK + LBS on anny's arrays
+reproduce anny's own posed vertices, shape directions move the mesh like the phenotype does,
+keypoints and phenotype validation."""
 import pytest
 import torch
 
-anny = pytest.importorskip("anny", reason="the anny adapter needs the optional extra: pip install 'render3d[body]'")
+from render3d.body import BodyModel
+from render3d.body.anny_model import ANNY_TO_BODY, anny_instance, anny_pose_to_body, anny_rest
+from render3d.errors import ConfigError
+from render3d.ops.rotations import axis_angle_to_matrix
 
-from render3d.body import BodyModel  # noqa: E402
-from render3d.body.anny_model import ANNY_TO_BODY, anny_instance, anny_pose_to_body, anny_rest  # noqa: E402
-from render3d.errors import ConfigError  # noqa: E402
-from render3d.ops.rotations import axis_angle_to_matrix  # noqa: E402
+pytestmark = pytest.mark.anny
 
 # The first anny.Anny() on a machine builds a cache for minutes; later ones take a second.
 pytestmark = pytest.mark.slow
