@@ -4,7 +4,9 @@ A :class:`Method` is a ``torch.nn.Module`` that owns its parameters *and* its op
 so that :class:`render3d.Scene` can drive any representation with one loop:
 
 1. ``method = cls(config, scene_info)`` — ``config`` is ``cls.make_config(overrides, steps)``,
-   ``scene_info`` a :class:`SceneInfo` (JSON-serialisable facts about the data).
+   ``scene_info`` a :class:`SceneInfo` (JSON-serialisable facts about the data). The data come
+   from ``cls.load_training_data(path, device)`` and the facts from ``cls.scene_info_for(data)``
+   (image datasets by default; shape methods read meshes and point clouds).
 2. ``method.setup(dataset)`` once before training (e.g. Gaussians from SfM points).
 3. ``method.train_step(step)`` for ``step`` in ``range(config["steps"])``, returning scalar
    metrics (at least ``"loss"``; ``"psnr"`` when it has one) for the progress bar.
