@@ -49,8 +49,10 @@ ENCODINGS = ("auto", "hash", "fourier", "none")
 ARCHITECTURE_KEYS = ("encoding", "hidden_dim", "n_layers", "n_frequencies", "hash_levels", "hash_features",
                      "log2_hashmap_size", "base_resolution", "max_resolution", "latent_dim", "clamp")
 
+# default_config is the "full" recipe (sized for a GPU); the "balanced" preset, the default on a
+# CPU, is sized for the issue-8 targets on 2 CPU cores (benchmarks/RESULTS.md, bench implicit).
 _COMMON_CONFIG = {
-    "steps": 3000,
+    "steps": 5000,
     # field
     "encoding": "auto",  # hash grid for one shape, Fourier features for a shape space
     "hidden_dim": 64,
@@ -68,9 +70,9 @@ _COMMON_CONFIG = {
     "near_std_small": 0.005,
     "near_std_large": 0.03,
     # optimisation
-    "batch_size": 2**14,
+    "batch_size": 2**16,  # samples per step (point clouds: half on the cloud, half for the Eikonal term)
     "lr": 1e-2,  # hash table
-    "lr_mlp": 2e-3,
+    "lr_mlp": 5e-3,
     "lr_codes": 2e-3,
     "final_lr_factor": 0.05,  # exponential decay of every learning rate to this factor
     "code_reg": 1e-4,  # DeepSDF's code regulariser weight (mean |z|^2 per sample)
@@ -82,6 +84,10 @@ _COMMON_CONFIG = {
     "eval_chunk": 2**17,
     "mise_initial_resolution": 32,
 }
+
+
+_CPU_SIZES = {"hash_levels": 12, "max_resolution": 512, "log2_hashmap_size": 15, "batch_size": 8192}
+PRESETS = {"fast": _CPU_SIZES | {"steps": 1000}, "balanced": _CPU_SIZES | {"steps": 3000}, "full": {}}
 
 
 def _world_bounds(center: list, scale: float, bound: float) -> tuple[tuple, tuple]:
@@ -135,8 +141,8 @@ class ImplicitShape(Method):
         if self.config["encoding"] == "auto":
             self.config["encoding"] = "fourier" if self.shape_space else "hash"
         for key in ("batch_size", "n_samples", "render_steps", "render_chunk", "eval_chunk"):
-            if self.config[key] < 1:
-                raise ConfigError(f"{key} must be >= 1, got {self.config[key]!r}")
+            if self.config[key] < (4 if key == "batch_size" else 1):
+                raise ConfigError(f"{key} must be >= {4 if key == 'batch_size' else 1}, got {self.config[key]!r}")
         latent_dim = int(self.config["latent_dim"]) if self.shape_space else 0
         if self.shape_space and latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1 for a shape space, got {latent_dim}")
@@ -187,14 +193,18 @@ class ImplicitShape(Method):
         if not self.config["decoder"]:
             table = [] if self.field.hash_grid is None else [self.field.hash_grid.params]
             mlp = [p for name, p in self.field.named_parameters() if not name.startswith("hash_grid")]
-            groups += [{"params": mlp, "lr": self.config["lr_mlp"]}]
+            groups += [{"params": mlp, "lr": self.config["lr_mlp"], "name": "mlp"}]
             if table:
-                groups.append({"params": table, "lr": self.config["lr"]})
+                groups.append({"params": table, "lr": self.config["lr"], "name": "hash_grid"})
         if self.codes is not None:
-            groups.append({"params": self.codes.parameters(), "lr": self.config["lr_codes"]})
+            groups.append({"params": self.codes.parameters(), "lr": self.config["lr_codes"], "name": "codes"})
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
-        steps, final = max(self.config["steps"], 1), self.config["final_lr_factor"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: final ** min(step / steps, 1.0))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    def _lr_factor(self, step: int) -> float:
+        """Exponential decay to ``final_lr_factor`` at the last step (``config["steps"]`` is read
+        at every step, so a time budget that changes it reshapes the rest of the schedule)."""
+        return self.config["final_lr_factor"] ** min(step / max(self.config["steps"], 1), 1.0)
 
     def _prepare(self, data) -> None:
         """Precompute what batches are drawn from (labelled samples by default)."""
@@ -411,6 +421,7 @@ class OccupancyNetwork(ImplicitShape):
     name = "occupancy"
     description = "Occupancy network: BCE on winding-number labels, meshed by MISE"
     default_config = dict(_COMMON_CONFIG)
+    presets = PRESETS
     _label = "occupancy"
 
     def _inside_field(self, points: Tensor, shape: int = 0) -> Tensor:
@@ -437,6 +448,7 @@ class SignedDistance(ImplicitShape):
         "sphere_steps": 128,
         "sphere_epsilon": 1e-4,
     }
+    presets = PRESETS
     _label = "sdf"
 
     def _inside_field(self, points: Tensor, shape: int = 0) -> Tensor:
@@ -463,16 +475,18 @@ class SignedDistance(ImplicitShape):
         return loss, {}
 
     def _igr_loss(self) -> tuple[Tensor, dict]:
-        """IGR: ``|f|`` on a batch of the cloud, the normal term, and the Eikonal term on
-        uniform points and on cloud points moved by Gaussian noise at two scales."""
-        batch = self.config["batch_size"]
+        """IGR: ``|f|`` on ``batch_size / 2`` points of the cloud, the normal term, and the
+        Eikonal term on as many points again: half cloud points moved by Gaussian noise (the
+        two ``near_std`` scales alternating), half uniform in the cube."""
+        batch = self.config["batch_size"] // 2
         cloud = self.cloud
         index = torch.randint(0, cloud.shape[0], (batch,), device=cloud.device)
         surface = cloud[index]
-        n_near = batch // 2
+        n_near = (self.config["batch_size"] - batch) // 2
         stds = torch.tensor([self.config["near_std_small"], self.config["near_std_large"]], device=cloud.device)
-        near = surface[:n_near] + torch.randn(n_near, 3, device=cloud.device) * stds[torch.arange(n_near, device=cloud.device) % 2, None]
-        uniform = (torch.rand(batch - n_near, 3, device=cloud.device) * 2 - 1) * self.bound
+        jitter = torch.randn(n_near, 3, device=cloud.device) * stds[torch.arange(n_near, device=cloud.device) % 2, None]
+        near = surface[:n_near] + jitter
+        uniform = (torch.rand(self.config["batch_size"] - batch - n_near, 3, device=cloud.device) * 2 - 1) * self.bound
         points = torch.cat([surface, near.clamp(-self.bound, self.bound), uniform])
         values, gradient = field_gradient(partial(self.field, second_order=True), points, create_graph=True)
         surface_term = values[:batch].abs().mean()
