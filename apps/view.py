@@ -422,13 +422,20 @@ def open_viewer(viewable: Viewable, *, host: str, port: int, resolution: int, ec
 
 
 def serve_until_stopped(viewer: Viewer, stop: threading.Event | None = None) -> None:
-    """Keep ``viewer`` serving until Ctrl-C (a normal stop, not an error) or ``stop`` is set."""
+    """Keep ``viewer`` serving until Ctrl-C or SIGTERM (a normal stop, not an error) or until
+    ``stop`` is set."""
+    import signal
+
     stop = stop or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, lambda *_: stop.set())
     viewer.start()
     try:
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         viewer.close()
