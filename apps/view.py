@@ -19,6 +19,7 @@ training loop is never stalled by the viewer.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -346,7 +347,12 @@ class Viewer:
             if scene is None or (key == view.rendered and (view.rendered_full or not still)):
                 continue
             began = time.perf_counter()
-            self._render(view, scene, key, full=still)
+            try:
+                self._render(view, scene, key, full=still)
+            except (RuntimeError, ValueError) as error:  # e.g. out of memory at a high resolution: say so, go on
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"render3d view: cannot render this view: {first}", file=sys.stderr, flush=True)
+                view.rendered, view.rendered_full = key, True
             self._render_seconds += time.perf_counter() - began
             rendered += 1
         return rendered
