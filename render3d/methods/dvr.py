@@ -90,7 +90,22 @@ class DVR(Method):
         "eval_chunk_samples": 2**17,
         "mise_initial_resolution": 32,
     }
-    demo_config = {"steps": 1500}
+    # balanced: sized for 2 CPU cores, a watertight mesh of assets/demo in about 5 minutes
+    # (benchmarks/RESULTS.md); fast: half of it; full: the default config, for a GPU (not measured).
+    demo_config = {
+        "steps": 600,
+        "hidden_dim": 64,
+        "n_layers": 3,
+        "march_steps": 64,
+        "grid_resolution": 32,
+        "log2_hashmap_size": 17,
+        "max_resolution": 512,
+    }
+    presets = {
+        "fast": demo_config | {"steps": 300},
+        "balanced": demo_config,
+        "full": {},
+    }
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
@@ -231,7 +246,7 @@ class DVR(Method):
 
         Returns:
             ``hit [R]`` bool, ``depth [R]`` ray distance of ``p̂`` (0 without a hit),
-            ``occupancy_depth [R]`` where a missing ray is pushed inside (training only).
+            and in training ``occupancy_depth [R]`` (where a missing ray is pushed inside).
         """
         n_rays = origins.shape[0]
         aabb = self.grid.aabb
@@ -253,21 +268,21 @@ class DVR(Method):
             )
         out = {"hit": hit, "depth": depth}
         if self.training:
-            out["occupancy_depth"] = self._occupancy_depth(origins, dirs, ray_indices, t, values)
+            t_near, t_far, _ = ray_aabb_intersect(origins, dirs, aabb)
+            t_near = t_near.clamp_min(self.scene_info.near)
+            random_depth = t_near + torch.rand_like(t_near) * (t_far - t_near).clamp_min(0.0)
+            out["occupancy_depth"] = self._occupancy_depth(random_depth, ray_indices, t, values)
         return out
 
-    def _occupancy_depth(self, origins, dirs, ray_indices, t, values) -> Tensor:
-        """``[R]`` ray distance of the occupancy loss's point: a uniform one in the ray's box
-        interval, or (``occupancy_point="max"``) the march sample with the largest logit where
-        the ray has samples."""
-        t_near, t_far, _ = ray_aabb_intersect(origins, dirs, self.grid.aabb)
-        t_near = t_near.clamp_min(self.scene_info.near)
-        depth = t_near + torch.rand_like(t_near) * (t_far - t_near).clamp_min(0.0)
-        if self.config["occupancy_point"] == "max" and t.numel():
-            best = torch.full_like(depth, -math.inf).scatter_reduce(0, ray_indices, values, reduce="amax")
-            is_best = values == best[ray_indices]
-            depth = depth.scatter(0, ray_indices[is_best], t[is_best])
-        return depth
+    def _occupancy_depth(self, random_depth: Tensor, ray_indices: Tensor, t: Tensor, values: Tensor) -> Tensor:
+        """``[R]`` ray distance of the occupancy loss's point: ``random_depth`` (uniform in the
+        ray's box interval), or (``occupancy_point="max"``) the march sample with the largest
+        logit where the ray has samples."""
+        if self.config["occupancy_point"] == "random" or not t.numel():
+            return random_depth
+        best = torch.full_like(random_depth, -math.inf).scatter_reduce(0, ray_indices, values, reduce="amax")
+        is_best = values == best[ray_indices]
+        return random_depth.scatter(0, ray_indices[is_best], t[is_best])
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
