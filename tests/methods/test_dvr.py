@@ -114,6 +114,14 @@ def test_backward_memory_does_not_grow_with_the_march(scene_dir):
     assert abs(fine - coarse) <= 0.1 * coarse, (coarse, fine)
 
 
+@pytest.mark.parametrize("options", [{"normal_weight": 0.1}, {"occupancy_point": "random"}])
+def test_optional_terms_train(scene_dir, options):
+    """The normal-smoothness term (second derivatives of the field) and random occupancy points."""
+    scene = render3d.Scene.fit(scene_dir, method="dvr", steps=5, config=TINY | options, progress=False)
+    assert math.isfinite(scene.train_summary["final_loss"])
+    assert all(torch.isfinite(p).all() for p in scene.method.parameters())
+
+
 def test_data_without_masks_is_refused_in_one_line(sphere_dataset):
     sphere_dataset.alphas = None
     sphere_dataset.masks = None
