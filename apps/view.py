@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from render3d.cameras import Cameras
+from render3d.data.dataset import quantize
 from render3d.errors import ConfigError, DataError
 
 # The camera counts as still (render at full resolution) after it has not moved this long.
@@ -246,12 +247,12 @@ class Viewer:
         if dataset is None:
             return []
         layers = []
-        cameras, images = dataset.cameras, dataset.images
+        cameras = dataset.cameras
         scale = 0.05 * max(dataset.radius, 1e-6)
-        stride = max(1, math.ceil(images.shape[1] / FRUSTUM_IMAGE_HEIGHT))
+        stride = max(1, math.ceil(dataset.height / FRUSTUM_IMAGE_HEIGHT))
         for index in range(len(cameras)):
             wxyz, position, fov_y, aspect = view_of_camera(cameras, index)
-            thumbnail = (images[index, ::stride, ::stride].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            thumbnail = quantize(dataset.image(index)[::stride, ::stride]).cpu().numpy()
             layers.append(self.server.scene.add_camera_frustum(
                 f"/cameras/{index:05d}", fov=fov_y, aspect=aspect, scale=scale, image=thumbnail,
                 wxyz=wxyz, position=position, thickness=0.05 * scale))

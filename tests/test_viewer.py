@@ -110,6 +110,9 @@ def test_viewer_shows_training_cameras_points_and_mesh(sphere_dataset):
     try:
         kinds = [type(layer).__name__ for layer in viewer.layers]
         assert kinds == ["CameraFrustumHandle"] * len(sphere_dataset) + ["PointCloudHandle", "MeshHandle"]
+        # each frustum shows its training image (24 px high: under FRUSTUM_IMAGE_HEIGHT, not downsampled)
+        expected = (sphere_dataset.image(2).numpy() * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(viewer.layers[2].image, expected)
         assert viewer.render_pending() == 0  # no scene and no browser: nothing to render
     finally:
         viewer.close()
