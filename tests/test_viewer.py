@@ -118,6 +118,42 @@ def test_viewer_shows_training_cameras_points_and_mesh(sphere_dataset):
         viewer.close()
 
 
+def test_lower_resolution_while_moving_full_when_still(splat, monkeypatch):
+    from types import SimpleNamespace
+
+    from render3d.apps import view as view_module
+
+    wxyz, position, fov_y, _ = view_of_camera(_cameras(40, 30), 0)
+    sent, moved = [], []
+    camera = SimpleNamespace(wxyz=wxyz, position=position, fov=fov_y, aspect=4 / 3, image_width=400, image_height=300,
+                             on_update=lambda callback: moved.append(callback) or callback)
+    client = SimpleNamespace(client_id=1, camera=camera,
+                             scene=SimpleNamespace(set_background_image=lambda image, **_: sent.append(image.shape)))
+
+    def moving(is_moving: bool) -> None:  # whether the last camera move counts as recent (no sleeps: CI is slow)
+        monkeypatch.setattr(view_module, "STILL_SECONDS", 3600.0 if is_moving else 0.0)
+
+    viewer = Viewer(splat, port=_free_port(), resolution=64)
+    try:
+        moving(True)
+        viewer._connect(client)  # what viser calls when a browser tab connects (its camera just arrived)
+        assert viewer.render_pending() == 1 and sent == [(12, 16, 3)]  # 0.25 x 64 while moving
+        assert viewer.render_pending() == 0  # nothing new until the camera comes to rest
+        moving(False)
+        assert viewer.render_pending() == 1 and sent[-1] == (48, 64, 3)  # still: full resolution
+        assert viewer.render_pending() == 0
+        moving(True)
+        moved[0](camera)  # the browser moves its camera
+        assert viewer.render_pending() == 1 and sent[-1] == (12, 16, 3)
+        viewer.resolution.value = 96  # a slider
+        viewer._settings_changed(None)
+        assert viewer.render_pending() == 1 and sent[-1] == (18, 24, 3)
+        moving(False)
+        assert viewer.render_pending() == 1 and sent[-1] == (72, 96, 3)
+    finally:
+        viewer.close()
+
+
 def test_fit_calls_on_step_between_steps_and_keeps_training_mode(toy_method, sphere_dataset):
     seen = []
 
