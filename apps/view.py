@@ -337,14 +337,15 @@ class Viewer:
         if first and scene is not None:  # a fit's first step: its background, unless one was picked
             self.background.value = tuple(int(round(255 * c)) for c in self._scene_background())
 
-    def render_pending(self) -> int:
+    def render_pending(self, *, full: bool = True) -> int:
         """Render every client whose camera, scene or settings changed since its last render,
-        or whose camera came to rest after a lower-resolution render; returns how many."""
+        or whose camera came to rest after a lower-resolution render; returns how many.
+        ``full=False`` renders at the moving resolution even when the camera is still."""
         rendered = 0
         for view in self.client_views():
             with self._lock:
                 scene, key = self._scene, (view.camera_version, self._scene_version, self._settings_version)
-                still = time.monotonic() - view.moved_at >= STILL_SECONDS
+                still = full and time.monotonic() - view.moved_at >= STILL_SECONDS
             if scene is None or (key == view.rendered and (view.rendered_full or not still)):
                 continue
             began = time.perf_counter()
@@ -389,13 +390,15 @@ class Viewer:
 
     def on_step(self, scene, step: int) -> None:
         """The ``Scene.fit(on_step=...)`` hook: show the newest parameters, rendering between
-        steps only while the viewer's time stays under :data:`TRAINING_SHARE` of the fit's."""
+        steps only while the viewer's time stays under :data:`TRAINING_SHARE` of the fit's,
+        at the moving resolution (the parameters change at every step; full resolution once
+        the fit is over and the camera is still)."""
         now = time.perf_counter()
         if self._fit_started is None:
             self._fit_started, self._render_seconds = now, 0.0
         self.set_scene(scene)
         if self._render_seconds <= TRAINING_SHARE * (now - self._fit_started):
-            self.render_pending()
+            self.render_pending(full=False)
 
     def close(self) -> None:
         """Stop rendering and serving."""
