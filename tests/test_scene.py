@@ -141,3 +141,12 @@ def test_an_integer_is_accepted_for_a_float_option_and_stored_as_float(toy_metho
 
     config = get_method("toy").make_config({"lr": 1})
     assert config["lr"] == 1.0 and isinstance(config["lr"], float)
+
+
+def test_fit_refuses_a_cameras_only_dataset_in_one_line(tmp_path):
+    from render3d import load_dataset
+    from tests.conftest import write_nerf_synthetic
+
+    cameras_only = load_dataset(write_nerf_synthetic(tmp_path / "scene"), "train", images=False)
+    with pytest.raises(ConfigError, match="loaded with images=False"):
+        render3d.Scene.fit(cameras_only, method="3dgs", steps=1, progress=False)

@@ -124,6 +124,9 @@ class Method(torch.nn.Module, abc.ABC):
             from render3d.data import load_dataset
 
             data = load_dataset(data, split="train")
+        if data.images is None:
+            raise ConfigError(f"{data.root}: the dataset was loaded with images=False (cameras only); "
+                              "fitting needs its images")
         return data.to(device)
 
     @classmethod
