@@ -270,6 +270,27 @@ def test_browser_shows_the_render_of_its_camera(browser, splat, splat_path):
         while not shown():
             assert time.monotonic() < deadline, f"the screenshot does not show the render: {shown.last}"
             time.sleep(0.2)
+        print(f"screenshot: {shown.last}")  # shown with pytest -s or -rA
+
+        # The browser draws its own geometry (three.js) with the same camera: a marker lands where
+        # render3d projects it, so render and frustums/points/meshes line up.
+        before = _screenshot(browser)
+        height, width = before.shape[:2]
+        world = (cameras.c2w[0] @ torch.tensor([0.25, 0.3, 2.5, 1.0]))[:3]
+        screen = Cameras(K=K[None], c2w=cameras.c2w[:1], width=160, height=last.cameras.height)
+        expected_xy = screen.project(world[None])[0][0, 0].numpy() * np.array([width / 160, height / screen.height])
+        viewer.server.scene.add_icosphere("/marker", radius=0.04, color=(255, 0, 255), position=world.numpy())
+
+        def marker():
+            changed = np.abs(_screenshot(browser) - before).max(-1) > 0.25
+            if changed.sum() < 10:
+                return None
+            rows, cols = np.nonzero(changed)
+            return (cols.mean() + 0.5, rows.mean() + 0.5)
+
+        found = np.array(_wait(marker, "the marker to appear in the page"))
+        assert np.linalg.norm(found - expected_xy) < 0.02 * width, (found, expected_xy)
+        print(f"marker at {found.round(1)} px, projected at {expected_xy.round(1)} px")
     finally:
         viewer.close()
 
