@@ -52,7 +52,7 @@ def test_preset_sets_the_schedule_and_explicit_values_win():
     gaussians = get_method("3dgs")
     assert gaussians.make_config(preset="full")["steps"] == 30000
     balanced = gaussians.make_config(preset="balanced")
-    assert balanced["steps"] == 1300 and balanced["max_gaussians"] == 40_000
+    assert balanced["steps"] == 2800 and balanced["max_gaussians"] == 50_000
     assert gaussians.make_config({"max_gaussians": 5}, steps=7, preset="fast")["max_gaussians"] == 5
     assert gaussians.make_config({}, steps=7, preset="fast")["steps"] == 7
     assert get_method("nerf").make_config(preset="balanced")["steps"] == 1300
@@ -69,8 +69,8 @@ def test_3dgs_rescales_its_densification_schedule_with_the_total():
     method = get_method("3dgs")(get_method("3dgs").make_config(preset="balanced"), info)
     method.strategy = method._make_strategy()
     stop = method.strategy.refine_stop
-    method.set_total_steps(650)
-    assert method.config["steps"] == 650 and method.strategy.refine_stop == round(stop / 2)
+    method.set_total_steps(1400)
+    assert method.config["steps"] == 1400 and method.strategy.refine_stop == round(stop / 2)
 
 
 class SlowToy(ToySphere):

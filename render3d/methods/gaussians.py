@@ -100,11 +100,12 @@ class GaussianSplatting(Method):
         "reset_every": 400,
         "max_gaussians": 40_000,
     }
-    # balanced: the CPU schedule measured in benchmarks/RESULTS.md (34.6 dB on 100 views at
-    # 200x200 in 724 s on 2 cores); fast: the same schedule compressed into half the steps.
+    # The CPU settings measured in benchmarks/RESULTS.md on 2 cores. fast: the demo's (31.4 dB on
+    # assets/demo in 239 s); balanced: 34.6 dB on a 100-view 200x200 Blender scene in 724 s.
     presets = {
-        "fast": demo_config | {"steps": 650, "max_gaussians": 20_000},
-        "balanced": demo_config,
+        "fast": demo_config,
+        "balanced": demo_config | {"steps": 2800, "schedule_steps": 2800, "sh_degree_every": 375,
+                                   "refine_stop": 2000, "reset_every": 840, "max_gaussians": 50_000},
         "full": {},
     }
 
