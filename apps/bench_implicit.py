@@ -44,7 +44,7 @@ TARGETS = {
 # Grid samples per axis (MISE from 32^3). An occupancy logit is steep and saturated, so marching
 # cubes places its vertices less well than on a distance: 512 cells for occupancy (IoU 0.968 at
 # 256 cells, 0.982 at 512 on the body), 256 for signed distances.
-MESH_RESOLUTION = {"occupancy": 513, "sdf": 257, "sdf_points": 257, "shape_space": 257}
+MESH_RESOLUTION = {"occupancy": 512, "sdf": 256, "sdf_points": 256, "shape_space": 256}
 POINT_CLOUD_SIZE = 100_000
 # The shape-space decoder: a wider MLP on Fourier features (a hash grid is one shape's memory),
 # and the code-only optimisation of the unseen shape (DeepSDF reconstructs in 800 iterations).

@@ -432,7 +432,8 @@ class Scene:
         scene's bounds, without the small floating pieces a fitted field leaves around it.
 
         Args:
-            resolution: grid samples per axis.
+            resolution: marching-cubes cells per axis (the grid has ``resolution + 1``
+                samples per axis; a power of two lets MISE refine a coarse grid).
             level: iso-level (default: the method's own).
             bbox: ``[2,3]`` region to mesh (default: the scene's aabb).
             keep_all: keep every connected piece; by default pieces with less than
@@ -445,12 +446,12 @@ class Scene:
         """
         from render3d.mesh import MIN_COMPONENT_FRACTION, keep_large_components, mesh_from_volume
 
-        if not isinstance(resolution, int) or resolution < 2:
-            raise ConfigError(f"resolution must be an integer >= 2, got {resolution!r}")
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+            raise ConfigError(f"resolution must be an integer >= 1 (cells per axis), got {resolution!r}")
         if not self.method.can_mesh:
             raise ConfigError(f"method {self.method.name!r} cannot extract a mesh")
         box = self.method.scene_info.aabb_tensor() if bbox is None else torch.as_tensor(bbox, dtype=torch.float32)
-        volume, default_level = self.method.density_volume(box, (resolution,) * 3, progress=progress)
+        volume, default_level = self.method.density_volume(box, (resolution + 1,) * 3, progress=progress)
         mesh = mesh_from_volume(volume, box, default_level if level is None else level, inside="above")
         mesh, found, kept = keep_large_components(mesh, min_fraction=0.0 if keep_all else MIN_COMPONENT_FRACTION)
         mesh.metadata["pieces"] = {"found": found, "kept": kept}

@@ -80,7 +80,7 @@ def test_checkpoint_round_trip_renders_the_same(fitted, scene_dir, tmp_path):
 
 
 def test_mesh_is_a_closed_sphere(fitted):
-    mesh = fitted.extract_mesh(resolution=33)
+    mesh = fitted.extract_mesh(resolution=32)
     assert mesh.is_watertight and len(mesh.faces) > 100
     radii = torch.as_tensor(mesh.vertices).norm(dim=-1)
     assert abs(float(radii.median()) - SPHERE_RADIUS) < 0.15

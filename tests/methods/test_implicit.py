@@ -53,7 +53,7 @@ def test_fit_a_sphere_mesh_loss_falls_and_mesh_is_the_sphere(tmp_path, method, s
     early = render3d.Scene.fit(path, method=method, steps=5, config=config, progress=False, device="cpu")
     scene = render3d.Scene.fit(path, method=method, steps=steps, config=config, progress=False, device="cpu")
     assert scene.train_summary["final_loss"] < 0.6 * early.train_summary["final_loss"]
-    mesh = scene.extract_mesh(resolution=33)
+    mesh = scene.extract_mesh(resolution=32)
     assert len(mesh.faces) > 100
     assert _radius_error(mesh) < 0.08  # world units: the normalisation was undone
 
@@ -64,7 +64,7 @@ def test_sdf_from_a_point_cloud_is_the_sphere(tmp_path, normals):
     path = _cloud_file(tmp_path, normals)
     scene = render3d.Scene.fit(path, method="sdf", steps=60, config={**SDF_TINY, "batch_size": 512}, progress=False,
                                device="cpu")
-    mesh = scene.extract_mesh(resolution=33)
+    mesh = scene.extract_mesh(resolution=32)
     assert _radius_error(mesh) < 0.08
     info = scene.method.scene_info.shapes[0]
     assert info["kind"] == "points" and info["scale"] == pytest.approx(2 * RADIUS, rel=0.05)
