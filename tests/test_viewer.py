@@ -26,7 +26,7 @@ from render3d.io.splat_ply import save_splat_ply
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-TIMEOUT = 20.0  # seconds for any one wait on the browser
+TIMEOUT = 60.0  # seconds for any one wait on the browser (a loaded CI machine renders slowly)
 
 
 @pytest.fixture(scope="module")
