@@ -439,7 +439,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config.pop("steps", None)
     _echo(f"render3d demo: fitting {method} to {data}")
     # The demo is reproducible: running it again replaces the earlier demo run in the folder.
-    scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config,
+    # Name the preset the demo's settings are (if any), so that the fit's announcement says so.
+    preset = next((name for name, values in cls.presets.items() if values == cls.demo_config), None)
+    scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config, preset=preset,
                                out=out / "run", overwrite=True, progress=not args.quiet)
     _report_evaluation(scene, data, "test", progress=not args.quiet)
     frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
