@@ -219,8 +219,26 @@ def _version() -> str:
     return f"render3d {__version__}"
 
 
+def omp_wait_policy(environ, load_average: float, cores: int) -> str | None:
+    """The ``OMP_WAIT_POLICY`` to set before torch starts, or None to leave OpenMP's default.
+
+    Measured on 2 cores (benchmarks/RESULTS.md, "OpenMP wait policy"): ``PASSIVE`` makes a fit
+    that has the cores to itself 1.7x slower, but two fits sharing them 2.9x faster, because
+    spinning threads no longer steal each other's cores. So it is set only when other work
+    already keeps every core busy (a 1-minute load average >= the core count), and never over
+    a value the user chose.
+    """
+    if "OMP_WAIT_POLICY" in environ:
+        return None
+    return "PASSIVE" if load_average >= cores else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``render3d`` console script; returns the exit status."""
+    if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads it
+        policy = omp_wait_policy(os.environ, os.getloadavg()[0], os.cpu_count() or 1)
+        if policy is not None:
+            os.environ["OMP_WAIT_POLICY"] = policy
     try:
         return _run(build_parser().parse_args(argv))
     except BrokenPipeError:

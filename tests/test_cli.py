@@ -319,3 +319,21 @@ def test_info_on_colmap_says_val_is_the_test_images(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3:] == ["  train: 8 images", "  val: the same 2 images as test (this dataset has no val split of its own)",
                           "  test: 2 images"]
+
+
+def test_omp_wait_policy_is_passive_only_on_busy_cores_and_never_overrides_the_user():
+    from render3d.apps.cli import omp_wait_policy
+
+    assert omp_wait_policy({}, load_average=0.3, cores=2) is None
+    assert omp_wait_policy({}, load_average=2.0, cores=2) == "PASSIVE"
+    assert omp_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, load_average=9.0, cores=2) is None
+
+
+def test_the_console_script_sets_the_policy_before_torch_starts(tmp_path):
+    # A child process sees a busy machine through a patched os.getloadavg and reports what
+    # OpenMP was started with.
+    code = ("import os, sys; os.getloadavg = lambda: (64.0, 0.0, 0.0); sys.argv = ['render3d', 'info'];"
+            "from render3d.apps.cli import main; main(); print('policy', os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and "policy PASSIVE" in result.stdout
