@@ -37,6 +37,7 @@ from render3d.errors import ConfigError, DataError
 from render3d.fields import field_gradient
 from render3d.methods import register
 from render3d.methods._dvr_field import OccupancyTextureField
+from render3d.methods._ray_rendering import render_cameras
 from render3d.methods.base import Method, SceneInfo
 from render3d.ops.implicit_surface import implicit_surface_points
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
@@ -287,17 +288,7 @@ class DVR(Method):
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
     def render(self, cameras: Cameras) -> dict[str, Tensor]:
-        chunk = int(self.config["render_chunk"])
-        outputs: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": [], "normal": []}
-        for index in range(len(cameras)):
-            origins, dirs = cameras[index].generate_rays()
-            parts = [self._render_rays(o, d) for o, d in zip(origins.reshape(-1, 3).split(chunk),
-                                                             dirs.reshape(-1, 3).split(chunk))]
-            shape = (1, cameras.height, cameras.width)
-            for key in outputs:
-                values = torch.cat([part[key] for part in parts])
-                outputs[key].append(values.reshape(*shape, *values.shape[1:]))
-        return {key: torch.cat(values) for key, values in outputs.items()}
+        return render_cameras(cameras, self._render_rays, int(self.config["render_chunk"]))
 
     def _render_rays(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
         """Colour, depth, alpha and unit world normal of rays ``[R,3]`` (background where they miss)."""

@@ -36,6 +36,7 @@ from render3d.cameras import Cameras
 from render3d.errors import ConfigError, DataError
 from render3d.fields import ImplicitField, field_gradient
 from render3d.methods import register
+from render3d.methods._ray_rendering import render_cameras
 from render3d.methods._shape_samples import labelled_samples
 from render3d.methods.base import Method, SceneInfo
 
@@ -344,17 +345,7 @@ class ImplicitShape(Method):
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
     def render(self, cameras: Cameras) -> dict[str, Tensor]:
-        outputs: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "alpha": [], "normal": []}
-        chunk = int(self.config["render_chunk"])
-        for index in range(len(cameras)):
-            origins, dirs = cameras[index].generate_rays()
-            origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-            parts = [self._render_rays(origins[s:s + chunk], dirs[s:s + chunk]) for s in range(0, origins.shape[0], chunk)]
-            shape = (1, cameras.height, cameras.width)
-            for key in outputs:
-                values = torch.cat([part[key] for part in parts])
-                outputs[key].append(values.reshape(*shape, *values.shape[1:]))
-        return {key: torch.cat(values) for key, values in outputs.items()}
+        return render_cameras(cameras, self._render_rays, int(self.config["render_chunk"]))
 
     def _render_rays(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
         """Shade the first surface hit of world rays ``[R,3]`` (unit ``dirs``)."""
