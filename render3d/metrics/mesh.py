@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from render3d.errors import ConfigError
-from render3d.geometry import sample_surface
+from render3d.geometry import inside, sample_surface
 
 
 def mesh_metrics(
@@ -129,8 +129,6 @@ def shape_metrics(
         ``"normal_consistency"``; ``"fscore@1%"``, ``"precision@1%"``, ``"recall@1%"`` (named
         after ``fscore_fraction``) at the distance ``"fscore_threshold"``.
     """
-    from render3d.geometry import inside
-
     if not (isinstance(fscore_fraction, (int, float)) and 0 < fscore_fraction < 1):
         raise ConfigError(f"fscore_fraction: expected a number in (0, 1), got {fscore_fraction!r}")
     if not (isinstance(padding, (int, float)) and 0 <= padding < 1):
