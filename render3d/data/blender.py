@@ -23,7 +23,7 @@ import torch
 
 from render3d.cameras import Cameras, opengl_to_opencv
 from render3d.data.bounds import bounds_in_box
-from render3d.data.dataset import Dataset
+from render3d.data.dataset import Dataset, optional_tensor
 from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.poses import check_poses
@@ -141,13 +141,13 @@ def load_blender(
     aabb, near, far = bounds_in_box(_scene_camera_centres(root), torch.tensor(BLENDER_AABB))
     mesh = root / "mesh.ply"
     return Dataset(
-        images=None if rgb is None else torch.from_numpy(rgb),
+        images=optional_tensor(rgb),
         cameras=cameras,
         image_names=[relative_name(path, root) for path in paths],
         aabb=aabb,
         near=near,
         far=far,
-        alphas=None if alpha is None else torch.from_numpy(alpha),
+        alphas=optional_tensor(alpha),
         background=background,
         mesh_path=mesh if mesh.is_file() else None,
         format="blender",

@@ -21,7 +21,7 @@ import torch
 from render3d.cameras import Cameras
 from render3d.data.bounds import bounds_from_points
 from render3d.data.colmap_io import ColmapCamera, ColmapImage, model_format, read_model
-from render3d.data.dataset import Dataset
+from render3d.data.dataset import Dataset, optional_tensor
 from render3d.data.images import check_same_size, load_images, photo_folder, relative_name
 from render3d.data.masks import MASKS_FOLDER, load_masks
 from render3d.data.poses import check_poses
@@ -170,14 +170,14 @@ def load_colmap(
     xyz = torch.tensor(points.xyz, dtype=torch.float32)
     aabb, near, far = bounds_from_points(xyz, all_cameras)
     return Dataset(
-        images=None if rgb is None else torch.from_numpy(rgb),
+        images=optional_tensor(rgb),
         cameras=cameras_out,
         image_names=[relative_name(path, root) for path in paths],
         aabb=aabb,
         near=near,
         far=far,
-        alphas=None if alpha is None else torch.from_numpy(alpha),
-        masks=None if masks is None else torch.from_numpy(masks),
+        alphas=optional_tensor(alpha),
+        masks=optional_tensor(masks),
         background=background,
         points=xyz,
         point_colors=torch.tensor(points.rgb, dtype=torch.float32) / 255.0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,9 +20,17 @@ from torch import Tensor
 from render3d.cameras import Cameras
 from render3d.errors import ConfigError
 
-__all__ = ["Dataset", "quantize", "to_unit_float"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Dataset", "optional_tensor", "quantize", "to_unit_float"]
 
 _STORAGE_TYPES = (torch.uint8, torch.uint16)
+
+
+def optional_tensor(array: "np.ndarray | None") -> Tensor | None:
+    """The loaders' ``[N,H,W,C]`` image/alpha/mask array as a tensor sharing its memory; None stays None."""
+    return None if array is None else torch.from_numpy(array)
 
 
 def to_unit_float(values: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ import torch
 
 from render3d.cameras import Cameras, opengl_to_opencv
 from render3d.data.bounds import bounds_from_cameras, bounds_from_points
-from render3d.data.dataset import Dataset
+from render3d.data.dataset import Dataset, optional_tensor
 from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
 from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.masks import MASKS_FOLDER, load_masks, read_masks
@@ -210,14 +210,14 @@ def load_nerfstudio(
     if downscale > 1:
         cameras = cameras.scaled(1.0 / downscale)
     return Dataset(
-        images=None if rgb is None else torch.from_numpy(rgb),
+        images=optional_tensor(rgb),
         cameras=cameras,
         image_names=[relative_name(p, root) for p in paths],
         aabb=aabb,
         near=near,
         far=far,
-        alphas=None if alpha is None else torch.from_numpy(alpha),
-        masks=None if masks is None else torch.from_numpy(masks),
+        alphas=optional_tensor(alpha),
+        masks=optional_tensor(masks),
         background=background,
         points=points,
         point_colors=point_colors,
