@@ -32,15 +32,19 @@ BLOCK_PAIRS = 64
 
 @triton.jit
 def _pair_offsets(pid, joints_ptr, parents_ptr, n_level, n_pairs, n_joints, BLOCK: tl.constexpr):
-    """Per pair of the block: the int64 offsets of its joint's and its parent's 4x4 blocks
-    (row-major, in units of elements) and the mask."""
+    """Per pair of the block, as ``[BLOCK, 1]`` columns: the int64 offsets of its joint's and
+    its parent's 4x4 blocks (row-major, in units of elements) and the mask; then the ``[16]``
+    entry index of a 4x4 tile with its row and column."""
     pairs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = pairs < n_pairs
     body = pairs // n_level
     slot = pairs % n_level
     joint = tl.load(joints_ptr + slot, mask=mask, other=0)
     parent = tl.load(parents_ptr + slot, mask=mask, other=0)
-    return (body * n_joints + joint) * 16, (body * n_joints + parent) * 16, mask
+    entry = tl.arange(0, 16)
+    own = (body * n_joints + joint) * 16
+    up = (body * n_joints + parent) * 16
+    return own[:, None], up[:, None], mask[:, None], entry, entry // 4, entry % 4
 
 
 @declare(
@@ -51,17 +55,14 @@ def _pair_offsets(pid, joints_ptr, parents_ptr, n_level, n_pairs, n_joints, BLOC
 def _fk_level_fwd_kernel(local_ptr, world_ptr, joints_ptr, parents_ptr, n_level, n_pairs, n_joints,
                          BLOCK: tl.constexpr):
     """``world[b, joint] = world[b, parent] @ local[b, joint]`` for one level."""
-    own, up, mask = _pair_offsets(tl.program_id(0), joints_ptr, parents_ptr, n_level, n_pairs, n_joints, BLOCK)
-    entry = tl.arange(0, 16)
-    row = entry // 4
-    col = entry % 4
-    mask2 = mask[:, None]
+    own, up, mask2, entry, row, col = _pair_offsets(tl.program_id(0), joints_ptr, parents_ptr, n_level, n_pairs,
+                                                    n_joints, BLOCK)
     acc = tl.zeros([BLOCK, 16], dtype=tl.float32)
     for k in tl.static_range(4):
-        left = tl.load(world_ptr + up[:, None] + (row * 4 + k)[None, :], mask=mask2, other=0.0)
-        right = tl.load(local_ptr + own[:, None] + (k * 4 + col)[None, :], mask=mask2, other=0.0)
+        left = tl.load(world_ptr + up + (row * 4 + k)[None, :], mask=mask2, other=0.0)
+        right = tl.load(local_ptr + own + (k * 4 + col)[None, :], mask=mask2, other=0.0)
         acc += left * right
-    tl.store(world_ptr + own[:, None] + entry[None, :], acc, mask=mask2)
+    tl.store(world_ptr + own + entry[None, :], acc, mask=mask2)
 
 
 @declare(
@@ -74,24 +75,21 @@ def _fk_level_bwd_kernel(local_ptr, world_ptr, total_ptr, grad_local_ptr, joints
                          n_pairs, n_joints, BLOCK: tl.constexpr):
     """For one level: ``grad_local[joint] = world[parent]^T @ G[joint]`` and
     ``G[parent] += G[joint] @ local[joint]^T`` (atomics: siblings share a parent)."""
-    own, up, mask = _pair_offsets(tl.program_id(0), joints_ptr, parents_ptr, n_level, n_pairs, n_joints, BLOCK)
-    entry = tl.arange(0, 16)
-    row = entry // 4
-    col = entry % 4
-    mask2 = mask[:, None]
+    own, up, mask2, entry, row, col = _pair_offsets(tl.program_id(0), joints_ptr, parents_ptr, n_level, n_pairs,
+                                                    n_joints, BLOCK)
     grad_local = tl.zeros([BLOCK, 16], dtype=tl.float32)
     grad_parent = tl.zeros([BLOCK, 16], dtype=tl.float32)
     for k in tl.static_range(4):
         # (W_p^T G)[r, c] = sum_k W_p[k, r] G[k, c];  (G L^T)[r, c] = sum_k G[r, k] L[c, k].
-        parent_world = tl.load(world_ptr + up[:, None] + (k * 4 + row)[None, :], mask=mask2, other=0.0)
-        grad_kc = tl.load(total_ptr + own[:, None] + (k * 4 + col)[None, :], mask=mask2, other=0.0)
+        parent_world = tl.load(world_ptr + up + (k * 4 + row)[None, :], mask=mask2, other=0.0)
+        grad_kc = tl.load(total_ptr + own + (k * 4 + col)[None, :], mask=mask2, other=0.0)
         grad_local += parent_world * grad_kc
-        grad_rk = tl.load(total_ptr + own[:, None] + (row * 4 + k)[None, :], mask=mask2, other=0.0)
-        local_ck = tl.load(local_ptr + own[:, None] + (col * 4 + k)[None, :], mask=mask2, other=0.0)
+        grad_rk = tl.load(total_ptr + own + (row * 4 + k)[None, :], mask=mask2, other=0.0)
+        local_ck = tl.load(local_ptr + own + (col * 4 + k)[None, :], mask=mask2, other=0.0)
         grad_parent += grad_rk * local_ck
-    tl.store(grad_local_ptr + own[:, None] + entry[None, :], grad_local, mask=mask2)
+    tl.store(grad_local_ptr + own + entry[None, :], grad_local, mask=mask2)
     # Pure accumulation into the level above, read only by a later launch: relaxed atomics.
-    tl.atomic_add(total_ptr + up[:, None] + entry[None, :], grad_parent, mask=mask2, sem="relaxed")
+    tl.atomic_add(total_ptr + up + entry[None, :], grad_parent, mask=mask2, sem="relaxed")
 
 
 def _launch_level(kernel, tensors, joints: torch.Tensor, parent: torch.Tensor, batch: int, n_joints: int) -> None:
