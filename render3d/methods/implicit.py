@@ -277,38 +277,36 @@ class ImplicitShape(Method):
         """The field on the grid by MISE (:func:`render3d.mise.mise_volume`): the coarsest grid
         is the largest of ``resolution - 1`` cells divided by a power of two that is at most
         ``mise_initial_resolution`` (a grid that cannot be halved is evaluated in full)."""
-        from render3d.mise import mise_volume
-
         samples = set(resolution)
         if len(samples) != 1:
             raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
-        cells = samples.pop() - 1
-        initial = cells
-        while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
-            initial //= 2
         field, level = self.density_field()
-        volume, _ = mise_volume(field, bbox.to(self.device), cells, level, initial_resolution=initial,
-                                device=self.device, chunk_size=self.config["eval_chunk"])
-        return volume, level
+        return self._mise_volume(field, bbox.to(self.device), samples.pop() - 1, level), level
 
     def shape_mesh(self, shape: int = 0, resolution: int = 256):
         """The mesh of training shape ``shape`` in its input coordinates (``resolution`` cells)."""
-        from render3d.mesh import mesh_from_volume
-        from render3d.mise import mise_volume
-
         self._check_shape(shape)
         center, scale = self.centers[shape], self.scales[shape]
         box = torch.stack([center - self.bound * scale, center + self.bound * scale])
         field = partial(self._chunked, lambda p: self._inside_field(self._to_unit(p, shape), shape))
-        return self._mesh(field, box, resolution, mesh_from_volume, mise_volume)
+        return self._mesh(field, box, resolution)
 
-    def _mesh(self, field, box: Tensor, resolution: int, mesh_from_volume, mise_volume):
-        initial = resolution
+    def _mise_volume(self, field, box: Tensor, cells: int, level: float) -> Tensor:
+        """``field`` on ``cells`` cubic cells of ``box`` by MISE, from the largest power-of-two
+        division of ``cells`` that is at most ``mise_initial_resolution``."""
+        from render3d.mise import mise_volume
+
+        initial = cells
         while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
             initial //= 2
-        volume, _ = mise_volume(field, box, resolution, 0.0, initial_resolution=initial, device=self.device,
+        volume, _ = mise_volume(field, box, cells, level, initial_resolution=initial, device=self.device,
                                 chunk_size=self.config["eval_chunk"])
-        return mesh_from_volume(volume, box, 0.0, inside="above")
+        return volume
+
+    def _mesh(self, field, box: Tensor, resolution: int):
+        from render3d.mesh import mesh_from_volume
+
+        return mesh_from_volume(self._mise_volume(field, box, resolution, 0.0), box, 0.0, inside="above")
 
     def _check_shape(self, shape: int) -> None:
         if isinstance(shape, bool) or not isinstance(shape, int) or not 0 <= shape < len(self.scene_info.shapes):
@@ -318,9 +316,6 @@ class ImplicitShape(Method):
     def interpolate(self, i: int, j: int, t: float, resolution: int = 128):
         """Mesh of the decoder at the code ``(1 - t) z_i + t z_j`` (shape-space runs), placed
         at the linear blend of the two shapes' normalisations."""
-        from render3d.mesh import mesh_from_volume
-        from render3d.mise import mise_volume
-
         if self.codes is None:
             raise ConfigError(f"interpolate needs a shape-space run (a folder of meshes); this {self.name!r} run has one shape")
         self._check_shape(i)
@@ -336,7 +331,7 @@ class ImplicitShape(Method):
             return self._inside_values(self.field(unit, code.expand(unit.shape[0], -1)))
 
         box = torch.stack([center - self.bound * scale, center + self.bound * scale])
-        return self._mesh(partial(self._chunked, field), box, resolution, mesh_from_volume, mise_volume)
+        return self._mesh(partial(self._chunked, field), box, resolution)
 
     def _inside_values(self, raw: Tensor) -> Tensor:
         """Raw field values -> inside above 0."""
