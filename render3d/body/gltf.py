@@ -64,12 +64,7 @@ class _Buffer:
 def _top_influences(model: BodyModel) -> tuple[np.ndarray, np.ndarray]:
     """``(joints [V, 4] uint16, weights [V, 4] float32)``: the four largest weights per
     vertex, renormalised to sum to one."""
-    weights = model.skinning_weights
-    if isinstance(weights, tuple):
-        indices, values = weights
-        dense = torch.zeros(model.n_vertices, model.n_joints).scatter_add_(1, indices.cpu(), values.cpu().float())
-    else:
-        dense = weights.detach().cpu().float()
+    dense = model.dense_weights.detach().cpu().float()
     count = min(INFLUENCES, model.n_joints)
     top = dense.topk(count, dim=1)
     values = top.values.clamp_min(0)

@@ -29,7 +29,7 @@ import torch
 from render3d.errors import ConfigError
 from render3d.ops.forward_kinematics import check_parents, forward_kinematics
 from render3d.ops.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
-from render3d.ops.skinning import linear_blend_skinning
+from render3d.ops.skinning import dense_weights, linear_blend_skinning
 
 
 @dataclass
@@ -201,8 +201,7 @@ class BodyModel(torch.nn.Module):
             self.register_buffer("weight_values", values.contiguous())
             # The CPU reference skins with one GEMM over dense [V, J] weights: keep them dense
             # too rather than scattering the sparse ones at every call.
-            dense = torch.zeros(n_vertices, n_joints).scatter_add_(1, indices, values)
-            self.register_buffer("dense_weights", dense, persistent=False)
+            self.register_buffer("dense_weights", dense_weights(indices, values, n_joints), persistent=False)
         else:
             values = _as_float(weights, "weights")
             if tuple(values.shape) != (n_vertices, n_joints):
