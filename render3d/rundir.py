@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from render3d.errors import ConfigError, DataError
 from render3d.io.atomic import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:  # torch loads on the first checkpoint, not at import: the CLI parser imports this module
+    import torch
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -41,6 +43,8 @@ RUN_ENTRIES = (CONFIG, CHECKPOINT, METRICS, RENDERS, METRICS_LOG, TENSORBOARD, C
 
 def save_checkpoint(run_dir: Path, payload: dict) -> Path:
     """Write ``payload`` (method, config, scene_info, step, state_dict) to ``RUN/checkpoint.pt``."""
+    import torch
+
     path = Path(run_dir) / CHECKPOINT
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -55,6 +59,8 @@ def load_checkpoint(run_dir: Path, map_location: torch.device | str = "cpu") -> 
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise DataError(f"{path}: no checkpoint in this run directory (was the fit finished?)")
+    import torch
+
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files

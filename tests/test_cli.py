@@ -337,3 +337,11 @@ def test_the_console_script_sets_the_policy_before_torch_starts(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0 and "policy PASSIVE" in result.stdout
+
+
+def test_building_the_parser_does_not_import_torch():
+    # main() sets OMP_WAIT_POLICY only while torch is not loaded yet; the parser must not load it.
+    code = ("import sys; from render3d.apps.cli import build_parser; build_parser();"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
