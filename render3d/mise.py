@@ -36,7 +36,7 @@ import torch
 from render3d.errors import ConfigError
 from render3d.mesh import _field_device, _validated_bbox, mesh_from_volume
 
-__all__ = ["extract_mesh_mise", "mise_volume"]
+__all__ = ["coarsest_resolution", "extract_mesh_mise", "mise_volume"]
 
 _INSIDE_CHOICES = ("above", "below")
 
@@ -91,6 +91,14 @@ def mise_volume(
     device = _field_device(field) if device is None else torch.device(device)
     grid = _Grid(field, box, int(resolution), float(level), inside == "above", device, int(chunk_size))
     return grid.run(int(initial_resolution))
+
+
+def coarsest_resolution(resolution: int, limit: int) -> int:
+    """The ``initial_resolution`` for :func:`mise_volume`: ``resolution`` (cells per axis)
+    halved while it is even and above ``limit`` (a grid that cannot be halved stays whole)."""
+    while resolution % 2 == 0 and resolution > limit:
+        resolution //= 2
+    return resolution
 
 
 def extract_mesh_mise(

@@ -311,13 +311,12 @@ class DVR(Method):
         """The occupancy logits on the grid by MISE (:func:`render3d.mise.mise_volume`): the
         coarsest grid is the largest of ``resolution - 1`` cells divided by a power of two that
         is at most ``mise_initial_resolution`` (a grid that cannot be halved is evaluated in full)."""
-        from render3d.mise import mise_volume
+        from render3d.mise import coarsest_resolution, mise_volume
 
         if len(set(resolution)) != 1:
             raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
-        cells = initial = resolution[0] - 1
-        while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
-            initial //= 2
+        cells = resolution[0] - 1
+        initial = coarsest_resolution(cells, self.config["mise_initial_resolution"])
         volume, _ = mise_volume(self.field.logits, bbox.to(self.device), cells, 0.0, initial_resolution=initial,
                                 device=self.device, chunk_size=int(self.config["eval_chunk_samples"]))
         return volume, 0.0

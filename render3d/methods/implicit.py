@@ -294,11 +294,9 @@ class ImplicitShape(Method):
     def _mise_volume(self, field, box: Tensor, cells: int, level: float) -> Tensor:
         """``field`` on ``cells`` cubic cells of ``box`` by MISE, from the largest power-of-two
         division of ``cells`` that is at most ``mise_initial_resolution``."""
-        from render3d.mise import mise_volume
+        from render3d.mise import coarsest_resolution, mise_volume
 
-        initial = cells
-        while initial % 2 == 0 and initial > self.config["mise_initial_resolution"]:
-            initial //= 2
+        initial = coarsest_resolution(cells, self.config["mise_initial_resolution"])
         volume, _ = mise_volume(field, box, cells, level, initial_resolution=initial, device=self.device,
                                 chunk_size=self.config["eval_chunk"])
         return volume
