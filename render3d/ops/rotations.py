@@ -29,9 +29,9 @@ def _check_last(tensor: torch.Tensor, size: int, name: str, where: str) -> None:
         raise ConfigError(f"{where}: {name} must have shape [..., {size}], got {tuple(getattr(tensor, 'shape', ()))}")
 
 
-def _check_matrix(matrix: torch.Tensor, where: str) -> None:
+def _check_matrix(matrix: torch.Tensor, where: str, name: str = "matrix") -> None:
     if not isinstance(matrix, torch.Tensor) or matrix.dim() < 2 or matrix.shape[-2:] != (3, 3):
-        raise ConfigError(f"{where}: matrix must have shape [..., 3, 3], got {tuple(getattr(matrix, 'shape', ()))}")
+        raise ConfigError(f"{where}: {name} must have shape [..., 3, 3], got {tuple(getattr(matrix, 'shape', ()))}")
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,13 @@ def matrix_to_rotation_6d(matrix: torch.Tensor) -> torch.Tensor:
 def rigid_transform(rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
     """``[..., 4, 4]`` homogeneous transforms from ``rotation [..., 3, 3]`` and
     ``translation [..., 3]`` (broadcast together)."""
-    batch = torch.broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
+    _check_matrix(rotation, "rigid_transform", "rotation")
+    _check_last(translation, 3, "translation", "rigid_transform")
+    try:
+        batch = torch.broadcast_shapes(rotation.shape[:-2], translation.shape[:-1])
+    except RuntimeError:
+        raise ConfigError(f"rigid_transform: rotation {tuple(rotation.shape)} and translation "
+                          f"{tuple(translation.shape)} have batch shapes that do not broadcast") from None
     top = torch.cat([rotation.expand(*batch, 3, 3), translation.expand(*batch, 3)[..., None]], -1)
     bottom = torch.zeros(*top.shape[:-2], 1, 4, dtype=top.dtype, device=top.device)
     bottom[..., 0, 3] = 1

@@ -111,3 +111,12 @@ def test_bad_shapes_are_named():
         axis_angle_to_matrix(torch.zeros(4, 2))
     with pytest.raises(ConfigError, match="rotation_6d"):
         rotation_6d_to_matrix(torch.zeros(5))
+
+
+def test_rigid_transform_bad_shapes_are_named():
+    with pytest.raises(ConfigError, match="rigid_transform: rotation"):
+        rigid_transform(torch.zeros(2, 3), torch.zeros(3))
+    with pytest.raises(ConfigError, match="rigid_transform: translation"):
+        rigid_transform(torch.zeros(3, 3), torch.zeros(4))
+    with pytest.raises(ConfigError, match="do not broadcast"):
+        rigid_transform(torch.zeros(2, 3, 3), torch.zeros(5, 3))
