@@ -257,10 +257,9 @@ class ImplicitShape(Method):
 
     @torch.no_grad()
     def _chunked(self, fn, points: Tensor) -> Tensor:
-        chunk = int(self.config["eval_chunk"])
-        if points.shape[0] <= chunk:
-            return fn(points)
-        return torch.cat([fn(part) for part in points.split(chunk)])
+        from render3d.ops.surface_search import evaluate_chunked
+
+        return evaluate_chunked(fn, points, int(self.config["eval_chunk"]))
 
     # ------------------------------------------------------------------ meshing
     def density_field(self):
