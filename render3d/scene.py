@@ -55,11 +55,11 @@ DEFAULT_CHECKPOINT_MINUTES = 5.0
 
 def _checkpoint_seconds(minutes: float | None) -> float | None:
     """``checkpoint_minutes`` in seconds (None: no time-based checkpoints); ConfigError if invalid."""
-    if minutes is None or (not isinstance(minutes, bool) and isinstance(minutes, (int, float)) and minutes == 0):
+    if minutes is None:
         return None
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes < math.inf:
         raise ConfigError(f"checkpoint_minutes must be a positive number of minutes, 0 or None, got {minutes!r}")
-    return 60.0 * float(minutes)
+    return 60.0 * float(minutes) if minutes else None
 
 
 def _resumed_budget(payload: dict, budget: StepBudget | None, method_config: dict) -> StepBudget | None:
