@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from render3d.body.model import BodyModel, _rigid_inverse
+from render3d.body.model import BodyModel, _local_transforms as _model_local_transforms, _rigid_inverse
 from render3d.io.atomic import atomic_path
 from render3d.ops.rotations import matrix_to_quaternion
 
@@ -81,15 +81,8 @@ def _local_transforms(model: BodyModel, frames: torch.Tensor, rotations: torch.T
                       transl: torch.Tensor) -> torch.Tensor:
     """``[T, J, 4, 4]`` local joint transforms ``inv(P_parent) P_k L_k`` with ``transl``
     added to the roots' translations."""
-    count = rotations.shape[0]
-    pose = torch.zeros(count, model.n_joints, 4, 4)
-    pose[..., :3, :3] = rotations
-    pose[..., 3, 3] = 1
-    inverse = _rigid_inverse(frames)
-    roots = model.parents < 0
-    parent_inverse = torch.where(roots[:, None, None], torch.eye(4), inverse[model.parents.clamp_min(0)])
-    local = parent_inverse @ frames @ pose
-    local[:, roots, :3, 3] += transl[:, None, :]
+    local, _ = _model_local_transforms(model.parents, frames, rotations)
+    local[:, model.parents < 0, :3, 3] += transl[:, None, :]
     return local
 
 

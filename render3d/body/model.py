@@ -28,7 +28,7 @@ import torch
 
 from render3d.errors import ConfigError
 from render3d.ops.forward_kinematics import check_parents, forward_kinematics
-from render3d.ops.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
+from render3d.ops.rotations import axis_angle_to_matrix, rigid_transform, rotation_6d_to_matrix
 from render3d.ops.skinning import dense_weights, linear_blend_skinning
 
 
@@ -91,6 +91,19 @@ def _rigid_inverse(frames: torch.Tensor) -> torch.Tensor:
     inverse[..., :3, 3] = -(rotation_t @ frames[..., :3, 3:]).squeeze(-1)
     inverse[..., 3, 3] = 1
     return inverse
+
+
+def _local_transforms(parents: torch.Tensor, frames: torch.Tensor, rotations: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(local, inverse_frames)``: the local joint transforms ``inv(P_parent) P_k R_k``
+    (``P_parent = I`` at roots) ``[..., J, 4, 4]`` for rest frames ``P [..., J, 4, 4]`` and
+    rotations ``R [..., J, 3, 3]`` (batch shapes broadcast), and ``inv(P)``."""
+    pose = rigid_transform(rotations, rotations.new_zeros(3))
+    inverse = _rigid_inverse(frames)
+    roots = (parents < 0).to(frames.device)
+    eye = torch.eye(4, dtype=frames.dtype, device=frames.device)
+    parent_inverse = torch.where(roots[:, None, None], eye, inverse[..., parents.clamp_min(0), :, :])
+    return parent_inverse @ frames @ pose, inverse
 
 
 class BodyModel(torch.nn.Module):
@@ -312,15 +325,7 @@ class BodyModel(torch.nn.Module):
             eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
             features = (rotations[:, 1:] - eye).reshape(batch, -1)
             posed_rest = shaped + (features @ self.pose_dirs).view(batch, self.n_vertices, 3)
-        pose_transforms = torch.zeros(batch, self.n_joints, 4, 4, dtype=rotations.dtype, device=rotations.device)
-        pose_transforms[..., :3, :3] = rotations
-        pose_transforms[..., 3, 3] = 1
-        inverse_frames = _rigid_inverse(frames)
-        parent_inverse = inverse_frames[:, self.parents.clamp_min(0)]
-        roots = (self.parents < 0).to(frames.device)
-        parent_inverse = torch.where(roots[None, :, None, None], torch.eye(4, dtype=frames.dtype, device=frames.device),
-                                     parent_inverse)
-        local = parent_inverse @ frames @ pose_transforms
+        local, inverse_frames = _local_transforms(self.parents, frames, rotations)
         world = forward_kinematics(local, self.parents)
         offset = torch.zeros(batch, 1, 4, 4, dtype=world.dtype, device=world.device)
         offset[:, 0, :3, 3] = transl
