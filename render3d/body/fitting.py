@@ -280,13 +280,12 @@ def fit_body(model: BodyModel, keypoints: Keypoints2D, camera: PinholeCamera, *,
 
 def procrustes_error(predicted: torch.Tensor, target: torch.Tensor) -> float:
     """Mean distance between ``predicted [N, 3]`` and ``target [N, 3]`` after the similarity
-    transform (rotation, translation, scale) that best aligns predicted onto target."""
-    mu_p, mu_t = predicted.mean(0), target.mean(0)
-    p, t = predicted - mu_p, target - mu_t
-    u, s, vh = torch.linalg.svd(p.T @ t)
-    d = torch.sign(torch.linalg.det(u @ vh))
-    correction = torch.diag(torch.tensor([1.0, 1.0, float(d)], dtype=p.dtype))
-    rotation = u @ correction @ vh
-    scale = (s * correction.diagonal()).sum() / p.square().sum()
-    aligned = scale * p @ rotation + mu_t
-    return float((aligned - target).norm(dim=-1).mean())
+    transform (rotation, translation, scale) that best aligns predicted onto target
+    (:func:`render3d.data.sfm.similarity_alignment`, in float64; ``N >= 3``)."""
+    from render3d.data.sfm import similarity_alignment  # imported here: render3d.data loads its readers
+
+    source = predicted.detach().cpu().double().numpy()
+    goal = target.detach().cpu().double().numpy()
+    scale, rotation, translation = similarity_alignment(source, goal)
+    aligned = scale * source @ rotation.T + translation
+    return float(np.linalg.norm(aligned - goal, axis=-1).mean())
