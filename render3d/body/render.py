@@ -76,14 +76,6 @@ def triangle_gaussians(vertices: torch.Tensor, faces: torch.Tensor, colors: torc
     }
 
 
-def _ray_length_per_depth(camera: Cameras) -> torch.Tensor:
-    xy = camera.pixel_grid().reshape(-1, 2)
-    K = camera.K[0]
-    x = (xy[:, 0] - K[0, 2]) / K[0, 0]
-    y = (xy[:, 1] - K[1, 2]) / K[1, 1]
-    return torch.sqrt(x * x + y * y + 1.0).reshape(1, camera.height, camera.width)
-
-
 class BodyScene:
     """A posed body (or a sequence of poses) that renders like :class:`render3d.Scene`.
 
@@ -132,6 +124,9 @@ class BodyScene:
         """
         if not isinstance(cameras, Cameras):
             raise ConfigError(f"cameras must be render3d.Cameras, got {type(cameras).__name__}")
+        # The 3DGS method's depth conversion; imported here, as render3d.methods loads the data readers.
+        from render3d.methods.gaussians import _ray_length_per_depth
+
         outputs: dict[str, list] = {"rgb": [], "depth": [], "alpha": []}
         with torch.no_grad():
             for vertices in self.vertices():
