@@ -41,9 +41,12 @@ def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from render3d.data.shapes import is_shape_path
+
     check_writable(args.out, "--out", folder=True)
     method, seed, config = _fit_options(args)
-    split = None if args.no_eval or _is_shape_data(args.data) else _evaluation_split(Path(args.data))
+    # Shapes (meshes, point clouds) have no images to evaluate on; `eval --mesh-gt` compares the surface.
+    split = None if args.no_eval or is_shape_path(args.data) else _evaluation_split(Path(args.data))
     viewer = _fit_viewer(args) if args.view else None
     try:
         scene = _fit(args, method, seed, config, on_step=None if viewer is None else viewer.on_step)
@@ -87,14 +90,6 @@ def _fit(args: argparse.Namespace, method: str, seed: int, config: dict, on_step
         progress=not args.quiet,
         on_step=on_step,
     )
-
-
-def _is_shape_data(data: str) -> bool:
-    """Whether ``data`` is a mesh, a point cloud or a folder of meshes (no images to evaluate on;
-    ``render3d eval RUN --mesh-gt FILE`` compares the surface instead)."""
-    from render3d.data.shapes import is_shape_path
-
-    return is_shape_path(data)
 
 
 def _fit_options(args: argparse.Namespace) -> tuple[str, int, dict]:
