@@ -53,3 +53,21 @@ class FourierFeatures(torch.nn.Module):
             return x
         phase = (2.0 * math.pi) * (x @ self.matrix.t().to(x.dtype))
         return torch.cat([x, torch.sin(phase), torch.cos(phase)], dim=-1)
+
+
+def hash_grid_config(config: dict) -> dict:
+    """tcnn-style hash-grid config (for :class:`render3d.ops.hash_encoding.HashGrid`) from a method's
+    ``hash_levels``, ``hash_features``, ``log2_hashmap_size``, ``base_resolution`` and ``max_resolution``
+    options (ConfigError on levels outside 1..32 or ``max_resolution < base_resolution``)."""
+    levels = int(config["hash_levels"])
+    base = int(config["base_resolution"])
+    if not 1 <= levels <= 32 or base < 1 or config["max_resolution"] < base:
+        raise ConfigError("hash_levels must be in 1..32 and max_resolution >= base_resolution >= 1")
+    return {
+        "otype": "HashGrid",
+        "n_levels": levels,
+        "n_features_per_level": int(config["hash_features"]),
+        "log2_hashmap_size": int(config["log2_hashmap_size"]),
+        "base_resolution": base,
+        "per_level_scale": math.exp(math.log(config["max_resolution"] / base) / max(levels - 1, 1)),
+    }

@@ -9,31 +9,14 @@ there, while the occupancy field, evaluated at every march sample, stays a smoot
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from render3d.errors import ConfigError
 from render3d.fields import ImplicitField
+from render3d.fields.encodings import hash_grid_config
 
 ENCODINGS = ("fourier", "hash")
-
-
-def _hash_config(config: dict) -> dict:
-    """tcnn-style hash-grid config from the method's options."""
-    levels = int(config["hash_levels"])
-    base = int(config["base_resolution"])
-    if not 1 <= levels <= 32 or base < 1 or config["max_resolution"] < base:
-        raise ConfigError("hash_levels must be in 1..32 and max_resolution >= base_resolution >= 1")
-    return {
-        "otype": "HashGrid",
-        "n_levels": levels,
-        "n_features_per_level": int(config["hash_features"]),
-        "log2_hashmap_size": int(config["log2_hashmap_size"]),
-        "base_resolution": base,
-        "per_level_scale": math.exp(math.log(config["max_resolution"] / base) / max(levels - 1, 1)),
-    }
 
 
 class OccupancyTextureField(torch.nn.Module):
@@ -53,7 +36,7 @@ class OccupancyTextureField(torch.nn.Module):
             raise ConfigError(f"init_radius must be in (0, 1) (a fraction of the box's half size), got {config['init_radius']!r}")
         self.register_buffer("center", (aabb[0] + aabb[1]) * 0.5)
         self.register_buffer("half_size", ((aabb[1] - aabb[0]) * 0.5).max())
-        hash_config = _hash_config(config) if config["encoding"] == "hash" else None
+        hash_config = hash_grid_config(config) if config["encoding"] == "hash" else None
         self.occupancy = ImplicitField(
             encoding=config["encoding"],
             bound=1.0,
@@ -66,7 +49,7 @@ class OccupancyTextureField(torch.nn.Module):
         )
         from render3d.ops.hash_encoding import HashGrid
 
-        self.texture_encoding = HashGrid(_hash_config(config))
+        self.texture_encoding = HashGrid(hash_grid_config(config))
         width = self.texture_encoding.n_output_dims + 3
         layers = []
         for _ in range(int(config["texture_layers"])):

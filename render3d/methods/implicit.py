@@ -35,6 +35,7 @@ from torch import Tensor
 from render3d.cameras import Cameras
 from render3d.errors import ConfigError, DataError
 from render3d.fields import ImplicitField, field_gradient
+from render3d.fields.encodings import hash_grid_config
 from render3d.methods import register
 from render3d.methods._ray_rendering import render_cameras
 from render3d.methods._shape_samples import labelled_samples
@@ -150,7 +151,7 @@ class ImplicitShape(Method):
         self.field = ImplicitField(
             encoding=self.config["encoding"], bound=self.bound, hidden_dim=self.config["hidden_dim"],
             n_layers=self.config["n_layers"], activation="softplus" if self._label == "sdf" else "relu",
-            n_frequencies=self.config["n_frequencies"], hash_config=self._hash_config(), latent_dim=latent_dim,
+            n_frequencies=self.config["n_frequencies"], hash_config=hash_grid_config(self.config), latent_dim=latent_dim,
             geometric_init=self._label == "sdf", init_radius=0.3,
         )
         self.codes = torch.nn.Embedding(len(scene_info.shapes), latent_dim) if latent_dim else None
@@ -161,13 +162,6 @@ class ImplicitShape(Method):
         self.register_buffer("albedo", torch.tensor(ALBEDO, dtype=torch.float32))
         self.register_buffer("background", torch.tensor(scene_info.background, dtype=torch.float32))
         self.active_shape = 0  # the shape that density_field, extract_mesh and render show
-
-    def _hash_config(self) -> dict:
-        levels = int(self.config["hash_levels"])
-        base = int(self.config["base_resolution"])
-        return {"otype": "HashGrid", "n_levels": levels, "n_features_per_level": int(self.config["hash_features"]),
-                "log2_hashmap_size": int(self.config["log2_hashmap_size"]), "base_resolution": base,
-                "per_level_scale": math.exp(math.log(self.config["max_resolution"] / base) / max(levels - 1, 1))}
 
     def _codes_for(self, shape_index: Tensor | int, count: int) -> Tensor | None:
         if self.codes is None:
