@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from render3d.body.model import BodyModel, _local_transforms as _model_local_transforms, _rigid_inverse
-from render3d.io.atomic import atomic_path
+from render3d.io.atomic import atomic_write_bytes
 from render3d.ops.rotations import matrix_to_quaternion
 
 INFLUENCES = 4
@@ -177,12 +177,9 @@ def _write_glb(path: Path, document: dict, binary: bytes) -> Path:
     text += b" " * (-len(text) % 4)
     binary += b"\0" * (-len(binary) % 4)
     total = 12 + 8 + len(text) + 8 + len(binary)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(struct.pack("<4sII", b"glTF", 2, total))
-            handle.write(struct.pack("<I4s", len(text), b"JSON") + text)
-            handle.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
-    return path
+    return atomic_write_bytes(path, struct.pack("<4sII", b"glTF", 2, total)
+                              + struct.pack("<I4s", len(text), b"JSON") + text
+                              + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
 
 
 def read_glb(path: str | Path) -> tuple[dict, bytes]:
