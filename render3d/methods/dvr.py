@@ -42,7 +42,7 @@ from render3d.methods.base import Method, SceneInfo
 from render3d.ops.implicit_surface import implicit_surface_points
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.surface_crossing import surface_crossing
-from render3d.ops.surface_search import secant_refine
+from render3d.ops.surface_search import evaluate_chunked, secant_refine
 
 _OCCUPANCY_POINTS = ("max", "random")
 
@@ -258,7 +258,7 @@ class DVR(Method):
         t = (t_starts + t_ends) * 0.5
         points = origins[ray_indices] + dirs[ray_indices] * t[:, None]
         chunk = int(self.config["eval_chunk_samples"])
-        values = torch.cat([self.field.logits(part) for part in points.split(chunk)]) if t.numel() else t
+        values = evaluate_chunked(self.field.logits, points, chunk) if t.numel() else t
         crossing = surface_crossing(ray_indices, t, values, n_rays, level=0.0)
         hit = crossing.hit
         depth = torch.zeros_like(crossing.t_near)
