@@ -27,7 +27,7 @@ MIN_DIRECTIONAL_DERIVATIVE = 1e-6
 
 class _ImplicitSurfacePoints(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, field, n_params, points, rays_o, rays_d, *params):
+    def forward(ctx, field, points, rays_o, rays_d, *params):
         ctx.field = field
         ctx.save_for_backward(points, rays_o, rays_d, *params)
         return points.clone()
@@ -45,18 +45,18 @@ class _ImplicitSurfacePoints(torch.autograd.Function):
                                 slope.clamp(max=-MIN_DIRECTIONAL_DERIVATIVE))
             # dL/dt along each ray, divided by the directional derivative: the VJP's cotangent.
             scale = (grad_points * rays_d).sum(-1) / slope  # [R]
-            wanted = [p for p, w in zip(params, want[5:]) if w]
+            wanted = [p for p, w in zip(params, want[4:]) if w]
             grads = torch.autograd.grad(values, wanted, grad_outputs=-scale, allow_unused=True) if wanted else ()
         grads = iter(grads)
-        grad_params = [next(grads) if w else None for w in want[5:]]
+        grad_params = [next(grads) if w else None for w in want[4:]]
         grad_o = grad_d = None
-        if want[3] or want[4]:
+        if want[2] or want[3]:
             grad_ray = grad_points - scale[:, None] * normal
-            grad_o = grad_ray if want[3] else None
-            if want[4]:
+            grad_o = grad_ray if want[2] else None
+            if want[3]:
                 t = ((points - rays_o) * rays_d).sum(-1) / (rays_d * rays_d).sum(-1)
                 grad_d = t[:, None] * grad_ray
-        return (None, None, None, grad_o, grad_d, *grad_params)
+        return (None, None, grad_o, grad_d, *grad_params)
 
 
 def implicit_surface_points(field: Callable[[Tensor], Tensor], points: Tensor, rays_o: Tensor, rays_d: Tensor,
@@ -83,4 +83,4 @@ def implicit_surface_points(field: Callable[[Tensor], Tensor], points: Tensor, r
     if params is None:
         params = field.parameters() if isinstance(field, torch.nn.Module) else ()
     params = [p for p in params if p.requires_grad]
-    return _ImplicitSurfacePoints.apply(field, len(params), points.detach(), rays_o, rays_d, *params)
+    return _ImplicitSurfacePoints.apply(field, points.detach(), rays_o, rays_d, *params)
