@@ -69,8 +69,13 @@ def test_3dgs_rescales_its_densification_schedule_with_the_total():
     method = get_method("3dgs")(get_method("3dgs").make_config(preset="balanced"), info)
     method.strategy = method._make_strategy()
     stop = method.strategy.refine_stop
+    every = method.strategy.refine_every
     method.set_total_steps(1400)
     assert method.config["steps"] == 1400 and method.strategy.refine_stop == round(stop / 2)
+    # the gradient-statistics window never shrinks with a compressed schedule, but stretches
+    assert method.strategy.refine_every == every
+    method.set_total_steps(5600)
+    assert method.strategy.refine_stop == 2 * stop and method.strategy.refine_every == 2 * every
 
 
 class SlowToy(ToySphere):

@@ -17,7 +17,8 @@ CPU, Triton kernels on CUDA) and fitted one training image per step with
   :mod:`render3d.methods._densification`.
 
 The schedule keys (``refine_*``, ``reset_every``, ``sh_degree_every``) are given for a run of
-``schedule_steps`` steps (the original 30000) and scaled to the actual ``steps``.
+``schedule_steps`` steps (the original 30000) and scaled to the actual ``steps``
+(``refine_every`` only upwards).
 """
 from __future__ import annotations
 
@@ -121,8 +122,16 @@ class GaussianSplatting(Method):
 
     # ------------------------------------------------------------------ schedule
     def _scheduled(self, key: str) -> int:
-        """A schedule key scaled from ``schedule_steps`` to this run's ``steps`` (at least 1)."""
+        """A schedule key scaled from ``schedule_steps`` to this run's ``steps`` (at least 1).
+
+        ``refine_every`` is the window over which view-space gradients are averaged before a
+        densification decision, so it stretches with a longer run but never shrinks: a
+        compressed schedule (a short ``--time`` budget) densifies less often rather than
+        deciding from a handful of views.
+        """
         ratio = self.config["steps"] / max(self.config["schedule_steps"], 1)
+        if key == "refine_every":
+            ratio = max(ratio, 1.0)
         return max(1, round(self.config[key] * ratio))
 
     def _lr_means(self, step: int) -> float:
