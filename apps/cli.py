@@ -9,6 +9,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 
 from render3d.errors import Render3DError
 
@@ -219,24 +220,45 @@ def _version() -> str:
     return f"render3d {__version__}"
 
 
-def omp_wait_policy(environ, load_average: float, cores: int) -> str | None:
+def omp_wait_policy(environ, busy_cores: float, cores: int) -> str | None:
     """The ``OMP_WAIT_POLICY`` to set before torch starts, or None to leave OpenMP's default.
 
     Measured on 2 cores (benchmarks/RESULTS.md, "OpenMP wait policy"): ``PASSIVE`` makes a fit
     that has the cores to itself 1.7x slower, but two fits sharing them 2.9x faster, because
     spinning threads no longer steal each other's cores. So it is set only when other work
-    already keeps every core busy (a 1-minute load average >= the core count), and never over
-    a value the user chose.
+    already keeps every core busy (``busy_cores >= cores``, see :func:`busy_cores`), and never
+    over a value the user chose.
     """
     if "OMP_WAIT_POLICY" in environ:
         return None
-    return "PASSIVE" if load_average >= cores else None
+    return "PASSIVE" if busy_cores >= cores else None
+
+
+def busy_cores(proc_loadavg: str = "/proc/loadavg", samples: int = 3, interval: float = 0.01) -> float:
+    """How many cores other work keeps busy now: the 1-minute load average, capped by the
+    most threads seen runnable besides this one in a few samples of ``/proc/loadavg``.
+
+    The load average alone lags: a fit started right after another one ends would still see
+    the old fit's load for a minute and take the slow policy. Where ``/proc/loadavg`` cannot
+    be read (not Linux), the load average is used as it is.
+    """
+    load_average = os.getloadavg()[0]
+    runnable = []
+    for index in range(samples):
+        try:
+            with open(proc_loadavg) as handle:
+                runnable.append(int(handle.read().split()[3].split("/")[0]) - 1)  # "R/T": minus ourselves
+        except (OSError, IndexError, ValueError):
+            return load_average
+        if index + 1 < samples:
+            time.sleep(interval)
+    return min(load_average, max(runnable))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``render3d`` console script; returns the exit status."""
     if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads it
-        policy = omp_wait_policy(os.environ, os.getloadavg()[0], os.cpu_count() or 1)
+        policy = omp_wait_policy(os.environ, busy_cores(), os.cpu_count() or 1)
         if policy is not None:
             os.environ["OMP_WAIT_POLICY"] = policy
     try:

@@ -324,16 +324,31 @@ def test_info_on_colmap_says_val_is_the_test_images(tmp_path, capsys):
 def test_omp_wait_policy_is_passive_only_on_busy_cores_and_never_overrides_the_user():
     from render3d.apps.cli import omp_wait_policy
 
-    assert omp_wait_policy({}, load_average=0.3, cores=2) is None
-    assert omp_wait_policy({}, load_average=2.0, cores=2) == "PASSIVE"
-    assert omp_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, load_average=9.0, cores=2) is None
+    assert omp_wait_policy({}, busy_cores=0.3, cores=2) is None
+    assert omp_wait_policy({}, busy_cores=2.0, cores=2) == "PASSIVE"
+    assert omp_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, busy_cores=9.0, cores=2) is None
+
+
+def test_busy_cores_does_not_count_a_load_that_has_just_ended(tmp_path, monkeypatch):
+    # Right after another fit ends the 1-minute load average still says 2; only this process
+    # is runnable ("1/150"), so no core is busy. With 3 threads runnable besides us, the load
+    # average (the smaller) counts.
+    from render3d.apps import cli
+
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (2.0, 1.0, 0.5))
+    proc = tmp_path / "loadavg"
+    proc.write_text("2.00 1.00 0.50 1/150 4242\n")
+    assert cli.busy_cores(str(proc), interval=0) == 0
+    proc.write_text("2.00 1.00 0.50 4/150 4242\n")
+    assert cli.busy_cores(str(proc), interval=0) == 2.0
+    assert cli.busy_cores(str(tmp_path / "missing"), interval=0) == 2.0
 
 
 def test_the_console_script_sets_the_policy_before_torch_starts(tmp_path):
-    # A child process sees a busy machine through a patched os.getloadavg and reports what
-    # OpenMP was started with.
-    code = ("import os, sys; os.getloadavg = lambda: (64.0, 0.0, 0.0); sys.argv = ['render3d', 'info'];"
-            "from render3d.apps.cli import main; main(); print('policy', os.environ.get('OMP_WAIT_POLICY'))")
+    # A child process sees busy cores through a patched busy_cores and reports what OpenMP
+    # was started with.
+    code = ("import os, sys; import render3d.apps.cli as cli; cli.busy_cores = lambda: 64.0;"
+            "sys.argv = ['render3d', 'info']; cli.main(); print('policy', os.environ.get('OMP_WAIT_POLICY'))")
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0 and "policy PASSIVE" in result.stdout
