@@ -212,16 +212,12 @@ class BodyModel(torch.nn.Module):
                 raise ConfigError(f"BodyModel: weight indices must lie in [0, {n_joints})")
             self.register_buffer("weight_indices", indices.contiguous())
             self.register_buffer("weight_values", values.contiguous())
-            # The CPU reference skins with one GEMM over dense [V, J] weights: keep them dense
-            # too rather than scattering the sparse ones at every call.
-            self.register_buffer("dense_weights", dense_weights(indices, values, n_joints), persistent=False)
         else:
             values = _as_float(weights, "weights")
             if tuple(values.shape) != (n_vertices, n_joints):
                 raise ConfigError(f"BodyModel: dense weights must have shape [V, J] = [{n_vertices}, {n_joints}], got {tuple(values.shape)}")
             self.register_buffer("weight_indices", None)
             self.register_buffer("weight_values", values.contiguous())
-            self.register_buffer("dense_weights", values, persistent=False)
 
     @classmethod
     def from_anny(cls, phenotype: dict | None = None, shape: bool = True) -> "BodyModel":
@@ -250,10 +246,12 @@ class BodyModel(torch.nn.Module):
             return self.weight_values
         return self.weight_indices, self.weight_values
 
-    def _weights_for_skinning(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Sparse weights for the CUDA kernels (they gather ``M`` joints per vertex), dense
-        ones for the reference (one GEMM)."""
-        return self.skinning_weights if self.template.is_cuda else self.dense_weights
+    @property
+    def dense_weights(self) -> torch.Tensor:
+        """``[V, J]`` skinning weights (sparse ones scattered)."""
+        if self.weight_indices is None:
+            return self.weight_values
+        return dense_weights(self.weight_indices, self.weight_values, self.n_joints)
 
     def pose_matrices(self, pose: torch.Tensor) -> torch.Tensor:
         """``[B, J, 3, 3]`` rotations from axis-angle ``[B, J, 3]``, matrices ``[B, J, 3, 3]``
@@ -290,9 +288,12 @@ class BodyModel(torch.nn.Module):
 
     def rest_frames(self, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shaped rest vertices ``[B, V, 3]`` and rest frames ``P [B, J, 4, 4]`` for
-        ``betas [B, S']`` (``S' <= S``; missing betas are zero)."""
+        ``betas [B, S']`` (``S' <= S``; missing betas are zero). The vertices are a view of
+        ``[V, 3, B]`` memory, bodies innermost: the layout the skinning reference reads, so
+        it needs no transposed copy."""
         used = betas.shape[1]
-        shaped = torch.addmm(self.template.view(1, -1), betas, self.shape_dirs[:used]).view(-1, self.n_vertices, 3)
+        shaped = torch.addmm(self.template.view(-1, 1), self.shape_dirs[:used].t(), betas.t())
+        shaped = shaped.view(self.n_vertices, 3, -1).permute(2, 0, 1)
         joints = torch.addmm(self.rest_joints.view(1, -1), betas, self.joint_shape_dirs[:used]).view(-1, self.n_joints, 3)
         frames = torch.zeros(betas.shape[0], self.n_joints, 4, 4, dtype=shaped.dtype, device=shaped.device)
         frames[..., :3, :3] = self.rest_orientations
@@ -324,14 +325,15 @@ class BodyModel(torch.nn.Module):
         if self.pose_dirs is not None and self.n_joints > 1:
             eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
             features = (rotations[:, 1:] - eye).reshape(batch, -1)
-            posed_rest = shaped + (features @ self.pose_dirs).view(batch, self.n_vertices, 3)
+            correctives = (self.pose_dirs.t() @ features.t()).view(self.n_vertices, 3, batch).permute(2, 0, 1)
+            posed_rest = shaped + correctives  # keeps the bodies-innermost layout of both
         local, inverse_frames = _local_transforms(self.parents, frames, rotations)
         world = forward_kinematics(local, self.parents)
         offset = torch.zeros(batch, 1, 4, 4, dtype=world.dtype, device=world.device)
         offset[:, 0, :3, 3] = transl
         world = world + offset  # transl added to every joint's translation column
         skinning = world @ inverse_frames
-        vertices = linear_blend_skinning(posed_rest, skinning, self._weights_for_skinning())
+        vertices = linear_blend_skinning(posed_rest, skinning, self.skinning_weights)
         return BodyOutput(vertices=vertices, joints=world[..., :3, 3], transforms=world, rest_frames=frames)
 
     def keypoints(self, output: BodyOutput, convention: str) -> tuple[torch.Tensor, torch.Tensor]:

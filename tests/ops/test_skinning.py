@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from render3d.errors import ConfigError
+from render3d.ops import skinning
 from render3d.ops.skinning import dense_weights, linear_blend_skinning, linear_blend_skinning_reference
 from tests.kernels.harness import assert_reference_gradcheck
 from tests.ops.test_forward_kinematics import PARENTS, random_local
@@ -37,6 +38,22 @@ def test_matches_per_vertex_definition_sparse_and_dense():
     torch.testing.assert_close(linear_blend_skinning_reference(vertices, transforms, (indices, values)), expected)
     dense = dense_weights(indices, values, 7)
     torch.testing.assert_close(linear_blend_skinning(vertices, transforms, dense), expected)
+
+
+def test_chunks_match_the_definition_and_gradcheck(monkeypatch):
+    # Chunks of 4 vertices over 11 (the last one partial); per-body and shared rest meshes.
+    monkeypatch.setattr(skinning, "VERTEX_CHUNK", 4)
+    transforms = random_local(2, PARENTS)
+    indices, values = sparse_weights(11, 7, 3)
+    for vertices in (torch.randn(2, 11, 3, dtype=torch.float64), torch.randn(1, 11, 3, dtype=torch.float64)):
+        expected = loop_skinning(vertices, transforms, indices, values)
+        torch.testing.assert_close(linear_blend_skinning_reference(vertices, transforms, (indices, values)), expected)
+        torch.testing.assert_close(
+            linear_blend_skinning_reference(vertices, transforms, dense_weights(indices, values, 7)), expected)
+    inputs = {"vertices": torch.randn(2, 11, 3, dtype=torch.float64), "transforms": transforms, "values": values}
+    assert_reference_gradcheck(
+        lambda vertices, transforms, values: linear_blend_skinning_reference(vertices, transforms, (indices, values)),
+        inputs)
 
 
 def test_hand_computed_two_bones():
