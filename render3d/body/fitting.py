@@ -19,7 +19,8 @@ Schedule: the translation starts from similar triangles (the model's 3D torso he
 the 2D one gives the depth), the orientation facing the camera upright; stage 0 solves
 orientation and translation on the torso keypoints; then three stages solve everything with
 the pose and shape prior weights decreasing (L-BFGS with a strong-Wolfe line search, 15
-iterations each).
+iterations each). Every step poses :meth:`BodyModel.keypoint_model`, the model cut down
+to the vertices the keypoints read.
 """
 from __future__ import annotations
 
@@ -201,27 +202,25 @@ def fit_body(model: BodyModel, keypoints: Keypoints2D, camera: PinholeCamera, *,
     """
     _check_finite("keypoints", keypoints.points)
     _check_finite("keypoint confidences", keypoints.confidence)
-    model.keypoint_map(keypoints.convention)
+    keypoint_model = model.keypoint_model(keypoints.convention)  # poses only the vertices keypoints read
     start = time.perf_counter()
     names = CONVENTIONS[keypoints.convention]
     with torch.no_grad():
-        _, present = model.keypoints(model(), keypoints.convention)
+        _, present = keypoint_model.keypoints(keypoint_model(), keypoints.convention)
     weight = (keypoints.confidence.clamp(0, 1) * present).square()
     torso = _torso_indices(names, present, keypoints.confidence)
     if len(torso) < 2:
         raise DataError("keypoints: fewer than two torso keypoints (shoulders, hips) have non-zero confidence")
     pose = torch.zeros(1, model.n_joints, 3)
     pose[0, 0] = _default_orientation()
-    transl = initial_translation(model, keypoints, camera, pose[0, 0])
+    transl = initial_translation(keypoint_model, keypoints, camera, pose[0, 0])
     betas = torch.zeros(1, model.n_betas)
     pose.requires_grad_(True)
     transl.requires_grad_(True)
     betas.requires_grad_(True)
-    root_mask = torch.zeros(1, model.n_joints, 1)
-    root_mask[0, 0] = 1
 
     def data_term(output, only=None) -> torch.Tensor:
-        points, _ = model.keypoints(output, keypoints.convention)
+        points, _ = keypoint_model.keypoints(output, keypoints.convention)
         residual = camera.project(points[0]) - keypoints.points
         energy = weight[:, None] * gmof(residual)
         return energy[only].sum() if only is not None else energy.sum()
@@ -247,14 +246,14 @@ def fit_body(model: BodyModel, keypoints: Keypoints2D, camera: PinholeCamera, *,
 
     def torso_energy():
         full = torch.cat([orientation, rest_pose[:, 1:]], 1)
-        return data_term(model(betas.detach(), full, transl), torso)
+        return data_term(keypoint_model(betas.detach(), full, transl), torso)
 
     losses.append(run([orientation, transl], torso_energy))
     with torch.no_grad():
         pose[:, :1] = orientation
     for stage, (pose_weight, shape_weight) in enumerate(stage_weights, start=1):
         def energy(pose_weight=pose_weight, shape_weight=shape_weight):
-            output = model(betas, pose, transl)
+            output = keypoint_model(betas, pose, transl)
             body_pose = pose[:, 1:]
             total = data_term(output) + pose_weight * body_pose.square().sum() + shape_weight * betas.square().sum()
             total = total + BEND_WEIGHT * _bend_penalty(model, pose)

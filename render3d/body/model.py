@@ -356,3 +356,32 @@ class BodyModel(torch.nn.Module):
             known = ", ".join(sorted(self.keypoint_maps)) or "none"
             raise ConfigError(f"BodyModel ({self.name}): no keypoint map {convention!r} (has: {known})")
         return self.keypoint_maps[convention]
+
+    def keypoint_model(self, convention: str) -> "BodyModel":
+        """This model cut down to the vertices that the ``convention``'s keypoints read (its
+        vertex picks and the columns of its regressor), with the same skeleton, rest joints,
+        shape and pose blend shapes and weights on them, and no faces. Its keypoints equal
+        this model's at any ``betas``, ``pose`` and ``transl``, at the cost of posing a few
+        hundred vertices instead of all: fitting evaluates it at every step."""
+        keypoint_map = self.keypoint_map(convention)
+        used = {vertex for vertex in keypoint_map.vertices if vertex >= 0}
+        if keypoint_map.regressor is not None:
+            used |= set(keypoint_map.regressor.abs().sum(0).nonzero()[:, 0].tolist())
+        kept = torch.tensor(sorted(used) or [0], device=self.template.device)  # a model needs one vertex
+        position = torch.full((self.n_vertices,), -1, dtype=torch.int64)
+        position[kept.cpu()] = torch.arange(kept.numel())
+        vertices = tuple(int(position[vertex]) if vertex >= 0 else -1 for vertex in keypoint_map.vertices)
+        regressor = None if keypoint_map.regressor is None else keypoint_map.regressor[:, kept]
+        n_betas, n_joints = self.n_betas, self.n_joints
+        shape_dirs = self.shape_dirs.view(n_betas, self.n_vertices, 3)[:, kept].permute(1, 2, 0)
+        pose_dirs = None if self.pose_dirs is None else self.pose_dirs.view(-1, self.n_vertices, 3)[:, kept].permute(1, 2, 0)
+        weights = self.weight_values[kept] if self.weight_indices is None else (self.weight_indices[kept],
+                                                                              self.weight_values[kept])
+        return BodyModel(
+            self.template[kept], torch.zeros(0, 3, dtype=torch.int64, device=kept.device), self.parents, weights,
+            shape_dirs=shape_dirs, pose_dirs=pose_dirs, rest_joints=self.rest_joints,
+            joint_shape_dirs=self.joint_shape_dirs.view(n_betas, n_joints, 3).permute(1, 2, 0),
+            rest_orientations=self.rest_orientations, joint_names=self.joint_names,
+            keypoint_maps={convention: KeypointMap(keypoint_map.names, keypoint_map.joints, vertices, regressor)},
+            bend_limits=self.bend_limits, name=f"{self.name} ({convention} keypoints)",
+        )

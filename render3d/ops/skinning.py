@@ -12,11 +12,11 @@ The blended matrix ``A_i = sum_k w_ik G_k[:3, :]`` is formed first, then applied
 - weights: ``grad w_ik = <g_i [v_i; 1]^T, G_k[:3, :]>`` (per ``(i, m)`` entry when sparse).
 
 The reference (:class:`_SkinningReference`, any device) works through the vertices in chunks
-of ``VERTEX_CHUNK``. For each chunk it blends every body's ``A`` at once, ``W_chunk @ G`` with
-``G`` the ``[J, 12 B]`` matrix of the transforms' top rows: a weighted sum of each vertex's
-``M`` slot rows (``embedding_bag``) when sparse, a GEMM over a dense ``[n, J]`` slice when
-dense; then it applies ``A`` along the bodies (innermost in memory). The backward recomputes
-``A`` chunk by chunk and forms the gradients above the same way, ``W_chunk^T @ (g [v; 1]^T)``
+of :data:`CHUNK_ENTRIES` blended entries. For each chunk it blends every body's ``A`` at once,
+``W_chunk @ G`` with ``G`` the ``[J, 12 B]`` matrix of the transforms' top rows: a weighted sum
+of each vertex's ``M`` slot rows (``embedding_bag``) when sparse, a GEMM over a dense ``[n, J]``
+slice when dense; then it applies ``A`` along the bodies (innermost in memory). The backward
+recomputes ``A`` chunk by chunk and forms the gradients above the same way, ``W_chunk^T @ (g [v; 1]^T)``
 for the transforms (sparse: the chunk's slots grouped by joint by one stable sort, the CSR
 transpose the kernels use). Chunking keeps each ``[n, 3, 4, B]`` block of blended matrices in
 cache, and the sparse sum reads ``M`` rows per vertex instead of ``J`` (9 of 104 on anny). The
@@ -34,7 +34,12 @@ from render3d.ops._backend import use_triton
 
 Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-VERTEX_CHUNK = 256  # a chunk's blended matrices, [256, 3, 4, B], stay in cache up to B ~ 64
+CHUNK_ENTRIES = 196_608  # blended-matrix entries per chunk ([n, 3, 4, B], 768 KB float32): in cache
+
+
+def _chunk_size(batch: int) -> int:
+    """Vertices per chunk for ``batch`` bodies: 256 at B = 64, every vertex at once for a few bodies."""
+    return max(1, CHUNK_ENTRIES // (12 * max(batch, 1)))
 
 
 def _validated(vertices: torch.Tensor, transforms: torch.Tensor, weights: Weights, where: str):
@@ -111,8 +116,9 @@ class _SkinningReference(torch.autograd.Function):
         rows = _transform_rows(transforms)
         points = vertices.permute(1, 2, 0)  # [V, 3, Bv]: bodies innermost, for contiguous multiply-adds
         out = vertices.new_empty(n_vertices, 3, batch)
-        for start in range(0, n_vertices if batch else 0, VERTEX_CHUNK):  # no body: nothing to blend
-            end = min(start + VERTEX_CHUNK, n_vertices)
+        chunk = _chunk_size(batch)
+        for start in range(0, n_vertices if batch else 0, chunk):  # no body: nothing to blend
+            end = min(start + chunk, n_vertices)
             blended = _blend(weights, indices, start, end, rows).view(end - start, 3, 4, batch)
             torch.sum(blended[:, :, :3] * points[start:end, None].contiguous(), 2, out=out[start:end])
             out[start:end] += blended[:, :, 3]
@@ -132,8 +138,9 @@ class _SkinningReference(torch.autograd.Function):
         grad_points = vertices.new_zeros(n_vertices, 3, vertices.shape[0]) if vertex_grad else None
         grad_rows = rows.new_zeros(rows.shape) if transform_grad else None
         grad_weights = torch.zeros_like(weights) if weight_grad else None
-        for start in range(0, n_vertices if batch else 0, VERTEX_CHUNK):  # no body: nothing to blend
-            end = min(start + VERTEX_CHUNK, n_vertices)
+        chunk = _chunk_size(batch)
+        for start in range(0, n_vertices if batch else 0, chunk):  # no body: nothing to blend
+            end = min(start + chunk, n_vertices)
             g = grad[start:end].contiguous()
             if vertex_grad:  # A[:, :3]^T g
                 blended = _blend(weights, indices, start, end, rows).view(end - start, 3, 4, batch)

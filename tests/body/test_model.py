@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from render3d.body import BodyModel, procedural_body
+from render3d.body.keypoints import COCO17
+from render3d.body.model import KeypointMap
 from render3d.body.procedural import JOINT_NAMES, REST_JOINTS
 from render3d.errors import ConfigError
 from render3d.ops.rotations import axis_angle_to_matrix, matrix_to_rotation_6d
+from tests.body.smpl_files import SMPL_PARENTS, smpl_arrays
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,35 @@ def test_keypoints_follow_the_maps(body):
     assert points25.shape == (1, 25, 3) and bool(present25.all())
     with pytest.raises(ConfigError, match="no keypoint map 'mpii'"):
         body.keypoints(out, "mpii")
+
+
+def _smpl_like_with_regressed_keypoints() -> BodyModel:
+    """An SMPL-format model (pose correctives, dense weights, joint regressor) whose COCO-17
+    map mixes a joint, a vertex and vertex blends."""
+    arrays = smpl_arrays(n_vertices=30, n_betas=4)
+    regressor = torch.zeros(17, 30)
+    regressor[3, [2, 5]] = 0.5
+    regressor[4, 7] = 1.0
+    joints, vertices = [-1] * 17, [-1] * 17
+    joints[0], vertices[1] = 15, 11
+    keypoint_map = KeypointMap(COCO17, tuple(joints), tuple(vertices), regressor)
+    return BodyModel(arrays["v_template"], arrays["f"].astype("int64"), SMPL_PARENTS, arrays["weights"],
+                     shape_dirs=arrays["shapedirs"], pose_dirs=arrays["posedirs"],
+                     joint_regressor=arrays["J_regressor"], keypoint_maps={"coco17": keypoint_map})
+
+
+def test_keypoint_model_gives_the_same_keypoints(body):
+    generator = torch.Generator().manual_seed(3)
+    for model in (body, _smpl_like_with_regressed_keypoints()):
+        small = model.keypoint_model("coco17")
+        assert small.n_vertices < model.n_vertices
+        betas = torch.randn(3, model.n_betas, generator=generator)
+        pose = 0.5 * torch.randn(3, model.n_joints, 3, generator=generator)
+        transl = torch.randn(3, 3, generator=generator)
+        expected, present = model.keypoints(model(betas, pose, transl), "coco17")
+        points, small_present = small.keypoints(small(betas, pose, transl), "coco17")
+        assert torch.equal(small_present, present)
+        torch.testing.assert_close(points, expected)
 
 
 def test_gradients_reach_pose_and_translation(body):

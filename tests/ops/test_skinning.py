@@ -41,8 +41,8 @@ def test_matches_per_vertex_definition_sparse_and_dense():
 
 
 def test_chunks_match_the_definition_and_gradcheck(monkeypatch):
-    # Chunks of 4 vertices over 11 (the last one partial); per-body and shared rest meshes.
-    monkeypatch.setattr(skinning, "VERTEX_CHUNK", 4)
+    # Chunks of 4 vertices over 11 at B = 2 (the last one partial); per-body and shared rest meshes.
+    monkeypatch.setattr(skinning, "CHUNK_ENTRIES", 4 * 12 * 2)
     transforms = random_local(2, PARENTS)
     indices, values = sparse_weights(11, 7, 3)
     for vertices in (torch.randn(2, 11, 3, dtype=torch.float64), torch.randn(1, 11, 3, dtype=torch.float64)):
