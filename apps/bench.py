@@ -108,17 +108,25 @@ def machine_description(device: torch.device) -> dict:
     }
 
 
+def resolve_bench_device(device: str | None) -> torch.device:
+    """``--device``: CUDA when available by default; ConfigError for CUDA on a machine without it."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device}: not a device (cpu, cuda, cuda:N)") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    return torch_device
+
+
 def run_benchmarks(names: list[str], device: str | None = None, quick: bool = False) -> dict:
     """Run the named benchmarks (all when ``names`` is empty) and return their rows by name."""
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r} (available: {', '.join(BENCHMARKS)})")
-    if device is None:
-        torch_device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        torch_device = torch.device(device)
-        if torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    torch_device = resolve_bench_device(device)
     results = {}
     for name in names or list(BENCHMARKS):
         print(f"== {name}: {BENCHMARKS[name].description} ({torch_device})", flush=True)

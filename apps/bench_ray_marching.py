@@ -16,14 +16,12 @@ process CPU seconds (which stay meaningful when other processes steal cores).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import statistics
 
 import torch
 
-from render3d.apps.timing import timed
+from render3d.apps.timing import backend as use_backend, timed
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
 from render3d.ops.volume_rendering import volume_render
 
@@ -39,18 +37,16 @@ def bench(device: torch.device, quick: bool) -> list[dict]:
     reference and, on CUDA, Triton; prints them as a table. Throughputs are wall-clock;
     ``*_cpu_s`` is the process CPU time, meaningful on a shared machine."""
     n_rays, repeats = (2**12, 2) if quick else (2**16, 3)
-    origins, dirs = _rays(n_rays, device)
-    grid = OccupancyGrid(torch.tensor(AABB, device=device), GRID_RESOLUTION)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(0)  # the update's jitter: the same grid in every run
-        grid.update(0, lambda x: (x.norm(dim=-1) < BALL_RADIUS).float() * 10.0)
+    origins, dirs = synthetic_rays(n_rays, device)
+    grid = ball_grid(device)
     backends = ["torch", "triton"] if device.type == "cuda" else ["torch"]
     rows = [_bench_backend(backend, origins, dirs, grid, repeats) for backend in backends]
     print_table(rows)
     return rows
 
 
-def _rays(n_rays: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_rays(n_rays: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``origins, dirs [n_rays, 3]``: rays from a ring at distance 3 aimed within 0.6 of the centre."""
     generator = torch.Generator().manual_seed(0)
     angle = torch.rand(n_rays, generator=generator) * 2 * math.pi
     origins = torch.stack([3 * torch.cos(angle), 3 * torch.sin(angle), torch.full_like(angle, 0.5)], dim=-1)
@@ -59,19 +55,14 @@ def _rays(n_rays: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor
     return origins.to(device), dirs.to(device)
 
 
-@contextlib.contextmanager
-def _backend(name: str):
-    previous = os.environ.get("RENDER3D_BACKEND")
-    os.environ["RENDER3D_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["RENDER3D_BACKEND"]
-        else:
-            os.environ["RENDER3D_BACKEND"] = previous
-
-
+def ball_grid(device: torch.device) -> OccupancyGrid:
+    """The benchmark's ``GRID_RESOLUTION^3`` grid over ``AABB`` whose occupied cells are a ball of radius
+    ``BALL_RADIUS`` (one warm-up update with a fixed seed: the same grid in every run)."""
+    grid = OccupancyGrid(torch.tensor(AABB, device=device), GRID_RESOLUTION)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        grid.update(0, lambda x: (x.norm(dim=-1) < BALL_RADIUS).float() * 10.0)
+    return grid
 
 
 def _bench_backend(backend: str, origins, dirs, grid, repeats: int) -> dict:
@@ -81,7 +72,7 @@ def _bench_backend(backend: str, origins, dirs, grid, repeats: int) -> dict:
     def march():
         return ray_marching(origins, dirs, grid, aabb=AABB, step_size=STEP_SIZE)
 
-    with _backend(backend):
+    with use_backend(backend):
         ray_indices, t_starts, t_ends = march()
         generator = torch.Generator().manual_seed(1)
         sigmas = torch.full_like(t_starts, 20.0).requires_grad_(True)

@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     bench.add_argument("--json", help="also write the results to this JSON file")
+    bench.add_argument("--peers", action="store_true",
+                       help="the GPU suite: kernels vs references, vs gsplat/nerfacc/tiny-cuda-nn where installed, "
+                            "time-to-31-dB fits (with --json F also writes F's .md table)")
+    bench.add_argument("--blender", metavar="DIR", help="with --peers: the 400x400 Blender scene "
+                       "(default: made once with blender when it is on the PATH)")
+    bench.add_argument("--fit-seconds", type=float, metavar="S",
+                       help="with --peers: stop a fit that has not reached 31 dB after S seconds (default 60)")
 
     check_kernels = commands.add_parser("check-kernels", help="compile every Triton kernel variant for real GPUs (no GPU needed)")
     from render3d.apps.check_kernels import add_arguments as add_check_kernels_arguments

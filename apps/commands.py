@@ -386,12 +386,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         check_writable(args.json, "--json")
+    if args.peers:
+        return _bench_peers(args)
+    if args.blender or args.fit_seconds is not None:
+        raise ConfigError("--blender and --fit-seconds belong to --peers")
     results = run_benchmarks(args.names, device=args.device, quick=args.quick)
     if args.json:
         from render3d.io.atomic import atomic_write_json
 
         atomic_write_json(args.json, results)
         _echo(f"wrote {args.json}")
+    return 0
+
+
+def _bench_peers(args: argparse.Namespace) -> int:
+    """``render3d bench --peers``: the table on stdout; with ``--json F``, F and F's ``.md`` table."""
+    from render3d.apps.bench import resolve_bench_device
+    from render3d.apps.bench_peers import markdown, run_peer_benchmark
+
+    if args.names:
+        raise ConfigError(f"--peers runs its own suite; drop the benchmark names ({' '.join(args.names)})")
+    table_path = None if not args.json else str(Path(args.json).with_suffix(".md"))
+    if table_path:
+        check_writable(table_path, "--json")
+    result = run_peer_benchmark(resolve_bench_device(args.device), quick=args.quick,
+                                blender=None if args.blender is None else Path(args.blender),
+                                fit_seconds=args.fit_seconds)
+    table = markdown(result)
+    _echo(table)
+    if args.json:
+        from render3d.io.atomic import atomic_write_json, atomic_write_text
+
+        atomic_write_json(args.json, result)
+        atomic_write_text(table_path, table)
+        _echo(f"wrote {args.json} and {table_path}")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Timing one call for the benchmarks: wall and process CPU seconds, CUDA-synchronised."""
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -20,3 +22,17 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float,
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start, time.process_time() - start_cpu, result
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Run the block with ``RENDER3D_BACKEND=name`` (``torch``, ``triton`` or ``auto``), restoring it after."""
+    previous = os.environ.get("RENDER3D_BACKEND")
+    os.environ["RENDER3D_BACKEND"] = name
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RENDER3D_BACKEND", None)
+        else:
+            os.environ["RENDER3D_BACKEND"] = previous
