@@ -67,6 +67,7 @@ class ImplicitField(torch.nn.Module):
         self.latent_dim = latent_dim
         self.fourier = FourierFeatures(n_frequencies if encoding == "fourier" else 0, max_period_extent=2 * bound)
         self.hash_grid = None
+        self.active_levels: int | None = None  # coarse-to-fine (set_active_levels); None: every level
         in_dim = self.fourier.n_output_dims
         if encoding == "hash":
             from render3d.ops.hash_encoding import HashGrid
@@ -93,6 +94,26 @@ class ImplicitField(torch.nn.Module):
         torch.nn.init.normal_(last.weight, math.sqrt(math.pi) / math.sqrt(last.in_features), 1e-4)
         torch.nn.init.constant_(last.bias, -radius)
 
+    def set_active_levels(self, levels: int | None) -> None:
+        """Coarse-to-fine: only the ``levels`` coarsest hash-grid levels reach the MLP (the
+        others read as zero, so neither they nor their first-layer weights get gradients);
+        ``None`` enables every level."""
+        if self.hash_grid is None:
+            raise ConfigError("ImplicitField: active levels need the hash encoding")
+        n_levels = self.hash_grid.layout.n_levels
+        if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= n_levels):
+            raise ConfigError(f"ImplicitField: active levels must be in 1..{n_levels} or None, got {levels!r}")
+        self.active_levels = None if levels == n_levels else levels
+
+    def _level_mask(self, features: Tensor) -> Tensor | float:
+        """``[L*F]`` ones on the active levels' features, zeros above them (1.0: all active)."""
+        if self.active_levels is None:
+            return 1.0
+        per_level = self.hash_grid.layout.n_features_per_level
+        mask = torch.zeros(features.shape[-1], dtype=features.dtype, device=features.device)
+        mask[: self.active_levels * per_level] = 1.0
+        return mask
+
     def encode(self, points: Tensor, codes: Tensor | None = None, *, second_order: bool = False) -> Tensor:
         """``[N, in_dim]`` MLP input: xyz, Fourier or hash features, then the code."""
         parts = [self.fourier(points)]
@@ -101,7 +122,8 @@ class ImplicitField(torch.nn.Module):
 
             unit = ((points / self.bound + 1.0) * 0.5).clamp(0.0, 1.0).to(self.hash_grid.params.dtype)
             encode = hash_encode_reference if second_order else hash_encode
-            parts.append(encode(unit, self.hash_grid.params, self.hash_grid.layout).to(points.dtype))
+            features = encode(unit, self.hash_grid.params, self.hash_grid.layout).to(points.dtype)
+            parts.append(features * self._level_mask(features))
         if self.latent_dim:
             if codes is None or codes.shape != (points.shape[0], self.latent_dim):
                 got = None if codes is None else tuple(codes.shape)

@@ -29,6 +29,7 @@ import math
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -77,6 +78,8 @@ _COMMON_CONFIG = {
     "lr_mlp": 5e-3,
     "lr_codes": 2e-3,
     "final_lr_factor": 0.05,  # exponential decay of every learning rate to this factor
+    "coarse_to_fine": 0.0,  # hash grid: levels join one by one over this fraction of the steps (0: all at once)
+    "coarse_levels": 4,  # hash-grid levels active from the first step (with coarse_to_fine > 0)
     "code_reg": 1e-4,  # DeepSDF's code regulariser weight (mean |z|^2 per sample)
     "decoder": "",  # a shape-space run whose decoder is frozen: only new codes are fitted
     # rendering and meshing
@@ -231,6 +234,8 @@ class ImplicitShape(Method):
         return samples.points[index], samples.targets[index], self._codes_for(shapes, index.shape[0])
 
     def train_step(self, step: int) -> dict[str, float]:
+        if self.field.hash_grid is not None and self.config["coarse_to_fine"] > 0:
+            self.field.set_active_levels(self._active_levels(step))
         loss, metrics = self._loss()
         if self.codes is not None:
             reg = self.config["code_reg"] * self.codes.weight.pow(2).sum(-1).mean()
@@ -240,6 +245,14 @@ class ImplicitShape(Method):
         self.optimizer.step()
         self.scheduler.step()
         return {"loss": float(loss.detach()), **metrics}
+
+    def _active_levels(self, step: int) -> int:
+        """Coarse-to-fine hash levels at ``step``: ``coarse_levels`` at first, then one more at
+        even intervals until every level is on after ``coarse_to_fine`` of the steps."""
+        n_levels = self.field.hash_grid.layout.n_levels
+        start = min(max(int(self.config["coarse_levels"]), 1), n_levels)
+        ramp = self.config["coarse_to_fine"] * max(self.config["steps"], 1)
+        return min(n_levels, start + int((n_levels - start + 1) * step / ramp))
 
     @abc.abstractmethod
     def _loss(self) -> tuple[Tensor, dict]:
@@ -258,12 +271,11 @@ class ImplicitShape(Method):
     # ------------------------------------------------------------------ meshing
     def density_field(self):
         """World points ``[N,3]`` -> values with inside above level 0 (of :attr:`active_shape`)."""
-        shape = self.active_shape
+        return partial(self._chunked, self._world_field(self.active_shape)), 0.0
 
-        def world_field(points: Tensor) -> Tensor:
-            return self._chunked(lambda p: self._inside_field(self._to_unit(p, shape), shape), points)
-
-        return world_field, 0.0
+    def _world_field(self, shape: int):
+        """The differentiable field of ``shape`` on world points ``[N,3]``, inside above 0."""
+        return lambda points: self._inside_field(self._to_unit(points, shape), shape)
 
     def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
                        progress: bool = False) -> tuple[Tensor, float]:
@@ -273,31 +285,33 @@ class ImplicitShape(Method):
         samples = set(resolution)
         if len(samples) != 1:
             raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
-        field, level = self.density_field()
-        return self._mise_volume(field, bbox.to(self.device), samples.pop() - 1, level), level
+        return self._mise_volume(self._world_field(self.active_shape), bbox.to(self.device), samples.pop() - 1), 0.0
 
     def shape_mesh(self, shape: int = 0, resolution: int = 256):
         """The mesh of training shape ``shape`` in its input coordinates (``resolution`` cells)."""
         self._check_shape(shape)
         center, scale = self.centers[shape], self.scales[shape]
         box = torch.stack([center - self.bound * scale, center + self.bound * scale])
-        field = partial(self._chunked, lambda p: self._inside_field(self._to_unit(p, shape), shape))
-        return self._mesh(field, box, resolution)
+        return self._mesh(self._world_field(shape), box, resolution)
 
-    def _mise_volume(self, field, box: Tensor, cells: int, level: float) -> Tensor:
-        """``field`` on ``cells`` cubic cells of ``box`` by MISE, from the largest power-of-two
-        division of ``cells`` that is at most ``mise_initial_resolution``."""
+    def _mise_volume(self, field, box: Tensor, cells: int) -> Tensor:
+        """The differentiable world ``field`` (inside above 0) on ``cells`` cubic cells of ``box``
+        by MISE, from the largest power-of-two division of ``cells`` that is at most
+        ``mise_initial_resolution``; ``occupancy`` then turns the logits at the corners of the
+        edges the surface crosses into distances (:func:`surface_distances`)."""
         from render3d.mise import coarsest_resolution, mise_volume
 
         initial = coarsest_resolution(cells, self.config["mise_initial_resolution"])
-        volume, _ = mise_volume(field, box, cells, level, initial_resolution=initial, device=self.device,
-                                chunk_size=self.config["eval_chunk"])
+        volume, _ = mise_volume(partial(self._chunked, field), box, cells, 0.0, initial_resolution=initial,
+                                device=self.device, chunk_size=self.config["eval_chunk"])
+        if self._label == "occupancy":
+            volume = surface_distances(volume, box, field, int(self.config["eval_chunk"]))
         return volume
 
     def _mesh(self, field, box: Tensor, resolution: int):
         from render3d.mesh import mesh_from_volume
 
-        return mesh_from_volume(self._mise_volume(field, box, resolution, 0.0), box, 0.0, inside="above")
+        return mesh_from_volume(self._mise_volume(field, box, resolution), box, 0.0, inside="above")
 
     def _check_shape(self, shape: int) -> None:
         if isinstance(shape, bool) or not isinstance(shape, int) or not 0 <= shape < len(self.scene_info.shapes):
@@ -322,7 +336,7 @@ class ImplicitShape(Method):
             return self._inside_values(self.field(unit, code.expand(unit.shape[0], -1)))
 
         box = torch.stack([center - self.bound * scale, center + self.bound * scale])
-        return self._mesh(partial(self._chunked, field), box, resolution)
+        return self._mesh(field, box, resolution)
 
     def _inside_values(self, raw: Tensor) -> Tensor:
         """Raw field values -> inside above 0."""
@@ -362,6 +376,81 @@ class ImplicitShape(Method):
         return find_surface(partial(self._inside_field, shape=shape), origins, dirs, t_near, t_far,
                             self.config["render_steps"], 0.0, n_secant=self.config["secant_steps"],
                             chunk=self.config["eval_chunk"])
+
+
+def surface_distances(volume: Tensor, box: Tensor, field, chunk: int, iterations: int = 5) -> Tensor:
+    """``volume [X,Y,Z]`` of a field with its surface at level 0 (inside above), with every
+    sample on an edge the surface crosses replaced by its signed distance to the surface,
+    estimated from those edges.
+
+    On each crossing edge the crossing is found by ``iterations`` steps of regula falsi
+    (Illinois) on ``field`` (world points ``[N,3]`` -> ``[N]``, differentiable), and the
+    surface there is taken as its tangent plane (normal by autograd); a corner's value is its
+    mean distance to the tangent planes of its crossing edges, with its own sign. Marching
+    cubes then places a vertex where the field crosses (exactly for a planar surface), while
+    on the raw values of a steep, saturated field such as an occupancy logit its linear
+    interpolation misplaces them by a good part of a cell (toward the flatter side: inside thin
+    limbs). Signs are unchanged, so the topology is that of the raw volume.
+    """
+    spacing = (box[1] - box[0]) / torch.tensor(volume.shape, device=box.device, dtype=box.dtype).sub(1)
+    shape = torch.tensor(volume.shape, device=volume.device)
+    flat = volume.reshape(-1)
+    total = torch.zeros_like(flat)
+    count = torch.zeros_like(flat)
+    inside = volume > 0
+    for axis in range(3):
+        step = torch.zeros(3, dtype=torch.long, device=volume.device)
+        step[axis] = 1
+        length = int(shape[axis]) - 1
+        lower = inside.narrow(axis, 0, length) != inside.narrow(axis, 1, length)
+        corners = lower.nonzero()  # [E,3]: the lower corner of each crossing edge
+        if corners.shape[0] == 0:
+            continue
+        ends = (corners, corners + step)
+        flat_ends = [(c * torch.stack([shape[1] * shape[2], shape[2], torch.ones_like(shape[0])])).sum(-1) for c in ends]
+        t = torch.cat([_edge_crossing(field, box[0] + c.to(box.dtype) * spacing, spacing[axis], axis,
+                                      flat[i0], flat[i1], iterations)
+                       for c, i0, i1 in zip(corners.split(chunk), flat_ends[0].split(chunk), flat_ends[1].split(chunk))])
+        normal_component = torch.cat([
+            _normal_axis(field, box[0] + (c.to(box.dtype) + tc[:, None] * step) * spacing, axis)
+            for c, tc in zip(corners.split(chunk), t.split(chunk))])
+        along = spacing[axis] * normal_component.to(volume.dtype)
+        for index, distance in ((flat_ends[0], t * along), (flat_ends[1], (1 - t) * along)):
+            total.index_add_(0, index, distance)
+            count.index_add_(0, index, torch.ones_like(distance))
+    crossed = count > 0
+    out = flat.clone()
+    distance = (total[crossed] / count[crossed]).clamp_min(torch.finfo(volume.dtype).tiny)
+    out[crossed] = torch.where(flat[crossed] > 0, distance, -distance)
+    return out.reshape(volume.shape)
+
+
+@torch.no_grad()
+def _edge_crossing(field, start: Tensor, length: Tensor, axis: int, f0: Tensor, f1: Tensor, iterations: int) -> Tensor:
+    """``[E]`` fraction ``t`` along the edges ``start + t * length * e_axis`` where ``field``
+    crosses 0 (``f0``, ``f1``: its values at the ends, of opposite signs), by Illinois."""
+    lo = torch.zeros_like(f0)
+    hi = torch.ones_like(f0)
+    f_lo, f_hi = f0.clone(), f1.clone()
+    side = torch.zeros_like(f0)  # which end moved last: +1 lo, -1 hi (Illinois halves the other's value)
+    for _ in range(iterations):
+        t = lo + (hi - lo) * f_lo / (f_lo - f_hi)
+        points = start.clone()
+        points[:, axis] += t * length
+        value = field(points)
+        same_as_lo = (value > 0) == (f_lo > 0)
+        f_hi = torch.where(same_as_lo & (side > 0), f_hi * 0.5, f_hi)
+        f_lo = torch.where(~same_as_lo & (side < 0), f_lo * 0.5, f_lo)
+        lo, f_lo = torch.where(same_as_lo, t, lo), torch.where(same_as_lo, value, f_lo)
+        hi, f_hi = torch.where(same_as_lo, hi, t), torch.where(same_as_lo, f_hi, value)
+        side = torch.where(same_as_lo, torch.ones_like(side), -torch.ones_like(side))
+    return (lo + (hi - lo) * f_lo / (f_lo - f_hi)).clamp(0.0, 1.0)
+
+
+def _normal_axis(field, points: Tensor, axis: int) -> Tensor:
+    """``[E]`` ``|n_axis|`` of the unit gradient of ``field`` at ``points [E,3]``."""
+    _, gradient = field_gradient(field, points)
+    return torch.nn.functional.normalize(gradient, dim=-1)[:, axis].abs()
 
 
 def _decoder_payload(run: str, method: str) -> dict:
@@ -422,6 +511,8 @@ class SignedDistance(ImplicitShape):
         "eikonal_weight": 0.1,  # IGR's lambda (point clouds)
         "normal_weight": 1.0,  # IGR's normal term (point clouds with normals)
         "surface_weight": 1.0,  # |f| on the points (point clouds)
+        "local_sigma_neighbour": 50,  # IGR: Eikonal samples around a point spread by its distance to this neighbour
+        "distance_weight": 0.0,  # SAL: | |f| - distance to the cloud | on the Eikonal samples (0: off)
         "sphere_steps": 128,
         "sphere_epsilon": 1e-4,
     }
@@ -441,6 +532,8 @@ class SignedDistance(ImplicitShape):
                               "give a mesh")
         self.cloud = data.points.to(self.device)
         self.cloud_normals = None if data.normals is None else data.normals.to(self.device)
+        self.cloud_tree = _point_tree(data.points)
+        self.cloud_sigma = _local_sigma(self.cloud_tree, data.points, int(self.config["local_sigma_neighbour"])).to(self.device)
 
     def _loss(self) -> tuple[Tensor, dict]:
         if self.cloud is not None:
@@ -453,16 +546,16 @@ class SignedDistance(ImplicitShape):
 
     def _igr_loss(self) -> tuple[Tensor, dict]:
         """IGR: ``|f|`` on ``batch_size / 2`` points of the cloud, the normal term, and the
-        Eikonal term on as many points again: half cloud points moved by Gaussian noise (the
-        two ``near_std`` scales alternating), half uniform in the cube."""
+        Eikonal term on as many points again: half the cloud points moved by Gaussian noise of
+        their own ``cloud_sigma`` (IGR's local sigma), half uniform in the cube. With
+        ``distance_weight`` > 0, SAL's term ``| |f| - d |`` (``d``: distance to the cloud) on the
+        same points keeps the zero level near the cloud."""
         batch = self.config["batch_size"] // 2
         cloud = self.cloud
         index = torch.randint(0, cloud.shape[0], (batch,), device=cloud.device)
         surface = cloud[index]
         n_near = (self.config["batch_size"] - batch) // 2
-        stds = torch.tensor([self.config["near_std_small"], self.config["near_std_large"]], device=cloud.device)
-        jitter = torch.randn(n_near, 3, device=cloud.device) * stds[torch.arange(n_near, device=cloud.device) % 2, None]
-        near = surface[:n_near] + jitter
+        near = surface[:n_near] + torch.randn(n_near, 3, device=cloud.device) * self.cloud_sigma[index[:n_near], None]
         uniform = (torch.rand(self.config["batch_size"] - batch - n_near, 3, device=cloud.device) * 2 - 1) * self.bound
         points = torch.cat([surface, near.clamp(-self.bound, self.bound), uniform])
         values, gradient = field_gradient(partial(self.field, second_order=True), points, create_graph=True)
@@ -470,6 +563,12 @@ class SignedDistance(ImplicitShape):
         eikonal = (gradient[batch:].norm(dim=-1) - 1.0).pow(2).mean()
         loss = self.config["surface_weight"] * surface_term + self.config["eikonal_weight"] * eikonal
         metrics = {"surface": float(surface_term.detach()), "eikonal": float(eikonal.detach())}
+        if self.config["distance_weight"] > 0:
+            distance, _ = self.cloud_tree.query(points[batch:].detach().cpu().numpy())
+            distance = torch.as_tensor(distance, dtype=values.dtype, device=values.device)
+            distance_term = (values[batch:].abs() - distance).abs().mean()
+            loss = loss + self.config["distance_weight"] * distance_term
+            metrics["distance"] = float(distance_term.detach())
         if self.cloud_normals is not None:
             normal_term = (gradient[:batch] - self.cloud_normals[index]).norm(dim=-1).mean()
             loss = loss + self.config["normal_weight"] * normal_term
@@ -492,3 +591,20 @@ class SignedDistance(ImplicitShape):
     def cloud_is_training_data(self) -> bool:
         """Whether the run was fitted to a point cloud (an Eikonal-trained, true distance)."""
         return bool(self.scene_info.shapes) and self.scene_info.shapes[0].get("kind") == "points"
+
+
+def _point_tree(points: Tensor):
+    """A ``scipy.spatial.cKDTree`` of ``points [N,3]`` (nearest-neighbour queries)."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(points.detach().cpu().numpy().astype(np.float64))
+
+
+def _local_sigma(tree, points: Tensor, neighbour: int) -> Tensor:
+    """``[N]`` distance of each point to its ``neighbour``-th nearest other point (IGR's local
+    sigma; the nearest available one when the cloud is smaller)."""
+    if isinstance(neighbour, bool) or not isinstance(neighbour, int) or neighbour < 1:
+        raise ConfigError(f"local_sigma_neighbour must be an integer >= 1, got {neighbour!r}")
+    k = min(neighbour, points.shape[0] - 1) + 1  # the point itself is its own nearest neighbour
+    distances, _ = tree.query(points.detach().cpu().numpy().astype(np.float64), k=[k])
+    return torch.as_tensor(distances[:, 0], dtype=torch.float32)
