@@ -12,16 +12,17 @@ The blended matrix ``A_i = sum_k w_ik G_k[:3, :]`` is formed first, then applied
 - weights: ``grad w_ik = <g_i [v_i; 1]^T, G_k[:3, :]>`` (per ``(i, m)`` entry when sparse).
 
 The reference (:class:`_SkinningReference`, any device) works through the vertices in chunks
-of :data:`CHUNK_ENTRIES` blended entries. For each chunk it blends every body's ``A`` at once,
-``W_chunk @ G`` with ``G`` the ``[J, 12 B]`` matrix of the transforms' top rows: a weighted sum
-of each vertex's ``M`` slot rows (``embedding_bag``) when sparse, a GEMM over a dense ``[n, J]``
-slice when dense; then it applies ``A`` along the bodies (innermost in memory). The backward
-recomputes ``A`` chunk by chunk and forms the gradients above the same way, ``W_chunk^T @ (g [v; 1]^T)``
-for the transforms (sparse: the chunk's slots grouped by joint by one stable sort, the CSR
-transpose the kernels use). Chunking keeps each ``[n, 3, 4, B]`` block of blended matrices in
-cache, and the sparse sum reads ``M`` rows per vertex instead of ``J`` (9 of 104 on anny). The
-Triton kernels (:mod:`render3d.kernels.skinning`) gather each vertex's ``M`` transforms
-(``M = J`` when dense) per vertex block and compute the same sums.
+of :data:`CHUNK_ENTRIES` blended entries on CPU (one chunk on a GPU). For each chunk it blends
+every body's ``A`` at once, ``W_chunk @ G`` with ``G`` the ``[J, 12 B]`` matrix of the
+transforms' top rows: a weighted sum of each vertex's ``M`` slot rows (``embedding_bag``) when
+sparse, a GEMM over a dense ``[n, J]`` slice when dense; then it applies ``A`` along the bodies
+(innermost in memory). The backward recomputes ``A`` chunk by chunk and forms the gradients
+above the same way, ``W_chunk^T @ (g [v; 1]^T)`` for the transforms (sparse: the chunk's slots
+grouped by joint by one stable sort, the CSR transpose the kernels use). Chunking keeps each
+``[n, 3, 4, B]`` block of blended matrices in cache, and the sparse sum reads ``M`` rows per
+vertex instead of ``J`` (9 of 104 on anny). The Triton kernels
+(:mod:`render3d.kernels.skinning`) gather each vertex's ``M`` transforms (``M = J`` when
+dense) per vertex block and compute the same sums.
 """
 from __future__ import annotations
 
@@ -37,8 +38,11 @@ Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 CHUNK_ENTRIES = 196_608  # blended-matrix entries per chunk ([n, 3, 4, B], 768 KB float32): in cache
 
 
-def _chunk_size(batch: int) -> int:
-    """Vertices per chunk for ``batch`` bodies: 256 at B = 64, every vertex at once for a few bodies."""
+def _chunk_size(batch: int, n_vertices: int, device: torch.device) -> int:
+    """Vertices per chunk for ``batch`` bodies: on CPU 256 at B = 64 (every vertex at once for
+    a few bodies); elsewhere every vertex (no cache to fit, and fewer launches)."""
+    if device.type != "cpu":
+        return max(n_vertices, 1)
     return max(1, CHUNK_ENTRIES // (12 * max(batch, 1)))
 
 
@@ -115,14 +119,14 @@ class _SkinningReference(torch.autograd.Function):
         n_vertices = vertices.shape[1]
         rows = _transform_rows(transforms)
         points = vertices.permute(1, 2, 0)  # [V, 3, Bv]: bodies innermost, for contiguous multiply-adds
-        out = vertices.new_empty(n_vertices, 3, batch)
-        chunk = _chunk_size(batch)
+        out = vertices.new_empty(batch, n_vertices, 3)
+        chunk = _chunk_size(batch, n_vertices, vertices.device)
         for start in range(0, n_vertices if batch else 0, chunk):  # no body: nothing to blend
             end = min(start + chunk, n_vertices)
             blended = _blend(weights, indices, start, end, rows).view(end - start, 3, 4, batch)
-            torch.sum(blended[:, :, :3] * points[start:end, None].contiguous(), 2, out=out[start:end])
-            out[start:end] += blended[:, :, 3]
-        return out.permute(2, 0, 1).contiguous()
+            skinned = (blended[:, :, :3] * points[start:end, None].contiguous()).sum(2) + blended[:, :, 3]
+            out[:, start:end] = skinned.permute(2, 0, 1)  # transposed chunk by chunk, while in cache
+        return out
 
     @staticmethod
     @once_differentiable
@@ -135,17 +139,17 @@ class _SkinningReference(torch.autograd.Function):
         rows = _transform_rows(transforms)
         points = vertices.permute(1, 2, 0)
         grad = grad_out.permute(1, 2, 0)  # [V, 3, B]
-        grad_points = vertices.new_zeros(n_vertices, 3, vertices.shape[0]) if vertex_grad else None
+        grad_vertices = torch.zeros_like(vertices) if vertex_grad else None
         grad_rows = rows.new_zeros(rows.shape) if transform_grad else None
         grad_weights = torch.zeros_like(weights) if weight_grad else None
-        chunk = _chunk_size(batch)
+        chunk = _chunk_size(batch, n_vertices, vertices.device)
         for start in range(0, n_vertices if batch else 0, chunk):  # no body: nothing to blend
             end = min(start + chunk, n_vertices)
             g = grad[start:end].contiguous()
             if vertex_grad:  # A[:, :3]^T g
                 blended = _blend(weights, indices, start, end, rows).view(end - start, 3, 4, batch)
                 per_body = (blended[:, :, :3] * g[:, :, None]).sum(1)
-                grad_points[start:end] = per_body.sum(2, keepdim=True) if shared else per_body
+                grad_vertices[:, start:end] = (per_body.sum(2, keepdim=True) if shared else per_body).permute(2, 0, 1)
             if transform_grad or weight_grad:  # g [v; 1]^T, the gradient of the blended matrices
                 outer = g.new_empty(end - start, 3, 4, batch)
                 torch.mul(g[:, :, None], points[start:end, None], out=outer[:, :, :3])
@@ -156,7 +160,6 @@ class _SkinningReference(torch.autograd.Function):
                 if weight_grad:
                     per_joint = outer @ rows.t()  # [n, J]: <g [v; 1]^T, G_k>
                     grad_weights[start:end] = per_joint if indices is None else per_joint.gather(1, indices[start:end])
-        grad_vertices = grad_points.permute(2, 0, 1).contiguous() if vertex_grad else None
         grad_transforms = None
         if transform_grad:
             grad_transforms = torch.zeros_like(transforms)
