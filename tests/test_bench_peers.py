@@ -237,3 +237,20 @@ def test_cli_refuses_bad_peer_arguments(argv, no_peers, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("--peers" in err or "--fit-seconds" in err or "--device" in err)
+
+
+@pytest.mark.gpu
+def test_kernels_match_their_references_on_a_gpu():
+    """On a GPU: every comparison runs the Triton kernel against the reference, records peak memory, and
+    the two agree (the peers are whatever is installed)."""
+    cuda = torch.device("cuda")
+    peers = {name: bench_peers.import_peer(name) for name in PEER_NAMES}
+    rows = (bench_peers.projection_cases(bench_peers.QUICK, cuda, peers["gsplat"])
+            + bench_peers.rasterization_cases(bench_peers.QUICK, cuda, peers["gsplat"])
+            + bench_peers.hash_encoding_cases(bench_peers.QUICK, cuda, peers["tinycudann"])
+            + bench_peers.volume_cases(bench_peers.QUICK, cuda, peers["nerfacc"]))
+    for row in rows:
+        assert "error" not in row, row
+        assert row["ours"] == "triton" and row["ours_peak_mib"] > 0 and row["other_peak_mib"] > 0
+        if row["other"] == "reference":
+            assert row["max_abs_diff"] is not None and row["max_abs_diff"] < 1e-3, row
