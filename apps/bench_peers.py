@@ -47,11 +47,13 @@ from render3d.apps.bench_hash_encoding import CONFIG as INSTANT_NGP_GRID
 from render3d.apps.timing import backend, timed
 from render3d.errors import ConfigError
 
-# Import name -> how to install it (the README's GPU section repeats these lines).
+# Import name -> how to install it (the README's GPU section repeats these lines). From source, so that
+# the CUDA code is built at install time against the installed torch: the PyPI packages of gsplat and
+# nerfacc compile it on their first call instead (minutes, inside the benchmark's run).
 PEERS = {
-    "gsplat": "pip install gsplat",
-    "nerfacc": "pip install nerfacc",
-    "tinycudann": "pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch",
+    "gsplat": "pip install --no-build-isolation git+https://github.com/nerfstudio-project/gsplat.git",
+    "nerfacc": "pip install --no-build-isolation git+https://github.com/nerfstudio-project/nerfacc.git",
+    "tinycudann": "pip install --no-build-isolation git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch",
 }
 FIT_METHODS = ("3dgs", "nerf")
 TARGET_PSNR = 31.0
