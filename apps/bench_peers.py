@@ -23,9 +23,15 @@ The inputs are the per-op benchmarks' scenes (:mod:`render3d.apps.bench_rasteriz
 Fits: 3DGS and NeRF on the demo scene and on a 400x400 Blender scene (``--blender DIR``, else
 made once by ``assets/blender/make_scene.py`` into ``~/.cache/render3d`` when ``blender`` is on
 the PATH, else one line saying so), each with the device's default preset until the test PSNR
-reaches 31 dB or the fit clock passes ``--fit-seconds`` (default 60 s). The test split (10 views at
-most, evenly spaced) is evaluated every 250 steps; evaluation time is not on the fit clock, so the
-reported time is a fit time to the first check at or above 31 dB.
+reaches 31 dB or the fit clock passes ``--fit-seconds`` (default 60 s). The fit clock starts before
+the data is loaded; the test split (10 views at most, evenly spaced) is evaluated every 250 steps and
+that time is not on the clock, so the reported time is the fit time to the first check at or above
+31 dB. Peak memory is ``torch.cuda.max_memory_allocated`` per comparison side and per fit.
+
+Budget: on a recent GPU the comparisons take one to two minutes (a call whose warm run takes over
+``SLOW_CALL_S`` is timed once), the four fits at most four minutes plus evaluation, and rendering
+the Blender scene the first time about two minutes. ``--quick`` is a smoke run at tiny sizes (the
+tests' path on the CPU; it makes no Blender scene).
 """
 from __future__ import annotations
 
@@ -500,11 +506,10 @@ def machine(device: torch.device) -> dict:
     except ImportError:
         triton_version = None
     driver = None
-    if device.type == "cuda" and shutil.which("nvidia-smi"):
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        query = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=driver_version", "--format=csv,noheader"],
+    if device.type == "cuda" and shutil.which("nvidia-smi"):  # one driver serves every GPU of the machine
+        query = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                capture_output=True, text=True)
-        driver = query.stdout.strip() or None
+        driver = query.stdout.strip().splitlines()[0] if query.stdout.strip() else None
     return {**machine_description(device), "driver": driver, "cuda": torch.version.cuda, "triton": triton_version}
 
 
@@ -517,10 +522,12 @@ def run_peer_benchmark(device: torch.device, quick: bool = False, blender: Path 
         raise ConfigError(f"--fit-seconds must be a positive number, got {fit_seconds!r}")
     peers = {name: import_peer(name) for name in PEERS}
     comparisons = []
+    print_comparisons([])
     for cases, peer in ((projection_cases, peers["gsplat"]), (rasterization_cases, peers["gsplat"]),
                         (hash_encoding_cases, peers["tinycudann"]), (volume_cases, peers["nerfacc"])):
-        comparisons += cases(sizes, device, peer)
-    print_comparisons(comparisons)
+        rows = cases(sizes, device, peer)
+        print_comparisons(rows, header=False)
+        comparisons += rows
     from render3d.apps.commands import demo_data_path
 
     scenes, notes = {"demo": demo_data_path()}, []
@@ -583,9 +590,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines + [""] + [f"- {note}" for note in notes]).rstrip() + "\n"
 
 
-def print_comparisons(rows: list[dict]) -> None:
-    """One line per comparison (failed peer cases were printed when they failed)."""
-    print(f"{'case':<31}{'ours':>7}{'other':>20}{'ours ms':>11}{'other ms':>11}{'ratio':>8}{'max diff':>10}")
+def print_comparisons(rows: list[dict], header: bool = True) -> None:
+    """One line per comparison (failed peer cases were printed when they failed), after a header line."""
+    if header:
+        print(f"{'case':<31}{'ours':>7}{'other':>20}{'ours ms':>11}{'other ms':>11}{'ratio':>8}{'max diff':>10}")
     for row in rows:
         if "error" not in row:
             print(f"{row['case']:<31}{row['ours']:>7}{row['other']:>20}{row['ours_ms']:>11.2f}"
