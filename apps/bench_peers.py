@@ -10,7 +10,8 @@ largest difference of their outputs, which shows that both computed the same thi
 - kernel vs reference: the Triton kernel (``RENDER3D_BACKEND=triton``; on a CPU device the
   reference runs on both sides) against its PyTorch reference on the same inputs, forward and
   backward: Gaussian projection, tile binning + rasterization, hash encoding, ray marching,
-  volume rendering.
+  volume rendering, spherical-harmonics colours, surface crossing (DVR), forward kinematics +
+  skinning.
 - against peers, each when it imports (a missing peer is one line): gsplat's
   ``fully_fused_projection`` and ``isect_tiles`` + ``rasterize_to_pixels``; nerfacc's
   ``OccGridEstimator.sampling`` (its occupancy set to ours) and ``rendering``; tiny-cuda-nn's
@@ -78,6 +79,7 @@ class Sizes:
     height: int
     hash_points: int
     rays: int
+    bodies: int
     repeats: int
     hash_config: dict
     fit_seconds: float
@@ -85,10 +87,10 @@ class Sizes:
     eval_views: int
 
 
-FULL = Sizes(gaussians=1_000_000, width=1920, height=1080, hash_points=2**20, rays=2**16, repeats=5,
+FULL = Sizes(gaussians=1_000_000, width=1920, height=1080, hash_points=2**20, rays=2**16, bodies=512, repeats=5,
              hash_config=INSTANT_NGP_GRID, fit_seconds=60.0, check_every=250, eval_views=10)
 # A smoke run that takes seconds on a CPU (the tests' size); the hash table is small so that zeroing it is cheap.
-QUICK = Sizes(gaussians=500, width=40, height=24, hash_points=2**10, rays=2**7, repeats=1,
+QUICK = Sizes(gaussians=500, width=40, height=24, hash_points=2**10, rays=2**7, bodies=2, repeats=1,
               hash_config={**INSTANT_NGP_GRID, "n_levels": 4, "log2_hashmap_size": 12},
               fit_seconds=2.0, check_every=5, eval_views=1)
 
@@ -385,6 +387,70 @@ def volume_cases(sizes: Sizes, device: torch.device, nerfacc) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------- kernels without a peer here
+def sh_colour_cases(sizes: Sizes, device: torch.device) -> list[dict]:
+    """Spherical-harmonics colours at degree 3 (16 coefficients), forward+backward: Triton vs reference."""
+    from render3d.ops.sh_colors import sh_colors
+
+    generator = torch.Generator().manual_seed(2)
+    coeffs = torch.randn(sizes.gaussians, 16, 3, generator=generator).to(device).requires_grad_(True)
+    dirs = torch.randn(1, sizes.gaussians, 3, generator=generator).to(device).requires_grad_(True)
+
+    def fn():
+        coeffs.grad = dirs.grad = None
+        colours = sh_colors(coeffs, dirs, 3)
+        colours.sum().backward()
+        return colours
+
+    return [compare_reference("SH colours deg 3 fwd+bwd", f"{sizes.gaussians} Gaussians", fn, device, sizes.repeats)]
+
+
+def surface_crossing_cases(sizes: Sizes, device: torch.device) -> list[dict]:
+    """First surface crossing per ray (DVR's search) of the ray-marching scene's samples through a
+    sphere of radius 0.4: Triton vs reference (``t_near`` of every ray compared)."""
+    from render3d.apps.bench_ray_marching import AABB, STEP_SIZE, ball_grid, synthetic_rays
+    from render3d.ops.ray_marching import ray_marching
+    from render3d.ops.surface_crossing import surface_crossing
+
+    origins, dirs = synthetic_rays(sizes.rays, device)
+    with backend("torch"):
+        ray_indices, t_starts, t_ends = ray_marching(origins, dirs, ball_grid(device), aabb=AABB, step_size=STEP_SIZE)
+    t = (t_starts + t_ends) / 2
+    values = 0.4 - (origins[ray_indices] + t[:, None] * dirs[ray_indices]).norm(dim=-1)
+
+    def fn():
+        return surface_crossing(ray_indices, t, values, sizes.rays).t_near
+
+    return [compare_reference("surface crossing", f"{t.shape[0]} samples, {sizes.rays} rays", fn, device,
+                              sizes.repeats)]
+
+
+def body_cases(sizes: Sizes, device: torch.device) -> list[dict]:
+    """Forward kinematics + linear blend skinning of ``sizes.bodies`` procedural bodies in random poses,
+    forward+backward to the local transforms: Triton vs reference."""
+    from render3d.body import procedural_body
+    from render3d.ops.forward_kinematics import forward_kinematics
+    from render3d.ops.rotations import axis_angle_to_matrix
+    from render3d.ops.skinning import linear_blend_skinning
+
+    model = procedural_body().to(device)
+    generator = torch.Generator().manual_seed(3)
+    local = torch.eye(4).repeat(sizes.bodies, model.n_joints, 1, 1)
+    local[..., :3, :3] = axis_angle_to_matrix(0.5 * torch.randn(sizes.bodies, model.n_joints, 3, generator=generator))
+    local[..., :3, 3] = 0.1 * torch.randn(sizes.bodies, model.n_joints, 3, generator=generator)
+    local = local.to(device).requires_grad_(True)
+
+    def fn():
+        local.grad = None
+        vertices = linear_blend_skinning(model.template, forward_kinematics(local, model.parents),
+                                         model.skinning_weights)
+        vertices.sum().backward()
+        return vertices
+
+    size = f"{sizes.bodies} bodies, {model.n_vertices} vertices, {model.n_joints} joints"
+    return [compare_reference("FK + skinning fwd+bwd", size, fn, device, sizes.repeats)]
+
+
 def _version(module) -> tuple[int, ...]:
     parts = []
     for part in str(getattr(module, "__version__", "0")).split(".")[:2]:
@@ -526,6 +592,10 @@ def run_peer_benchmark(device: torch.device, quick: bool = False, blender: Path 
     for cases, peer in ((projection_cases, peers["gsplat"]), (rasterization_cases, peers["gsplat"]),
                         (hash_encoding_cases, peers["tinycudann"]), (volume_cases, peers["nerfacc"])):
         rows = cases(sizes, device, peer)
+        print_comparisons(rows, header=False)
+        comparisons += rows
+    for cases in (sh_colour_cases, surface_crossing_cases, body_cases):
+        rows = cases(sizes, device)
         print_comparisons(rows, header=False)
         comparisons += rows
     from render3d.apps.commands import demo_data_path

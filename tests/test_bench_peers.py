@@ -128,7 +128,8 @@ def test_cli_without_peers_writes_json_and_markdown(no_peers, toy_method, tmp_pa
     result = json.loads(out.read_text())
     rows = result["comparisons"]
     assert [row["case"] for row in rows] == ["projection fwd+bwd", "binning+rasterization fwd+bwd",
-                                             "hash encoding fwd+bwd", "ray marching", "volume rendering fwd+bwd"]
+                                             "hash encoding fwd+bwd", "ray marching", "volume rendering fwd+bwd",
+                                             "SH colours deg 3 fwd+bwd", "surface crossing", "FK + skinning fwd+bwd"]
     for row in rows:
         assert row["other"] == "reference" and row["ours"] == "torch" and row["max_abs_diff"] == 0.0
         assert row["ratio"] == pytest.approx(row["ours_ms"] / row["other_ms"])
@@ -140,7 +141,7 @@ def test_cli_without_peers_writes_json_and_markdown(no_peers, toy_method, tmp_pa
     assert result["machine"]["gpu"] is None and result["machine"]["torch"] == torch.__version__
     assert result["notes"] == ["Blender 400x400 scene skipped: no --blender DIR given and a quick run makes none"]
     table = (tmp_path / "peers.md").read_text()
-    assert table.count("| torch | reference |") == 5
+    assert table.count("| torch | reference |") == 8
     assert "| toy | demo | no |" in table and "- gsplat: not importable" in table and "Blender 400x400" in table
 
 
@@ -248,7 +249,11 @@ def test_kernels_match_their_references_on_a_gpu():
     rows = (bench_peers.projection_cases(bench_peers.QUICK, cuda, peers["gsplat"])
             + bench_peers.rasterization_cases(bench_peers.QUICK, cuda, peers["gsplat"])
             + bench_peers.hash_encoding_cases(bench_peers.QUICK, cuda, peers["tinycudann"])
-            + bench_peers.volume_cases(bench_peers.QUICK, cuda, peers["nerfacc"]))
+            + bench_peers.volume_cases(bench_peers.QUICK, cuda, peers["nerfacc"])
+            + bench_peers.sh_colour_cases(bench_peers.QUICK, cuda)
+            + bench_peers.surface_crossing_cases(bench_peers.QUICK, cuda)
+            + bench_peers.body_cases(bench_peers.QUICK, cuda))
+    assert len(rows) >= 8
     for row in rows:
         assert "error" not in row, row
         assert row["ours"] == "triton" and row["ours_peak_mib"] > 0 and row["other_peak_mib"] > 0
