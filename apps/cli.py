@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--view", action="store_true",
                      help="show the scene in the browser while it trains, and after (Ctrl-C to stop; needs the viewer extra)")
+    fit.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                     help="train data-parallel on N processes of this machine (gloo on CPU, one GPU each with CUDA;"
+                          " as torchrun --nproc_per_node N -m render3d fit ...); 3dgs needs batch_views divisible by N")
     _add_server_arguments(fit)
 
     render = commands.add_parser("render", help="render a fitted scene's test views or an orbit")

@@ -41,17 +41,50 @@ def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from render3d import distributed
+
+    if args.nproc > 1 and distributed.launched_world_size() > 1:
+        raise ConfigError("--nproc: this process is already one of a process group (torchrun); drop --nproc")
+    if args.nproc > 1 and args.view:
+        raise ConfigError("--view shows a fit in one process; drop --view or --nproc")
+    if args.nproc > 1:
+        check_writable(args.out, "--out", folder=True)
+        return distributed.run_processes(_fit_rank, (args,), args.nproc)
+    with distributed.process_group(args.device) as parallel:
+        return _fit_command(args, parallel)
+
+
+def _fit_rank(args: argparse.Namespace) -> int:
+    """``fit`` in one of the processes ``--nproc`` started (errors as one line, exit status)."""
+    from render3d.apps.cli import _run
+
+    return _run(argparse.Namespace(**{**vars(args), "nproc": 1}))
+
+
+def _fit_command(args: argparse.Namespace, parallel) -> int:
     from render3d.data.shapes import is_shape_path
 
     check_writable(args.out, "--out", folder=True)
+    if args.view and parallel.world_size > 1:
+        raise ConfigError("--view shows a fit in one process; drop --view or fit in one process")
     method, seed, config = _fit_options(args)
     # Shapes (meshes, point clouds) have no images to evaluate on; `eval --mesh-gt` compares the surface.
     split = None if args.no_eval or is_shape_path(args.data) else _evaluation_split(Path(args.data))
+    if not parallel.is_main:  # rank 0 reports (an interruption too) and evaluates
+        from render3d.apps.cli import EXIT_INTERRUPTED
+        from render3d.interruption import FitInterrupted
+
+        try:
+            _fit(args, method, seed, config, on_step=None)
+        except FitInterrupted:
+            return EXIT_INTERRUPTED
+        return 0
     viewer = _fit_viewer(args) if args.view else None
     try:
         scene = _fit(args, method, seed, config, on_step=None if viewer is None else viewer.on_step)
         summary = scene.train_summary
-        _echo(f"fitted {method} in {summary['seconds']:.1f} s; run directory: {args.out}")
+        processes = f" on {parallel.world_size} processes" if parallel.world_size > 1 else ""
+        _echo(f"fitted {method} in {summary['seconds']:.1f} s{processes}; run directory: {args.out}")
         if split is not None:
             _report_evaluation(scene, args.data, split, progress=not args.quiet)
     except BaseException:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from render3d import __version__, random_state, rundir
+from render3d import __version__, distributed, random_state, rundir
 from render3d.budget import StepBudget, parse_duration
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
@@ -70,6 +71,19 @@ def _resumed_budget(payload: dict, budget: StepBudget | None, method_config: dic
         return None
     method_config["steps"] = payload["config"]["steps"]
     return StepBudget(recorded if budget is None else budget.seconds, method_config["steps"])
+
+
+def _data_parallel(method_cls: type[Method]) -> distributed.DataParallel:
+    """The process group this fit trains in; ConfigError for a method that trains alone."""
+    parallel = distributed.current()
+    if parallel.world_size > 1 and not method_cls.supports_data_parallel:
+        raise ConfigError(f"method {method_cls.name!r} does not support data-parallel training "
+                          f"({parallel.world_size} processes); fit it in one process")
+    return parallel
+
+
+def _signal_number(name: str | None) -> int:
+    return 0 if name is None else signal.Signals[name].value
 
 
 def _check_resumed_data(run_dir: Path, data_root: Path) -> None:
@@ -205,6 +219,11 @@ class Scene:
                 every step (e.g. a viewer showing the newest parameters; it may render, the
                 method is put back in training mode afterwards).
 
+        In a ``torch.distributed`` process group (e.g. under ``torchrun``, see
+        :mod:`render3d.distributed`) every rank calls ``fit`` with the same arguments and trains
+        its share of each batch; only rank 0 writes ``out``, and only rank 0's scene has a
+        ``run_dir``. Methods without ``supports_data_parallel`` are refused.
+
         Raises:
             ConfigError: bad argument; DataError: bad data; TrainingError: the loss became
             NaN/inf (the run directory keeps its last good checkpoint); FitInterrupted: a
@@ -233,27 +252,31 @@ class Scene:
         data_root = dataset.root.resolve()
         if resume:
             _check_resumed_data(run_dir, data_root)
+        parallel = _data_parallel(method_cls)
+        parallel.synchronize()  # every rank checked `out` before rank 0 writes to it
+        writer_dir = run_dir if parallel.is_main else None
 
         devices = [torch_device] if torch_device.type == "cuda" else []
         with random_state.seeded(seed, devices):
             model = method_cls(method_config, method_cls.scene_info_for(dataset)).to(torch_device)
+            model.parallel = parallel
             model.setup(dataset)
-            scene = cls(model, run_dir=run_dir, data_root=data_root, seed=seed, preset=preset)
+            scene = cls(model, run_dir=writer_dir, data_root=data_root, seed=seed, preset=preset)
             if payload is not None:
-                scene._restore_training(payload, devices)
-            elif run_dir is not None:
+                scene._restore_training(payload, devices, run_dir / rundir.CHECKPOINT)
+            elif writer_dir is not None:
                 # Only now that the method accepted its config and data: bad input leaves the folder as it was.
                 rundir.prepare_output_dir(run_dir, overwrite=overwrite)
                 scene._write_config()
             training = {} if payload is None else payload["training"]
             scene._train(method_config["steps"], start=training.get("step", 0), seconds=training.get("seconds", 0.0),
                          checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-                         devices=devices, budget=budget, progress=progress, on_step=on_step)
+                         devices=devices, budget=budget, progress=progress and parallel.is_main, on_step=on_step,
+                         stoppable=run_dir is not None)
         return scene
 
-    def _restore_training(self, payload: dict, devices: list[torch.device]) -> None:
-        """Parameters, training state and RNG states of a checkpoint, after ``setup``."""
-        path = self.run_dir / rundir.CHECKPOINT
+    def _restore_training(self, payload: dict, devices: list[torch.device], path: Path) -> None:
+        """Parameters, training state and RNG states of the checkpoint ``path``, after ``setup``."""
         try:
             self.method.load_state_dict(payload["state_dict"])
             self.method.load_training_state(payload["training"]["method"])
@@ -265,14 +288,15 @@ class Scene:
     def _train(self, steps: int, *, start: int = 0, seconds: float = 0.0, checkpoint_every: int | None = None,
                checkpoint_seconds: float | None = None, devices: list[torch.device] = (),
                budget: StepBudget | None = None, progress: bool = True,
-               on_step: Callable[[Scene, int], None] | None = None) -> None:
+               on_step: Callable[[Scene, int], None] | None = None, stoppable: bool = False) -> None:
         """Steps ``start .. steps - 1``; ``seconds`` were spent on the earlier ones. With a
-        ``budget`` the total changes as the fit runs (``Method.set_total_steps``)."""
+        ``budget`` the total changes as the fit runs (``Method.set_total_steps``). A
+        ``stoppable`` fit turns SIGINT/SIGTERM into a checkpoint and FitInterrupted."""
         model = self.method
         model.train()
         last: dict[str, float] = {}
         total, step = steps, start
-        with StopSignals(enabled=self.run_dir is not None) as stop, self._training_log(start) as log, \
+        with StopSignals(enabled=stoppable) as stop, self._training_log(start) as log, \
                 progress_bar(total, f"fit {model.name}", enabled=progress) as bar:
             bar.n = bar.last_print_n = start  # a resumed fit's bar starts where it stopped
             began = last_checkpoint = time.perf_counter()
@@ -286,6 +310,9 @@ class Scene:
                 bar.set_postfix(format_metrics(last), refresh=False)
                 done, now = step + 1, time.perf_counter()
                 elapsed = seconds + now - began
+                # Every rank takes the same budget and stop decisions (the slowest rank's time, any signal).
+                elapsed, signum = model.parallel.maximum([elapsed, _signal_number(stop.requested)])
+                stop.requested = signal.Signals(int(signum)).name if signum else None
                 if budget is not None and (budgeted := budget.update(done, elapsed)) != total:
                     total = budgeted
                     model.set_total_steps(total)
@@ -300,10 +327,12 @@ class Scene:
                 if done == total:
                     break
                 if stop.requested:
-                    path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices, budget))
-                    rundir.update_metrics(self.run_dir, "train", {
-                        "interrupted": True, "signal": stop.requested, "step": done, "steps": total,
-                        "seconds": round(elapsed, 3)})
+                    path = None  # a rank other than 0 writes nothing
+                    if self.run_dir is not None:
+                        path = self._write_checkpoint(done, training=self._training_state(done, elapsed, devices, budget))
+                        rundir.update_metrics(self.run_dir, "train", {
+                            "interrupted": True, "signal": stop.requested, "step": done, "steps": total,
+                            "seconds": round(elapsed, 3)})
                     raise FitInterrupted(self.run_dir, path, done, total, stop.requested)
                 if self.run_dir is not None and (
                         (checkpoint_every and done % checkpoint_every == 0)
@@ -323,7 +352,8 @@ class Scene:
                 self._write_checkpoint(total)
                 rundir.update_metrics(self.run_dir, "train", summary)
             if stop.requested:  # the signal came during the last step: the run is complete
-                raise FitInterrupted(self.run_dir, self.run_dir / rundir.CHECKPOINT, total, total, stop.requested)
+                path = None if self.run_dir is None else self.run_dir / rundir.CHECKPOINT
+                raise FitInterrupted(self.run_dir, path, total, total, stop.requested)
 
     def _announcement(self, total: int, seconds_per_step: float, budget: StepBudget | None) -> str:
         """The one line a fit prints after its first steps: preset, steps, expected time, how to change."""

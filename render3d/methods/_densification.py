@@ -15,8 +15,11 @@ Gaussians during training.
   noise shaped by each covariance is injected every step (stronger for transparent ones).
 
 Both act after ``loss.backward()`` and ``optimizer.step()`` (gsplat's order), reading the
-step's view-space gradients and editing the parameters and Adam's moments through
-:mod:`render3d.methods._splat_params`.
+step's view-space gradients (one render ``info`` per view of the step) and editing the
+parameters and Adam's moments through :mod:`render3d.methods._splat_params`. Under data
+parallelism (:mod:`render3d.distributed`) each rank sees its own views: the gradient statistics
+are summed over the ranks every step, and the rest depends only on the (identical) parameters
+and random numbers, so every rank takes the same decisions.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from render3d.distributed import SINGLE_PROCESS, DataParallel
 from render3d.methods import _splat_params as splats
 from render3d.ops.gaussian_projection import covariance_3d, quaternion_to_rotation
 
@@ -48,12 +52,14 @@ class AdaptiveDensityControl:
         refine_start, refine_stop, refine_every, reset_every: the schedule, in steps.
         max_gaussians: upper bound on the count (0 = none).
         absgrad: use the absolute-gradient statistic (AbsGS) instead of the gradient norm.
+        parallel: the ranks whose views' statistics are summed.
     """
 
-    def __init__(self, scene_scale: float, *, grow_grad2d: float, grow_scale3d: float, prune_opacity: float,
+    def __init__(self, scene_scale: float, *, parallel: DataParallel = SINGLE_PROCESS, grow_grad2d: float, grow_scale3d: float, prune_opacity: float,
                  prune_scale3d: float, refine_start: int, refine_stop: int, refine_every: int, reset_every: int,
                  max_gaussians: int, absgrad: bool) -> None:
         self.scene_scale = scene_scale
+        self.parallel = parallel
         self.grow_grad2d = grow_grad2d
         self.grow_scale3d = grow_scale3d
         self.prune_opacity = prune_opacity
@@ -77,12 +83,13 @@ class AdaptiveDensityControl:
     def load_state(self, state: dict) -> None:
         self.grad2d, self.count = state["grad2d"], state["count"]
 
-    def step(self, step: int, params: nn.ParameterDict, optimizer, info: dict, width: int, height: int,
-             lr_means: float) -> None:
-        """Update the statistics with this step's gradients and refine on schedule."""
+    def step(self, step: int, params: nn.ParameterDict, optimizer, infos: list[dict], width: int, height: int,
+             lr_means: float, views_per_step: int = 1) -> None:
+        """Update the statistics with the gradients of this step's views (``infos``: this rank's
+        renders of ``views_per_step`` in all; the loss is their mean) and refine on schedule."""
         if step >= self.refine_stop:
             return
-        self._accumulate(params, info, width, height)
+        self._accumulate(params, infos, width, height, views_per_step)
         if step > self.refine_start and step % self.refine_every == 0:
             self._grow(params, optimizer)
             self._prune(step, params, optimizer)
@@ -92,22 +99,28 @@ class AdaptiveDensityControl:
             params["opacity_logits"].data.clamp_(max=limit)
             splats.zero_moments(params, optimizer, "opacity_logits")
 
-    def _accumulate(self, params: nn.ParameterDict, info: dict, width: int, height: int) -> None:
-        means2d = info["means2d"]
-        grads = means2d.absgrad if self.absgrad else means2d.grad
-        if grads is None:
-            return
+    def _accumulate(self, params: nn.ParameterDict, infos: list[dict], width: int, height: int,
+                    views_per_step: int) -> None:
         n = params["means"].shape[0]
+        device = params["means"].device
+        step_stats = torch.zeros(2, n, device=device)  # gradient norms, visible views
+        # Pixel gradients -> normalised-device-coordinate gradients (x2/width), as 3DGS measures
+        # them; x views_per_step undoes the batch mean (each view's own gradient, as gsplat).
+        scale = torch.tensor([0.5 * width * views_per_step, 0.5 * height * views_per_step], device=device)
+        for info in infos:
+            grads = info["means2d"].absgrad if self.absgrad else info["means2d"].grad
+            if grads is None:
+                continue
+            camera_ids, gaussian_ids = torch.nonzero(info["radii"] > 0, as_tuple=True)
+            norms = (grads[camera_ids, gaussian_ids] * scale).norm(dim=-1)
+            step_stats[0].index_add_(0, gaussian_ids, norms)
+            step_stats[1].index_add_(0, gaussian_ids, torch.ones_like(norms))
+        self.parallel.sum_(step_stats)
         if self.grad2d is None or self.grad2d.shape[0] != n:
-            self.grad2d = torch.zeros(n, device=grads.device)
-            self.count = torch.zeros(n, device=grads.device)
-        # Pixel gradients -> normalised-device-coordinate gradients (x2/width), as 3DGS measures them.
-        scale = grads.new_tensor([0.5 * width, 0.5 * height])
-        visible = info["radii"] > 0
-        camera_ids, gaussian_ids = torch.nonzero(visible, as_tuple=True)
-        norms = (grads[camera_ids, gaussian_ids] * scale).norm(dim=-1)
-        self.grad2d.index_add_(0, gaussian_ids, norms)
-        self.count.index_add_(0, gaussian_ids, torch.ones_like(norms))
+            self.grad2d = torch.zeros(n, device=device)
+            self.count = torch.zeros(n, device=device)
+        self.grad2d += step_stats[0]
+        self.count += step_stats[1]
 
     def _grow(self, params: nn.ParameterDict, optimizer) -> None:
         if self.grad2d is None:
@@ -189,9 +202,10 @@ class MarkovChainMonteCarlo:
         return (self.opacity_reg * torch.sigmoid(params["opacity_logits"]).mean()
                 + self.scale_reg * params["log_scales"].exp().mean())
 
-    def step(self, step: int, params: nn.ParameterDict, optimizer, info: dict, width: int, height: int,
-             lr_means: float) -> None:
-        """Relocate and grow on schedule, then inject noise into the positions."""
+    def step(self, step: int, params: nn.ParameterDict, optimizer, infos: list[dict], width: int, height: int,
+             lr_means: float, views_per_step: int = 1) -> None:
+        """Relocate and grow on schedule, then inject noise into the positions (the views'
+        ``infos`` are not needed)."""
         if self.refine_start < step < self.refine_stop and step % self.refine_every == 0:
             self._relocate(params, optimizer)
             self._grow(params, optimizer)

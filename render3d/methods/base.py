@@ -17,6 +17,11 @@ method with ``cls(config, scene_info)`` and calls ``load_state_dict``. Checkpoin
 the last step also hold ``training_state()`` (optimiser moments, schedule position...): a resumed
 fit calls ``setup(dataset)``, ``load_state_dict`` and then ``load_training_state`` and continues
 exactly where the interrupted one stopped.
+
+Data-parallel training (:mod:`render3d.distributed`): ``Scene.fit`` sets ``method.parallel``
+before ``setup``. A method that supports several processes trains on its share of each global
+batch, sums its gradients over the ranks (``parallel.sum_gradients``) before the optimiser step
+and keeps every rank's decisions identical; the default :data:`SINGLE_PROCESS` changes nothing.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from torch import Tensor
 
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
+from render3d.distributed import SINGLE_PROCESS, DataParallel
 from render3d.errors import ConfigError
 
 
@@ -110,11 +116,14 @@ class Method(torch.nn.Module, abc.ABC):
     # What the method trains on: "images" (posed image datasets; Scene.evaluate and dataset
     # orbits apply) or "shapes" (meshes and point clouds, render3d.data.shapes).
     data_kind: ClassVar[str] = "images"
+    # Whether train_step splits its batch over the ranks of a process group (render3d.distributed).
+    supports_data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__()
         self.config = dict(config)
         self.scene_info = scene_info
+        self.parallel: DataParallel = SINGLE_PROCESS
 
     @classmethod
     def load_training_data(cls, data, device: torch.device):

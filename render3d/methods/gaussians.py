@@ -3,14 +3,18 @@
 The scene is a set of anisotropic 3D Gaussians (position, rotation, log-scales, opacity logit,
 SH colour coefficients up to degree 3), rendered by :func:`render3d.ops.render_gaussians`
 (projection, SH colours, tile binning, tile-sorted rasterization: PyTorch references on the
-CPU, Triton kernels on CUDA) and fitted one training image per step with
-``(1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)``:
+CPU, Triton kernels on CUDA) and fitted ``batch_views`` training images per step (one, as the
+original, by default) with the mean over them of ``(1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)``:
 
 - initialisation from the dataset's structure-from-motion points (COLMAP, nerfstudio with
   points) or ``init_points`` random points in the scene box (NeRF-synthetic), scales from the
   mean distance to the 3 nearest neighbours, identity rotations, opacity ``init_opacity``;
 - Adam per parameter with the original learning rates; the position rate decays
   exponentially from ``lr_means`` to ``lr_means_final`` (both × the scene scale);
+- with several processes (:mod:`render3d.distributed`) each rank renders its share of the
+  step's views; gradients and densification statistics are summed over the ranks, so every
+  rank holds the same Gaussians. A larger batch wants larger learning rates: scale them by
+  ``sqrt(batch_views)`` (Grendel-GS's rule; ``--config lr_means=...`` etc.);
 - the active SH degree rises by one every ``sh_degree_every`` steps up to ``sh_degree``;
 - densification by the original adaptive density control (``strategy="adc"``) or the
   capped 3DGS-MCMC strategy (``strategy="mcmc"``, at most ``cap_max`` Gaussians), see
@@ -47,6 +51,7 @@ _INITS = ("auto", "points", "random")
 @register
 class GaussianSplatting(Method):
     name = "3dgs"
+    supports_data_parallel = True
     description = "3D Gaussian Splatting: anisotropic Gaussians, tile-sorted rasterization, ADC or MCMC densification"
     default_config = {
         "steps": 30000,
@@ -65,6 +70,7 @@ class GaussianSplatting(Method):
         "lr_sh0": 2.5e-3,
         "lr_shN": 2.5e-3 / 20,
         "ssim_lambda": 0.2,
+        "batch_views": 1,
         # schedule (for schedule_steps steps; scaled to `steps`)
         "schedule_steps": 30000,
         "sh_degree_every": 1000,
@@ -160,6 +166,7 @@ class GaussianSplatting(Method):
         self.strategy = self._make_strategy()
         self.active_sh_degree.fill_(0)
         self.view_order = torch.randperm(len(dataset), device=device)
+        self.parallel.check_divides(self.config["batch_views"], "batch_views")
 
     def _initial_points(self, dataset: Dataset) -> tuple[Tensor, Tensor]:
         mode = self.config["init"]
@@ -204,7 +211,7 @@ class GaussianSplatting(Method):
             return MarkovChainMonteCarlo(cap_max=config["cap_max"], min_opacity=config["prune_opacity"],
                                          noise_lr=config["noise_lr"], opacity_reg=config["opacity_reg"],
                                          scale_reg=config["scale_reg"], **schedule)
-        return AdaptiveDensityControl(float(self.scene_scale), grow_grad2d=config["grow_grad2d"],
+        return AdaptiveDensityControl(float(self.scene_scale), parallel=self.parallel, grow_grad2d=config["grow_grad2d"],
                                       grow_scale3d=config["grow_scale3d"], prune_opacity=config["prune_opacity"],
                                       prune_scale3d=config["prune_scale3d"], reset_every=self._scheduled("reset_every"),
                                       max_gaussians=config["max_gaussians"], absgrad=config["absgrad"], **schedule)
@@ -216,12 +223,16 @@ class GaussianSplatting(Method):
             if hasattr(self.strategy, key):
                 setattr(self.strategy, key, self._scheduled(key))
 
-    def _next_view(self, step: int) -> int:
-        """Training views in shuffled epochs (each image once per epoch, as the original)."""
+    def _next_views(self, step: int) -> list[int]:
+        """The ``batch_views`` training views of ``step``, in shuffled epochs (each image once
+        per epoch, as the original); the same on every rank."""
         n = self.view_order.shape[0]
-        if step > 0 and step % n == 0:
-            self.view_order = torch.randperm(n, device=self.view_order.device)
-        return int(self.view_order[step % n])
+        views = []
+        for position in range(step * self.config["batch_views"], (step + 1) * self.config["batch_views"]):
+            if position > 0 and position % n == 0:
+                self.view_order = torch.randperm(n, device=self.view_order.device)
+            views.append(int(self.view_order[position % n]))
+        return views
 
     def train_step(self, step: int) -> dict[str, float]:
         degree = min(step // self._scheduled("sh_degree_every"), self.config["sh_degree"])
@@ -230,21 +241,32 @@ class GaussianSplatting(Method):
         for group in self.optimizer.param_groups:
             if group["name"] == "means":
                 group["lr"] = lr_means
-        view = self._next_view(step)
-        camera = self.cameras[view]
-        target = self.data.float_images(slice(view, view + 1))
-        rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"])
-        if info["means2d"].requires_grad:
-            info["means2d"].retain_grad()
-        l1 = (rgb - target).abs().mean()
-        lam = self.config["ssim_lambda"]
-        loss = (1 - lam) * l1 + lam * (1 - ssim(rgb, target).mean()) + self.strategy.regularization(self.splats)
+        batch = self.config["batch_views"]
+        views = self._next_views(step)[self.parallel.share(batch)]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        infos, loss, mse = [], 0.0, 0.0
+        for index, view in enumerate(views):
+            # One view at a time (its graph freed after backward): the gradient of the batch mean.
+            camera = self.cameras[view]
+            target = self.data.float_images(slice(view, view + 1))
+            rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"])
+            if info["means2d"].requires_grad:
+                info["means2d"].retain_grad()
+            l1 = (rgb - target).abs().mean()
+            lam = self.config["ssim_lambda"]
+            view_loss = ((1 - lam) * l1 + lam * (1 - ssim(rgb, target).mean())) / batch
+            if index == 0 and self.parallel.is_main:  # the regulariser once per global batch
+                view_loss = view_loss + self.strategy.regularization(self.splats)
+            view_loss.backward()
+            infos.append(info)
+            loss += view_loss.item()
+            mse += float(((rgb.detach() - target) ** 2).mean()) / batch
+        self.parallel.sum_gradients(self.splats.values())
         self.optimizer.step()
-        self.strategy.step(step, self.splats, self.optimizer, info, camera.width, camera.height, lr_means)
-        mse = float(((rgb.detach() - target) ** 2).mean())
-        return {"loss": loss.item(), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
+        self.strategy.step(step, self.splats, self.optimizer, infos, self.cameras.width, self.cameras.height, lr_means,
+                           views_per_step=batch)
+        loss, mse = self.parallel.sum([loss, mse])
+        return {"loss": loss, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
 
     def training_state(self) -> dict:
         """Adam's moments (per Gaussian), the densification statistics and the view order."""

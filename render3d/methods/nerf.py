@@ -6,6 +6,13 @@ field on the packed samples, volume-render and minimise the MSE to the pixels. T
 rays per step adapts so that each step processes about ``target_samples`` samples. RGBA
 data is trained over random background colours (so that empty space must become
 transparent) and rendered over the dataset's background.
+
+With several processes (:mod:`render3d.distributed`) every rank draws the same global ray batch
+(the same random numbers) and renders its slice of it; the loss is the global batch's mean, the
+gradients and sample counts are summed over the ranks, so the adaptive ray count and the
+occupancy grid (updated from the identical field with identical random numbers) stay the same on
+every rank. ``target_samples`` is per global batch: scale it (and ``max_rays``) with the ranks to
+keep each rank as busy as one process, and the learning rate by ``sqrt`` of the batch growth.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ _BACKGROUNDS = ("random", "white", "black", "dataset")
 @register
 class NeRF(Method):
     name = "nerf"
+    supports_data_parallel = True
     description = "Instant-NGP radiance field: hash grid + tiny MLPs, occupancy-grid ray marching"
     default_config = {
         "steps": 5000,
@@ -128,16 +136,19 @@ class NeRF(Method):
         return self.field.density(points) * self.step_size
 
     def _sample_batch(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Random training pixels: origins ``[R,3]``, unit dirs ``[R,3]``, target colours
-        ``[R,3]`` composited over this step's background, and that background ``[R,3]``."""
+        """This rank's share of the step's random training pixels: origins ``[R,3]``, unit dirs
+        ``[R,3]``, target colours ``[R,3]`` composited over this step's background, and that
+        background ``[R,3]``."""
         n, h, w = self.image_shape
         device = self.dataset_background.device
         index = torch.randint(0, n * h * w, (self.n_rays,), device=device)
+        background = self._train_background(len(index), device)
+        share = self.parallel.share(len(index))
+        index, background = index[share], background[share]
         camera = index // (h * w)
         pixel = index % (h * w)
         xy = torch.stack([pixel % w, pixel // w], dim=-1).to(torch.float32) + 0.5
         origins, dirs = self.cameras.pixel_rays(camera, xy)
-        background = self._train_background(len(index), device)
         return origins, dirs, self.data.pixels(index, background), background
 
     def _train_background(self, n_rays: int, device: torch.device) -> Tensor:
@@ -160,14 +171,17 @@ class NeRF(Method):
             )
         origins, dirs, target, background = self._sample_batch()
         out = self._render_rays(origins, dirs, background)
-        mse = torch.nn.functional.mse_loss(out["rgb"], target)
+        # The mean over the global batch: this rank's mean weighted by its share of the rays.
+        mse = torch.nn.functional.mse_loss(out["rgb"], target) * (len(target) / self.n_rays)
         self.optimizer.zero_grad(set_to_none=True)
         if out["n_samples"] > 0:
             mse.backward()
+        loss, n_samples = self.parallel.sum([mse.item(), out["n_samples"]])
+        if n_samples > 0:
+            self.parallel.sum_gradients(p for group in self.optimizer.param_groups for p in group["params"])
             self.optimizer.step()
         self.scheduler.step()
-        self._adapt_batch(out["n_samples"])
-        loss = mse.item()
+        self._adapt_batch(int(n_samples))
         return {"loss": loss, "psnr": -10.0 * math.log10(max(loss, 1e-10)), "rays": self.n_rays}
 
     def training_state(self) -> dict:

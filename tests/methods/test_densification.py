@@ -65,7 +65,7 @@ def test_adc_clones_small_splits_large_and_prunes_transparent():
     adam_step(params, optimizer)
     before = {k: params[k].detach().clone() for k in splats.PARAM_NAMES}
     # G0 small + high grad: clone; G1 large + high grad: split; G2 low grad: stays; G3 transparent: pruned
-    adc().step(10, params, optimizer, info_with_grads([0.5, 0.5, 0.01, 0.01]), 2, 2, lr_means=0.0)
+    adc().step(10, params, optimizer, [info_with_grads([0.5, 0.5, 0.01, 0.01])], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 5
     assert rows_matching(params, "means", before["means"][0]) == 2  # original + clone
     assert rows_matching(params, "means", before["means"][2]) == 1
@@ -94,9 +94,9 @@ def test_adc_opacity_reset_clamps_logits_and_forgets_their_moments():
     adam_step(params, optimizer)
     logits = params["opacity_logits"].detach().clone()
     strategy = adc(reset_every=15, prune_opacity=0.005)
-    strategy.step(14, params, optimizer, info_with_grads([0.0] * 4), 2, 2, lr_means=0.0)
+    strategy.step(14, params, optimizer, [info_with_grads([0.0] * 4)], 2, 2, lr_means=0.0)
     torch.testing.assert_close(params["opacity_logits"].detach(), logits)  # not yet
-    strategy.step(15, params, optimizer, info_with_grads([0.0] * 4), 2, 2, lr_means=0.0)
+    strategy.step(15, params, optimizer, [info_with_grads([0.0] * 4)], 2, 2, lr_means=0.0)
     limit = math.log(0.01 / 0.99)
     expected = logits.clamp(max=limit)
     torch.testing.assert_close(params["opacity_logits"].detach(), expected)
@@ -114,17 +114,17 @@ def test_adc_never_exceeds_max_gaussians(large):
     scale = 0.1 if large else 0.005
     params, optimizer = make_params(torch.randn(n, 3), torch.full((n, 3), math.log(scale)), [0.5] * n)
     grads = torch.linspace(0.2, 1.1, n)  # all high, distinct
-    adc(max_gaussians=13).step(10, params, optimizer, info_with_grads(grads), 2, 2, lr_means=0.0)
+    adc(max_gaussians=13).step(10, params, optimizer, [info_with_grads(grads)], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 13
     # at the cap nothing grows any more
-    adc(max_gaussians=13).step(10, params, optimizer, info_with_grads(torch.ones(13)), 2, 2, lr_means=0.0)
+    adc(max_gaussians=13).step(10, params, optimizer, [info_with_grads(torch.ones(13))], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 13
 
 
 def test_adc_max_gaussians_holds_with_tied_gradients():
     torch.manual_seed(0)
     params, optimizer = make_params(torch.randn(10, 3), torch.full((10, 3), math.log(0.005)), [0.5] * 10)
-    adc(max_gaussians=13).step(10, params, optimizer, info_with_grads(torch.full((10,), 0.5)), 2, 2, lr_means=0.0)
+    adc(max_gaussians=13).step(10, params, optimizer, [info_with_grads(torch.full((10,), 0.5))], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 13
 
 
@@ -133,7 +133,7 @@ def test_adc_max_gaussians_keeps_the_highest_gradients():
     means = torch.arange(6.0)[:, None].repeat(1, 3)
     params, optimizer = make_params(means, torch.full((6, 3), math.log(0.005)), [0.5] * 6)
     grads = torch.tensor([0.3, 0.9, 0.2, 0.8, 0.4, 0.7])
-    adc(max_gaussians=8).step(10, params, optimizer, info_with_grads(grads), 2, 2, lr_means=0.0)
+    adc(max_gaussians=8).step(10, params, optimizer, [info_with_grads(grads)], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 8
     for i, expected in enumerate([1, 2, 1, 2, 1, 1]):
         assert rows_matching(params, "means", means[i]) == expected, i
@@ -144,13 +144,13 @@ def test_adc_gradients_are_averaged_over_visible_steps():
     params, optimizer = make_params(means, torch.full((3, 3), math.log(0.005)), [0.5] * 3)
     strategy = adc(grow_grad2d=0.3)
     # G0: 0.5 then 0.0 -> mean 0.25 (no); G1: 0.5 visible once, invisible once -> 0.5 (yes); G2: 0.2 (no)
-    strategy.step(9, params, optimizer, info_with_grads([0.5, 0.5, 0.2]), 2, 2, lr_means=0.0)
-    strategy.step(10, params, optimizer, info_with_grads([0.0, 0.5, 0.2], visible=[1, 0, 1]), 2, 2, lr_means=0.0)
+    strategy.step(9, params, optimizer, [info_with_grads([0.5, 0.5, 0.2])], 2, 2, lr_means=0.0)
+    strategy.step(10, params, optimizer, [info_with_grads([0.0, 0.5, 0.2], visible=[1, 0, 1])], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 4
     assert rows_matching(params, "means", means[1]) == 2
     # the ndc factor: width 20 makes the same pixel gradient 10x larger
     params2, optimizer2 = make_params(means, torch.full((3, 3), math.log(0.005)), [0.5] * 3)
-    adc(grow_grad2d=0.3).step(10, params2, optimizer2, info_with_grads([0.05, 0.0, 0.0]), 20, 2, lr_means=0.0)
+    adc(grow_grad2d=0.3).step(10, params2, optimizer2, [info_with_grads([0.05, 0.0, 0.0])], 20, 2, lr_means=0.0)
     assert rows_matching(params2, "means", means[0]) == 2
 
 
@@ -162,7 +162,7 @@ def test_adc_does_nothing_outside_the_refine_window(step):
     params, optimizer = make_params(means, log_scales, [0.5, 0.5, 0.001])
     before = {k: params[k].detach().clone() for k in splats.PARAM_NAMES}
     strategy = adc(refine_start=20, refine_stop=50, reset_every=10)
-    strategy.step(step, params, optimizer, info_with_grads([1.0, 1.0, 0.0]), 2, 2, lr_means=0.0)
+    strategy.step(step, params, optimizer, [info_with_grads([1.0, 1.0, 0.0])], 2, 2, lr_means=0.0)
     if step in (50, 60):  # at or after refine_stop: no growth, pruning nor opacity reset
         for k in splats.PARAM_NAMES:
             torch.testing.assert_close(params[k].detach(), before[k])
@@ -170,7 +170,7 @@ def test_adc_does_nothing_outside_the_refine_window(step):
         assert params["means"].shape[0] == 3
         torch.testing.assert_close(params["means"].detach(), before["means"])
     # inside the window the same call refines
-    strategy.step(30, params, optimizer, info_with_grads([1.0, 1.0, 0.0]), 2, 2, lr_means=0.0)
+    strategy.step(30, params, optimizer, [info_with_grads([1.0, 1.0, 0.0])], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] != 3
 
 
@@ -213,7 +213,7 @@ def test_mcmc_relocates_dead_gaussians_onto_live_ones():
     params, optimizer = make_params(torch.randn(n, 3), torch.full((n, 3), math.log(0.05)), opacities)
     adam_step(params, optimizer)
     live_means = params["means"].detach()[1::2].clone()
-    mcmc(cap_max=n).step(10, params, optimizer, {}, 2, 2, lr_means=0.0)  # cap: no growth, lr 0: no noise
+    mcmc(cap_max=n).step(10, params, optimizer, [], 2, 2, lr_means=0.0)  # cap: no growth, lr 0: no noise
     assert params["means"].shape[0] == n
     assert float(torch.sigmoid(params["opacity_logits"].detach()).min()) > 0.005
     # every Gaussian now sits on one of the live ones
@@ -230,17 +230,17 @@ def test_mcmc_grows_by_five_percent_up_to_cap():
     n = 40
     params, optimizer = make_params(torch.randn(n, 3), torch.full((n, 3), math.log(0.05)), torch.full((n,), 0.5))
     strategy = mcmc(cap_max=45)
-    strategy.step(10, params, optimizer, {}, 2, 2, lr_means=0.0)
+    strategy.step(10, params, optimizer, [], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 42
-    strategy.step(15, params, optimizer, {}, 2, 2, lr_means=0.0)  # not a refine step
+    strategy.step(15, params, optimizer, [], 2, 2, lr_means=0.0)  # not a refine step
     assert params["means"].shape[0] == 42
-    strategy.step(20, params, optimizer, {}, 2, 2, lr_means=0.0)
+    strategy.step(20, params, optimizer, [], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 44
-    strategy.step(30, params, optimizer, {}, 2, 2, lr_means=0.0)
+    strategy.step(30, params, optimizer, [], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 45
-    strategy.step(40, params, optimizer, {}, 2, 2, lr_means=0.0)
+    strategy.step(40, params, optimizer, [], 2, 2, lr_means=0.0)
     assert params["means"].shape[0] == 45
-    strategy.step(100, params, optimizer, {}, 2, 2, lr_means=0.0)  # refine_stop
+    strategy.step(100, params, optimizer, [], 2, 2, lr_means=0.0)  # refine_stop
     assert params["means"].shape[0] == 45
     for group in optimizer.param_groups:
         assert group["params"][0] is params[group["name"]]
@@ -252,7 +252,7 @@ def test_mcmc_noise_moves_transparent_but_not_opaque_gaussians():
     opacities = torch.where(torch.arange(n) < 10, torch.tensor(0.001), torch.tensor(0.9))
     params, optimizer = make_params(torch.randn(n, 3), torch.full((n, 3), math.log(0.1)), opacities)
     before = params["means"].detach().clone()
-    mcmc().step(5, params, optimizer, {}, 2, 2, lr_means=1.0)  # not a refine step: noise only
+    mcmc().step(5, params, optimizer, [], 2, 2, lr_means=1.0)  # not a refine step: noise only
     moved = (params["means"].detach() - before).norm(dim=1)
     assert float(moved[:10].min()) > 1e-4
     assert float(moved[10:].max()) < 1e-12

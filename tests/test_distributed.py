@@ -1,0 +1,138 @@
+"""Data-parallel training on ``torch.distributed`` (:mod:`render3d.distributed`) with two gloo
+processes on the CPU: both ranks hold the same parameters, and those equal a single-process fit
+with the same global batch; a checkpoint written under two ranks loads, and resumes, in one."""
+from __future__ import annotations
+
+import datetime
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import render3d
+from render3d import rundir
+from render3d.distributed import SINGLE_PROCESS, DataParallel
+from render3d.errors import ConfigError
+from tests.conftest import write_nerf_synthetic
+
+WORLD_SIZE = 2
+STEPS = 20
+# Tiny configs in which every piece of shared state changes within STEPS steps (3dgs: ADC
+# clones/splits/prunes and an opacity reset, SH degree; nerf: occupancy-grid updates, warm-up
+# and the adaptive ray count).
+CONFIGS = {
+    "3dgs": {"batch_views": 2, "init_points": 100, "schedule_steps": STEPS, "refine_start": 3, "refine_every": 3,
+             "refine_stop": 16, "reset_every": 8, "sh_degree_every": 4},
+    "3dgs-mcmc": {"batch_views": 2, "strategy": "mcmc", "init_points": 100, "cap_max": 150, "schedule_steps": STEPS,
+                  "refine_start": 2, "refine_every": 3, "refine_stop": 12, "sh_degree_every": 4},
+    "nerf": {"hash_levels": 4, "log2_hashmap_size": 10, "max_resolution": 64, "hidden_dim": 16, "grid_resolution": 16,
+             "target_samples": 2**11, "initial_rays": 128, "max_rays": 512, "grid_update_every": 2,
+             "grid_warmup_steps": 4, "warmup_steps": 3, "render_steps": 64},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _StopAt:
+    """``on_step`` that stops a fit (as a crash would) once ``step`` steps are done."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, scene, done: int) -> None:
+        if done == self.step:
+            raise KeyboardInterrupt
+
+
+def _rank(rank: int, port: int, results, data, method: str, out, checkpoint_every, stop_at) -> None:
+    """One rank of :func:`_fit_on_two_ranks` (a spawned process)."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                         world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=120))
+    try:
+        name = method.split("-")[0]
+        try:
+            scene = render3d.Scene.fit(data, name, steps=STEPS, seed=5, config=CONFIGS[method], out=out,
+                                       checkpoint_every=checkpoint_every, progress=False,
+                                       on_step=None if stop_at is None else _StopAt(stop_at))
+        except KeyboardInterrupt:
+            return
+        state = {key: value.clone() for key, value in scene.method.state_dict().items()}
+        torch.save({"state": state, "run_dir": scene.run_dir}, results / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _fit_on_two_ranks(results, data, method: str, out=None, checkpoint_every=None, stop_at=None) -> list[dict]:
+    """Fit on two gloo ranks; each rank's final ``{"state", "run_dir"}`` (none if stopped)."""
+    results.mkdir()
+    mp.spawn(_rank, args=(_free_port(), results, data, method, out, checkpoint_every, stop_at), nprocs=WORLD_SIZE)
+    if stop_at is not None:
+        return []
+    return [torch.load(results / f"rank{rank}.pt", weights_only=False) for rank in range(WORLD_SIZE)]
+
+
+def _fit_alone(data, method: str, **kwargs) -> render3d.Scene:
+    return render3d.Scene.fit(data, method.split("-")[0], steps=STEPS, seed=5, config=CONFIGS[method], progress=False,
+                              **kwargs)
+
+
+def _assert_close(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].shape == b[key].shape, key
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5, msg=key)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_nerf_synthetic(tmp_path_factory.mktemp("scene") / "scene", size=16)
+
+
+@pytest.fixture(scope="module")
+def two_ranks_3dgs(tmp_path_factory, data):
+    """A 3dgs fit on two ranks with a run directory: (run directory, each rank's result)."""
+    root = tmp_path_factory.mktemp("two_ranks_3dgs")
+    return root / "run", _fit_on_two_ranks(root / "results", data, "3dgs", out=root / "run")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["3dgs", "3dgs-mcmc", "nerf"])
+def test_two_ranks_hold_the_same_parameters_as_one_process(request, tmp_path, data, method):
+    if method == "3dgs":
+        _, ranks = request.getfixturevalue("two_ranks_3dgs")
+    else:
+        ranks = _fit_on_two_ranks(tmp_path / "results", data, method)
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), key
+    _assert_close(ranks[0]["state"], _fit_alone(data, method).method.state_dict())
+
+
+@pytest.mark.slow
+def test_rank_zero_writes_the_run_and_its_checkpoint_loads_in_one_process(two_ranks_3dgs):
+    out, ranks = two_ranks_3dgs
+    assert ranks[0]["run_dir"] == out and ranks[1]["run_dir"] is None
+    _assert_close(render3d.Scene.load(out, device="cpu").method.state_dict(), ranks[0]["state"])
+
+
+@pytest.mark.slow
+def test_a_two_rank_checkpoint_resumes_in_one_process(tmp_path, data, two_ranks_3dgs):
+    _, ranks = two_ranks_3dgs
+    out = tmp_path / "run"
+    _fit_on_two_ranks(tmp_path / "results", data, "3dgs", out=out, checkpoint_every=10, stop_at=11)
+    assert rundir.load_checkpoint(out)["training"]["step"] == 10
+    resumed = _fit_alone(data, "3dgs", out=out, resume=True, device="cpu")
+    _assert_close(resumed.method.state_dict(), ranks[0]["state"])
+
+
+def test_shares_split_a_batch_over_the_ranks():
+    shares = [DataParallel(rank, 3).share(8) for rank in range(3)]
+    assert shares == [slice(0, 3), slice(3, 6), slice(6, 8)]
+    assert SINGLE_PROCESS.share(5) == slice(0, 5)
+    with pytest.raises(ConfigError, match="batch_views"):
+        DataParallel(0, 2).check_divides(3, "batch_views")
