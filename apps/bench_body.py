@@ -8,8 +8,8 @@ vertex, when the ``body`` extra is installed, otherwise the procedural body):
 
 - ``model``: :class:`BodyModel` forward (shape blend shapes, pose to matrices, FK, LBS) and
   forward + backward (gradient to the pose), with anny's own ``Anny.forward`` (float32, its
-  default ``local-ref`` pose parameterisation) timed in the same run, at ``B = 64`` (8 with
-  ``--quick``);
+  default ``local-ref`` pose parameterisation) timed in the same run, in interleaved rounds,
+  at ``B = 64`` (8 with ``--quick``), with anny / render3d ratios of wall and CPU time;
 - ``ops`` on CUDA: ``forward_kinematics`` + ``linear_blend_skinning`` on the PyTorch reference
   and on the Triton kernels at ``B = 512``, with the speed-up;
 - ``reproduction``: the largest vertex distance between anny's posed vertices and FK + LBS
@@ -58,47 +58,70 @@ def _random_pose(batch: int, n_joints: int, scale: float, seed: int = 0, dtype=t
     return scale * torch.randn(batch, n_joints, 3, generator=generator, dtype=dtype)
 
 
-def _model_row(model, batch: int, device: torch.device, repeats: int) -> dict:
+def _model_calls(model, batch: int, device: torch.device):
+    """``(forward, forward_backward)`` of :class:`BodyModel` on ``batch`` random poses."""
     model = model.to(device)
     pose = _random_pose(batch, model.n_joints, 0.5).to(device)
     betas = torch.zeros(batch, model.n_betas, device=device)
+    leaf = pose.clone().requires_grad_(True)
 
     def forward():
         with torch.no_grad():
             return model(betas, pose).vertices
 
-    leaf = pose.clone().requires_grad_(True)
-
     def forward_backward():
         model(betas, leaf).vertices.sum().backward()
 
-    forward_s, forward_cpu = _median_times(forward, device, repeats)
-    both_s, both_cpu = _median_times(forward_backward, device, repeats)
-    return {"row": "model", "impl": "render3d", "body": model.name, "batch": batch, "forward_ms": 1e3 * forward_s,
-            "forward_backward_ms": 1e3 * both_s, "forward_cpu_s": forward_cpu, "forward_backward_cpu_s": both_cpu}
+    return forward, forward_backward
 
 
-def _anny_row(batch: int, device: torch.device, repeats: int) -> dict:
+def _anny_calls(batch: int, device: torch.device):
+    """``(forward, forward_backward)`` of anny's own model (float32, ``local-ref`` poses)."""
     import anny
 
     model = anny.Anny().to(device=device, dtype=torch.float32)
     deltas = torch.eye(4, device=device).repeat(batch, model.bone_count, 1, 1)
     deltas[..., :3, :3] = axis_angle_to_matrix(_random_pose(batch, model.bone_count, 0.5).to(device))
     phenotype = {label: 0.5 for label in model.phenotype_labels}
+    leaf = deltas.clone().requires_grad_(True)
 
     def forward():
         with torch.no_grad():
             return model(pose_parameters=deltas, phenotype_kwargs=phenotype)["vertices"]
 
-    leaf = deltas.clone().requires_grad_(True)
-
     def forward_backward():
         model(pose_parameters=leaf, phenotype_kwargs=phenotype)["vertices"].sum().backward()
 
-    forward_s, forward_cpu = _median_times(forward, device, repeats)
-    both_s, both_cpu = _median_times(forward_backward, device, repeats)
-    return {"row": "model", "impl": "anny", "body": "anny", "batch": batch, "forward_ms": 1e3 * forward_s,
-            "forward_backward_ms": 1e3 * both_s, "forward_cpu_s": forward_cpu, "forward_backward_cpu_s": both_cpu}
+    return forward, forward_backward
+
+
+def _model_rows(model, batch: int, device: torch.device, repeats: int, with_anny: bool) -> list[dict]:
+    """render3d's (and anny's) forward and forward + backward, timed in interleaved rounds
+    (one call of each per round, after a warm-up) so that other processes' load falls on
+    both alike; medians over the rounds, and anny / render3d ratios of wall and CPU time."""
+    calls = {"render3d": _model_calls(model, batch, device)}
+    if with_anny:
+        calls["anny"] = _anny_calls(batch, device)
+    for forward, forward_backward in calls.values():
+        forward(), forward_backward()
+    times = {(impl, kind): [] for impl in calls for kind in ("forward", "forward_backward")}
+    for _ in range(repeats):
+        for impl, (forward, forward_backward) in calls.items():
+            times[impl, "forward"].append(timed(forward, device)[:2])
+            times[impl, "forward_backward"].append(timed(forward_backward, device)[:2])
+    rows = []
+    for impl in calls:
+        row = {"row": "model", "impl": impl, "body": model.name if impl == "render3d" else "anny", "batch": batch}
+        for kind in ("forward", "forward_backward"):
+            row[f"{kind}_ms"] = 1e3 * statistics.median(wall for wall, _ in times[impl, kind])
+            row[f"{kind}_cpu_s"] = statistics.median(cpu for _, cpu in times[impl, kind])
+        rows.append(row)
+    if with_anny:
+        ours, anny = rows
+        for kind in ("forward", "forward_backward"):
+            anny[f"render3d_speedup_{kind}"] = anny[f"{kind}_ms"] / ours[f"{kind}_ms"]
+            anny[f"render3d_speedup_{kind}_cpu"] = anny[f"{kind}_cpu_s"] / ours[f"{kind}_cpu_s"]
+    return rows
 
 
 def _op_rows(model, batch: int, device: torch.device, repeats: int) -> list[dict]:
@@ -194,7 +217,7 @@ def print_table(rows: list[dict]) -> None:
 
 def bench(device: torch.device, quick: bool) -> list[dict]:
     """The rows of the module doc (smaller batches and fewer repeats with ``quick``)."""
-    repeats = 2 if quick else 5
+    repeats = 3 if quick else 7
     has_anny = _anny_available()
     if has_anny:
         from render3d.body import BodyModel
@@ -204,11 +227,7 @@ def bench(device: torch.device, quick: bool) -> list[dict]:
         print("anny is not installed (pip install 'render3d[body]'): timing the procedural body instead")
         model = procedural_body()
     batch = 8 if quick else 64
-    rows = [_model_row(model, batch, device, repeats)]
-    if has_anny:
-        rows.append(_anny_row(batch, device, repeats))
-        rows[-1]["render3d_speedup_forward"] = rows[-1]["forward_ms"] / rows[0]["forward_ms"]
-        rows[-1]["render3d_speedup_forward_backward"] = rows[-1]["forward_backward_ms"] / rows[0]["forward_backward_ms"]
+    rows = _model_rows(model, batch, device, repeats, has_anny)
     rows += _op_rows(model, 32 if quick else (512 if device.type == "cuda" else batch), device, repeats)
     if has_anny:
         rows.append(_reproduction_row(2 if quick else 8))
