@@ -22,13 +22,12 @@ Wall times on a shared machine are noisy: CPU seconds are reported next to them.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 
 import torch
 
-from render3d.apps.timing import timed
+from render3d.apps.timing import backend, timed
 from render3d.body import procedural_body
 from render3d.body.fitting import STAGE_ITERATIONS, Keypoints2D, PinholeCamera, fit_body, procrustes_error
 from render3d.ops.forward_kinematics import forward_kinematics
@@ -138,10 +137,8 @@ def _op_rows(model, batch: int, device: torch.device, repeats: int) -> list[dict
         local = torch.linalg.inv(parent_world) @ world
         inverse_rest = torch.linalg.inv(frames)
     rows = []
-    for backend in ("torch", "triton") if device.type == "cuda" else ("torch",):
-        previous = os.environ.get("RENDER3D_BACKEND")
-        os.environ["RENDER3D_BACKEND"] = backend
-        try:
+    for name in ("torch", "triton") if device.type == "cuda" else ("torch",):
+        with backend(name):
             def forward(local=local):
                 world = forward_kinematics(local, parents)
                 return linear_blend_skinning(model.template, world @ inverse_rest, model.skinning_weights)
@@ -154,12 +151,7 @@ def _op_rows(model, batch: int, device: torch.device, repeats: int) -> list[dict
             with torch.no_grad():
                 forward_s, _ = _median_times(forward, device, repeats)
             both_s, _ = _median_times(forward_backward, device, repeats)
-        finally:
-            if previous is None:
-                os.environ.pop("RENDER3D_BACKEND")
-            else:
-                os.environ["RENDER3D_BACKEND"] = previous
-        rows.append({"row": "ops", "impl": "kernel" if backend == "triton" else "reference", "body": model.name,
+        rows.append({"row": "ops", "impl": "kernel" if name == "triton" else "reference", "body": model.name,
                      "batch": batch, "forward_ms": 1e3 * forward_s, "forward_backward_ms": 1e3 * both_s})
     if len(rows) == 2:
         rows[1]["speedup_forward"] = rows[0]["forward_ms"] / rows[1]["forward_ms"]

@@ -17,12 +17,12 @@ cache line, lower where neighbouring points share them.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
 import torch
 
+from render3d.apps import timing
 from render3d.ops.hash_encoding import HashGrid, hash_encode
 
 CONFIG = {"otype": "HashGrid", "n_levels": 16, "n_features_per_level": 2, "log2_hashmap_size": 19,
@@ -47,10 +47,8 @@ def time_step(n_points: int, device: torch.device, backend: str, repeats: int) -
     grid = HashGrid(CONFIG).to(device)
     x = torch.rand(n_points, 3, device=device)
     cotangent = torch.randn(n_points, grid.n_output_dims, device=device)
-    previous = os.environ.get("RENDER3D_BACKEND")
-    os.environ["RENDER3D_BACKEND"] = backend
     forward_times, backward_times, cpu_times = [], [], []
-    try:
+    with timing.backend(backend):
         for repeat in range(repeats + 1):  # the first run warms up (compilation, allocator)
             grid.params.grad = None
             _synchronize(device)
@@ -65,11 +63,6 @@ def time_step(n_points: int, device: torch.device, backend: str, repeats: int) -
                 forward_times.append(middle - start)
                 backward_times.append(end - middle)
                 cpu_times.append(time.process_time() - start_cpu)
-    finally:
-        if previous is None:
-            os.environ.pop("RENDER3D_BACKEND")
-        else:
-            os.environ["RENDER3D_BACKEND"] = previous
     forward_s, backward_s = statistics.median(forward_times), statistics.median(backward_times)
     total = forward_s + backward_s
     return {

@@ -20,12 +20,11 @@ meaningful when other processes load the machine.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 
 import torch
 
-from render3d.apps.timing import timed
+from render3d.apps.timing import backend, timed
 from render3d.ops.rasterization import rasterize_gaussians
 from render3d.ops.tile_binning import isect_offset_encode, isect_tiles, tile_grid
 
@@ -118,21 +117,14 @@ def print_table(rows: list[dict]) -> None:
 def bench(device: torch.device, quick: bool) -> list[dict]:
     """Run the rasterization benchmark on ``device`` (see the module docstring) and print its table."""
     repeats = 2 if quick else 5
-    previous = os.environ.get("RENDER3D_BACKEND")
     rows = []
-    try:
-        os.environ["RENDER3D_BACKEND"] = "torch"
+    with backend("torch"):
         size = (20_000, 200, 200) if quick else (100_000, 400, 400)
         rows.append(bench_case(*size, device, repeats, "reference"))
-        if device.type == "cuda":
-            os.environ["RENDER3D_BACKEND"] = "triton"
+    if device.type == "cuda":
+        with backend("triton"):
             size = (100_000, 640, 480) if quick else (1_000_000, 1920, 1080)
             rows.append(bench_case(*size, device, repeats, "triton"))
-    finally:
-        if previous is None:
-            os.environ.pop("RENDER3D_BACKEND", None)
-        else:
-            os.environ["RENDER3D_BACKEND"] = previous
     print_table(rows)
     return rows
 
