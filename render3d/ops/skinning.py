@@ -38,12 +38,14 @@ Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 CHUNK_ENTRIES = 196_608  # blended-matrix entries per chunk ([n, 3, 4, B], 768 KB float32): in cache
 
 
-def _chunk_size(batch: int, n_vertices: int, device: torch.device) -> int:
-    """Vertices per chunk for ``batch`` bodies: on CPU 256 at B = 64 (every vertex at once for
-    a few bodies); elsewhere every vertex (no cache to fit, and fewer launches)."""
-    if device.type != "cpu":
-        return max(n_vertices, 1)
-    return max(1, CHUNK_ENTRIES // (12 * max(batch, 1)))
+def _chunk_starts(batch: int, n_vertices: int, n_slots: int, device: torch.device) -> range:
+    """First vertex of each chunk, the chunk size as ``step``: on CPU 256 vertices at B = 64
+    (every vertex at once for a few bodies), elsewhere every vertex (no cache to fit, and fewer
+    launches). No chunk without a body or a weight slot: there is nothing to blend."""
+    if not (batch and n_slots):
+        return range(0)
+    size = CHUNK_ENTRIES // (12 * batch) if device.type == "cpu" else n_vertices
+    return range(0, n_vertices, max(size, 1))
 
 
 def _validated(vertices: torch.Tensor, transforms: torch.Tensor, weights: Weights, where: str):
@@ -119,10 +121,10 @@ class _SkinningReference(torch.autograd.Function):
         n_vertices = vertices.shape[1]
         rows = _transform_rows(transforms)
         points = vertices.permute(1, 2, 0)  # [V, 3, Bv]: bodies innermost, for contiguous multiply-adds
-        out = vertices.new_empty(batch, n_vertices, 3)
-        chunk = _chunk_size(batch, n_vertices, vertices.device)
-        for start in range(0, n_vertices if batch else 0, chunk):  # no body: nothing to blend
-            end = min(start + chunk, n_vertices)
+        starts = _chunk_starts(batch, n_vertices, weights.shape[1], vertices.device)
+        out = vertices.new_empty(batch, n_vertices, 3) if starts else vertices.new_zeros(batch, n_vertices, 3)
+        for start in starts:
+            end = min(start + starts.step, n_vertices)
             blended = _blend(weights, indices, start, end, rows).view(end - start, 3, 4, batch)
             skinned = (blended[:, :, :3] * points[start:end, None].contiguous()).sum(2) + blended[:, :, 3]
             out[:, start:end] = skinned.permute(2, 0, 1)  # transposed chunk by chunk, while in cache
@@ -142,9 +144,9 @@ class _SkinningReference(torch.autograd.Function):
         grad_vertices = torch.zeros_like(vertices) if vertex_grad else None
         grad_rows = rows.new_zeros(rows.shape) if transform_grad else None
         grad_weights = torch.zeros_like(weights) if weight_grad else None
-        chunk = _chunk_size(batch, n_vertices, vertices.device)
-        for start in range(0, n_vertices if batch else 0, chunk):  # no body: nothing to blend
-            end = min(start + chunk, n_vertices)
+        starts = _chunk_starts(batch, n_vertices, weights.shape[1], vertices.device)
+        for start in starts:
+            end = min(start + starts.step, n_vertices)
             g = grad[start:end].contiguous()
             if vertex_grad:  # A[:, :3]^T g
                 blended = _blend(weights, indices, start, end, rows).view(end - start, 3, 4, batch)

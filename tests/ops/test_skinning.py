@@ -102,6 +102,14 @@ def test_gradcheck_dense_and_sparse():
 def test_empty_inputs():
     out = linear_blend_skinning(torch.zeros(0, 3), torch.eye(4).repeat(2, 3, 1, 1), torch.zeros(0, 3))
     assert out.shape == (2, 0, 3)
+    # No weight slot or no joint: every vertex blends nothing and lands at the origin.
+    vertices = torch.randn(5, 3, requires_grad=True)
+    no_slots = (torch.zeros(5, 0, dtype=torch.int64), torch.zeros(5, 0))
+    for transforms, weights in ((torch.eye(4).repeat(2, 3, 1, 1), no_slots), (torch.zeros(2, 0, 4, 4), torch.zeros(5, 0))):
+        out = linear_blend_skinning(vertices, transforms, weights)
+        assert out.shape == (2, 5, 3) and not out.any()
+        out.sum().backward()
+        assert not vertices.grad.any()
 
 
 @pytest.mark.parametrize("weights, message", [
