@@ -105,7 +105,8 @@ def test_empty_inputs():
     # No weight slot or no joint: every vertex blends nothing and lands at the origin.
     vertices = torch.randn(5, 3, requires_grad=True)
     no_slots = (torch.zeros(5, 0, dtype=torch.int64), torch.zeros(5, 0))
-    for transforms, weights in ((torch.eye(4).repeat(2, 3, 1, 1), no_slots), (torch.zeros(2, 0, 4, 4), torch.zeros(5, 0))):
+    no_joints = (torch.zeros(2, 0, 4, 4), torch.zeros(5, 0))
+    for transforms, weights in ((torch.eye(4).repeat(2, 3, 1, 1), no_slots), no_joints):
         out = linear_blend_skinning(vertices, transforms, weights)
         assert out.shape == (2, 5, 3) and not out.any()
         out.sum().backward()
