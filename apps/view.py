@@ -31,6 +31,7 @@ import torch
 from render3d.cameras import Cameras
 from render3d.data.dataset import quantize
 from render3d.errors import ConfigError, DataError
+from render3d.io.splat_ply import read_ply_header
 
 # The camera counts as still (render at full resolution) after it has not moved this long.
 STILL_SECONDS = 0.25
@@ -106,21 +107,9 @@ class Viewable:
 def ply_kind(path: Path) -> str:
     """``"mesh"`` for a PLY with faces, ``"splat"`` for one with the 3DGS splat properties,
     read from the header; DataError for anything else."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(1 << 16)
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
-    end = head.find(b"end_header")
-    if not head.startswith(b"ply") or end < 0:
-        raise DataError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
-    faces, properties = 0, set()
-    for line in head[:end].decode("ascii", errors="replace").splitlines():
-        words = line.split()
-        if len(words) >= 3 and words[0] == "element" and words[1] == "face" and words[2].isdigit():
-            faces = int(words[2])
-        elif len(words) >= 3 and words[0] == "property":
-            properties.add(words[-1])
+    header = read_ply_header(path)
+    faces = sum(count for name, count in header.elements if name == "face")
+    properties = {words[-1] for words in header.vertex_properties if words}
     if faces > 0:
         return "mesh"
     if all(name in properties for name in _SPLAT_PROPERTIES):

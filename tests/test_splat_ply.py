@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from render3d.errors import ConfigError, DataError
-from render3d.io.splat_ply import load_splat_ply, save_splat_ply
+from render3d.io.splat_ply import load_splat_ply, read_ply_header, save_splat_ply
 
 
 def _gaussians(n: int, k: int, seed: int = 0) -> dict:
@@ -64,6 +64,27 @@ def test_ascii_ply_is_read(tmp_path):
     loaded = load_splat_ply(tmp_path / "a.ply")
     assert loaded["sh"].shape == (2, 1, 3)
     assert loaded["quats"][1].tolist() == [30.0, 31.0, 32.0, 33.0]
+
+
+def test_header_reader_on_a_mesh_and_its_splat_checks(tmp_path):
+    import trimesh
+
+    path = tmp_path / "box.ply"
+    trimesh.creation.box().export(path)
+    header = read_ply_header(path)
+    assert header.format == "binary_little_endian"
+    assert header.elements == (("vertex", 8), ("face", 12))
+    assert header.vertex_properties == (("float", "x"), ("float", "y"), ("float", "z"))
+    raw = path.read_bytes()
+    assert raw[:header.data_offset].endswith(b"end_header\n") and len(raw) - header.data_offset == 8 * 12 + 12 * 13
+    with pytest.raises(DataError, match="only a single 'vertex' element is supported, found 'face' after it"):
+        load_splat_ply(path)
+    path.write_bytes(raw.replace(b"element face 12", b"element face"))
+    with pytest.raises(DataError, match="no 'element face N' count"):
+        read_ply_header(path)
+    path.write_bytes(raw.replace(b"element face 12\n", b""))
+    with pytest.raises(DataError, match="unsupported vertex property line 'property list uchar int vertex_indices'"):
+        load_splat_ply(path)
 
 
 def _broken(tmp_path, mutate):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,12 @@ from torch import Tensor
 from render3d.errors import ConfigError, DataError
 from render3d.io.atomic import atomic_path
 
-__all__ = ["save_splat_ply", "load_splat_ply"]
+__all__ = ["PlyHeader", "load_splat_ply", "read_ply_header", "save_splat_ply"]
 
 _SH_COUNTS = {1: 0, 4: 1, 9: 2, 16: 3}  # K -> degree
 _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8", "uchar": "u1", "uint8": "u1",
               "int": "<i4", "int32": "<i4", "uint": "<u4", "uint32": "<u4", "short": "<i2", "ushort": "<u2"}
+_HEADER_LINE_LIMIT = 1 << 16  # bytes read at most per header line (binary data past a missing end_header)
 
 
 def _property_names(n_sh: int) -> list[str]:
@@ -86,35 +88,58 @@ def save_splat_ply(
     return Path(path)
 
 
-def _parse_header(path: Path, raw: bytes) -> tuple[int, list[tuple[str, str]], int, str]:
-    """(vertex count, [(name, numpy dtype)], data offset, format) of a PLY's vertex element."""
-    end = raw.find(b"end_header")
-    if not raw.startswith(b"ply") or end < 0:
-        raise DataError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
-    data_start = raw.index(b"\n", end) + 1
-    lines = raw[:end].decode("ascii", errors="replace").splitlines()
-    fmt, count, properties, element = None, None, [], None
-    for line in lines[1:]:
-        words = line.split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format":
-            fmt = words[1] if len(words) > 1 else None
-        elif words[0] == "element":
-            element = words[1] if len(words) > 1 else None
-            if element == "vertex":
-                count = int(words[2]) if len(words) > 2 and words[2].isdigit() else None
-            elif count is not None:
-                raise DataError(f"{path}: only a single 'vertex' element is supported, found '{element}' after it")
-        elif words[0] == "property" and element == "vertex":
-            if len(words) != 3 or words[1] not in _PLY_TYPES:
-                raise DataError(f"{path}: unsupported vertex property line {line.strip()!r}")
-            properties.append((words[2], _PLY_TYPES[words[1]]))
-    if fmt not in ("binary_little_endian", "ascii"):
-        raise DataError(f"{path}: PLY format {fmt!r} is not supported (binary_little_endian or ascii)")
-    if count is None:
-        raise DataError(f"{path}: no 'element vertex N' line in the header")
-    return count, properties, data_start, fmt
+@dataclass(frozen=True)
+class PlyHeader:
+    """The header of a PLY file (any PLY: splat, point cloud or mesh).
+
+    Attributes:
+        format: ``"ascii"``, ``"binary_little_endian"`` or ``"binary_big_endian"`` as written
+            (None without a ``format`` line); not checked here.
+        elements: ``(name, count)`` of each ``element`` line, in file order.
+        vertex_properties: the words after ``property`` on each line of the ``vertex``
+            element, in order: ``("float", "x")``, or ``("list", "uchar", "int", "name")``.
+        data_offset: byte offset of the data after the ``end_header`` line.
+    """
+
+    format: str | None
+    elements: tuple[tuple[str, int], ...]
+    vertex_properties: tuple[tuple[str, ...], ...]
+    data_offset: int
+
+
+def read_ply_header(path: str | os.PathLike) -> PlyHeader:
+    """Read a PLY file's header, and nothing past its ``end_header`` line.
+
+    Raises:
+        DataError: unreadable file, no ``ply`` magic or ``end_header`` line, or an
+        ``element`` line without a count, naming the file.
+    """
+    path = Path(path)
+    fmt, elements, vertex_properties, element = None, [], [], None
+    try:
+        with open(path, "rb") as handle:
+            if handle.readline(16).strip() != b"ply":
+                raise DataError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
+            while (raw_line := handle.readline(_HEADER_LINE_LIMIT)).strip() != b"end_header":
+                if not raw_line:
+                    raise DataError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
+                line = raw_line.decode("ascii", errors="replace").strip()
+                words = line.split()
+                if not words:
+                    continue
+                if words[0] == "format":
+                    fmt = words[1] if len(words) > 1 else None
+                elif words[0] == "element":
+                    element = words[1] if len(words) > 1 else "NAME"
+                    if len(words) != 3 or not words[2].isdigit():
+                        raise DataError(f"{path}: no 'element {element} N' count in the PLY header line {line!r}")
+                    elements.append((element, int(words[2])))
+                elif words[0] == "property" and element == "vertex":
+                    vertex_properties.append(tuple(words[1:]))
+            data_offset = handle.tell()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    return PlyHeader(fmt, tuple(elements), tuple(vertex_properties), data_offset)
 
 
 def load_splat_ply(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -131,8 +156,20 @@ def load_splat_ply(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: splat PLY file does not exist")
-    raw = path.read_bytes()
-    count, properties, offset, fmt = _parse_header(path, raw)
+    header = read_ply_header(path)
+    elements = [name for name, _ in header.elements]
+    if "vertex" not in elements:
+        raise DataError(f"{path}: no 'element vertex N' line in the header")
+    if len(elements) > 1:
+        other, where = (elements[1], "after") if elements[0] == "vertex" else (elements[0], "before")
+        raise DataError(f"{path}: only a single 'vertex' element is supported, found '{other}' {where} it")
+    for words in header.vertex_properties:
+        if len(words) != 2 or words[0] not in _PLY_TYPES:
+            raise DataError(f"{path}: unsupported vertex property line {' '.join(('property',) + words)!r}")
+    if header.format not in ("binary_little_endian", "ascii"):
+        raise DataError(f"{path}: PLY format {header.format!r} is not supported (binary_little_endian or ascii)")
+    count, offset, fmt = header.elements[0][1], header.data_offset, header.format
+    properties = [(name, _PLY_TYPES[kind]) for kind, name in header.vertex_properties]
     names = [name for name, _ in properties]
     n_rest = sum(1 for name in names if re.fullmatch(r"f_rest_\d+", name))
     if n_rest % 3 or (n_rest // 3 + 1) not in _SH_COUNTS:
@@ -142,6 +179,7 @@ def load_splat_ply(path: str | os.PathLike) -> dict[str, Tensor]:
     if missing:
         raise DataError(f"{path}: missing vertex properties {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
     dtype = np.dtype(properties)
+    raw = path.read_bytes()
     if fmt == "ascii":
         try:
             table = np.loadtxt(raw[offset:].decode("ascii").splitlines()[:count], ndmin=2)
