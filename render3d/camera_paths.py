@@ -11,6 +11,7 @@ from torch import Tensor
 
 from render3d.cameras import Cameras
 from render3d.errors import ConfigError
+from render3d.ops.rotations import matrix_to_quaternion, quaternion_to_matrix
 
 __all__ = ["look_at", "orbit", "interpolate"]
 
@@ -84,38 +85,6 @@ def orbit(
     return Cameras(K=torch.as_tensor(K, dtype=torch.float32).expand(n_frames, 3, 3), c2w=c2w, width=width, height=height)
 
 
-def _rotation_to_quaternion(R: Tensor) -> Tensor:
-    """``[N,3,3]`` rotation matrices to ``[N,4]`` unit quaternions (wxyz)."""
-    m = R
-    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    candidates = torch.stack(
-        [
-            torch.stack([1 + trace, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-            torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], -1),
-            torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], m[:, 1, 2] + m[:, 2, 1]], -1),
-            torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
-        ],
-        dim=1,
-    )  # [N,4 candidates,4]; candidate i is 4*q_i*q, best conditioned where |q_i| is largest
-    diag = torch.stack([1 + trace, 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1)
-    best = diag.argmax(dim=-1)
-    q = candidates[torch.arange(R.shape[0]), best]
-    return q / q.norm(dim=-1, keepdim=True)
-
-
-def _quaternion_to_rotation(q: Tensor) -> Tensor:
-    """``[N,4]`` unit quaternions (wxyz) to ``[N,3,3]`` rotation matrices."""
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(-1, 3, 3)
-
-
 def _slerp(q0: Tensor, q1: Tensor, t: Tensor) -> Tensor:
     """Spherical interpolation between ``[N,4]`` unit quaternions at ``t [N]`` in [0,1]."""
     dot = (q0 * q1).sum(-1)
@@ -143,8 +112,8 @@ def interpolate(keyframes: Cameras, n_frames: int) -> Cameras:
     position = torch.linspace(0, len(keyframes) - 1, n_frames, device=keyframes.device)
     i0 = position.floor().long().clamp(max=len(keyframes) - 2)
     t = position - i0
-    q = _rotation_to_quaternion(keyframes.c2w[:, :3, :3])
-    R = _quaternion_to_rotation(_slerp(q[i0], q[i0 + 1], t))
+    q = matrix_to_quaternion(keyframes.c2w[:, :3, :3])
+    R = quaternion_to_matrix(_slerp(q[i0], q[i0 + 1], t))
     eye = (1 - t)[:, None] * keyframes.centers[i0] + t[:, None] * keyframes.centers[i0 + 1]
     K = (1 - t)[:, None, None] * keyframes.K[i0] + t[:, None, None] * keyframes.K[i0 + 1]
     c2w = torch.eye(4, device=keyframes.device).repeat(n_frames, 1, 1)
