@@ -136,3 +136,16 @@ def test_shares_split_a_batch_over_the_ranks():
     assert SINGLE_PROCESS.share(5) == slice(0, 5)
     with pytest.raises(ConfigError, match="batch_views"):
         DataParallel(0, 2).check_divides(3, "batch_views")
+
+
+@pytest.mark.slow
+def test_fit_nproc_trains_on_two_processes_and_refuses_a_batch_they_cannot_split(tmp_path, data, capfd):
+    from render3d.apps.cli import main
+
+    fit = ["fit", str(data), "--method", "3dgs", "--steps", "3", "--quiet", "--no-eval", "--nproc", "2"]
+    assert main(fit + ["--out", str(tmp_path / "refused")]) == 2
+    assert "batch_views (1) must be a multiple of the number of processes (2)" in capfd.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    assert main(fit + ["--out", str(tmp_path / "run"), "--config", "batch_views=2"]) == 0
+    assert "on 2 processes" in capfd.readouterr().out
+    assert render3d.Scene.load(tmp_path / "run", device="cpu").method.config["batch_views"] == 2
