@@ -41,8 +41,12 @@ from torch import Tensor
 
 from render3d.errors import ConfigError
 from render3d.ops._backend import use_triton
+from render3d.ops.rotations import quaternion_to_matrix
 
-__all__ = ["project_gaussians", "project_gaussians_reference", "quaternion_to_rotation", "covariance_3d",
+# The name render3d.methods._densification imports; the one implementation is in ops.rotations.
+quaternion_to_rotation = quaternion_to_matrix
+
+__all__ = ["project_gaussians", "project_gaussians_reference", "covariance_3d",
            "FRUSTUM_MARGIN"]
 
 # Fraction of the image size by which the frustum clamp of the EWA Jacobian extends past each
@@ -139,7 +143,7 @@ def project_gaussians_reference(
     # Rows of J W: [C,N,3] each.
     jw0 = (fx * inv_z)[..., None] * W[:, None, 0] - (fx * uc * inv_z)[..., None] * W[:, None, 2]
     jw1 = (fy * inv_z)[..., None] * W[:, None, 1] - (fy * vc * inv_z)[..., None] * W[:, None, 2]
-    rs = quaternion_to_rotation(quats) * torch.exp(log_scales)[:, None, :]  # R S, [N,3,3]
+    rs = quaternion_to_matrix(quats) * torch.exp(log_scales)[:, None, :]  # R S, [N,3,3]
     p0 = torch.matmul(jw0.unsqueeze(-2), rs).squeeze(-2)  # rows of J W R S
     p1 = torch.matmul(jw1.unsqueeze(-2), rs).squeeze(-2)
     var_x, cov_xy, var_y = (p0 * p0).sum(-1), (p0 * p1).sum(-1), (p1 * p1).sum(-1)
@@ -176,24 +180,10 @@ def project_gaussians_reference(
     }
 
 
-def quaternion_to_rotation(quats: Tensor) -> Tensor:
-    """Rotation matrices ``[N,3,3]`` of ``wxyz`` quaternions ``[N,4]`` (normalised here)."""
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    rows = (
-        1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-        2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-        2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
-    )  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
-
-
-
 def covariance_3d(quats: Tensor, log_scales: Tensor) -> Tensor:
     """World-space covariances ``R S S^T R^T`` ``[N,3,3]`` of Gaussians with ``wxyz`` quaternions
     ``quats [N,4]`` (normalised here) and per-axis log standard deviations ``log_scales [N,3]``."""
-    rotation = quaternion_to_rotation(quats)
+    rotation = quaternion_to_matrix(quats)
     return rotation @ torch.diag_embed(torch.exp(2.0 * log_scales)) @ rotation.transpose(-1, -2)
 
 

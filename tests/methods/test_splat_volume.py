@@ -5,7 +5,7 @@ import math
 import torch
 
 from render3d.methods._splat_volume import ALPHA_CUTOFF, splat_density_volume
-from render3d.ops.gaussian_projection import quaternion_to_rotation
+from render3d.ops.rotations import quaternion_to_matrix
 
 BOX = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 RES = (21, 21, 21)  # spacing 0.1, voxel 10 at the centre
@@ -19,7 +19,7 @@ def grid_points(box=BOX, res=RES):
 def dense_reference(means, quats, log_scales, opacities, box=BOX, res=RES):
     """sum_i o_i exp(-d^T (Sigma_i + (spacing/2)^2 I)^-1 d / 2) at every grid point, float64."""
     spacing = float(((box[1] - box[0]) / (torch.tensor(res) - 1)).max())
-    rotation = quaternion_to_rotation(quats.double())
+    rotation = quaternion_to_matrix(quats.double())
     cov = rotation @ torch.diag_embed(log_scales.double().exp() ** 2) @ rotation.transpose(1, 2)
     cov = cov + torch.eye(3, dtype=torch.float64) * (spacing / 2) ** 2
     d = grid_points(box, res).double()[..., None, :] - means.double()  # [X,Y,Z,N,3]
