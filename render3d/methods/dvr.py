@@ -5,9 +5,16 @@ texture field ``c`` are learnt from posed images and object masks. A pixel's col
 ``c(p̂)`` at the first point ``p̂`` where its ray enters the surface; rays that find none show
 the background.
 
-Forward, per ray (no autograd): march uniform steps through the scene box, skipping cells that
-the occupancy grid (:class:`~render3d.ops.ray_marching.OccupancyGrid`, dilated by one cell)
-marks empty; take the first outside→inside pair of samples
+Start (``setup``): the training masks carve a visual hull on the occupancy grid's cells
+(:mod:`render3d.methods._visual_hull`, dilated by one cell); rays are marched only through the
+box around it, and ``hull_pretrain_steps`` BCE steps fit the occupancy field to the hull (a
+far better start than the paper's sphere). Every ``grid_update_every`` steps the grid becomes
+the hull cells where the field is inside at a corner, dilated by one cell: empty space and
+carved space are skipped. Meshing sees the field only inside the hull (:meth:`DVR.surface_logits`),
+as rendering does.
+
+Forward, per ray (no autograd): march uniform steps through the hull's box, skipping cells that
+the occupancy grid marks empty; take the first outside→inside pair of samples
 (:func:`~render3d.ops.surface_crossing.surface_crossing`) and refine it by the secant method
 (:func:`~render3d.ops.surface_search.secant_refine`).
 
@@ -45,6 +52,8 @@ from render3d.ops.surface_crossing import surface_crossing
 from render3d.ops.surface_search import evaluate_chunked, secant_refine
 
 _OCCUPANCY_POINTS = ("max", "random")
+HULL_POOL = 2**17  # points of the march box whose visual-hull test the pretraining draws from
+OUTSIDE_HULL_LOGIT = 5.0  # how far below the surface level meshing puts the field outside the hull
 
 
 @register
@@ -72,9 +81,8 @@ class DVR(Method):
         "secant_steps": 8,
         "grid_resolution": 64,
         "grid_update_every": 16,
-        "grid_warmup_steps": 256,
-        "occ_thre": 0.1,
-        "ema_decay": 0.95,
+        "hull_pretrain_steps": 300,
+        "hull_pretrain_points": 4096,
         # losses
         "rgb_weight": 1.0,
         "freespace_weight": 1.0,
@@ -99,8 +107,9 @@ class DVR(Method):
         "n_layers": 3,
         "march_steps": 64,
         "grid_resolution": 32,
-        "log2_hashmap_size": 17,
+        "log2_hashmap_size": 15,
         "max_resolution": 512,
+        "hull_pretrain_steps": 200,
     }
     presets = {
         "fast": demo_config | {"steps": 300},
@@ -113,18 +122,28 @@ class DVR(Method):
         if config["occupancy_point"] not in _OCCUPANCY_POINTS:
             raise ConfigError(f"occupancy_point must be one of {', '.join(_OCCUPANCY_POINTS)}, "
                               f"got {config['occupancy_point']!r}")
-        for key in ("rays", "march_steps", "grid_update_every", "render_chunk", "eval_chunk_samples"):
+        for key in ("rays", "march_steps", "grid_update_every", "render_chunk", "eval_chunk_samples",
+                    "hull_pretrain_points"):
             if config[key] < 1:
                 raise ConfigError(f"{key} must be >= 1, got {config[key]!r}")
-        if config["secant_steps"] < 0:
-            raise ConfigError(f"secant_steps must be >= 0, got {config['secant_steps']!r}")
+        for key in ("secant_steps", "hull_pretrain_steps"):
+            if config[key] < 0:
+                raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
         aabb = scene_info.aabb_tensor()
         if not (aabb[1] > aabb[0]).all():
             raise ConfigError(f"scene aabb must have max > min on every axis, got {aabb.tolist()}")
         self.field = OccupancyTextureField(aabb, config)
         self.grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
+        # The visual hull of the training masks on the grid's cells, dilated by one cell, and the
+        # box around it that rays are marched through (the scene box until setup carves it).
+        self.register_buffer("hull", torch.ones_like(self.grid.binary))
+        self.register_buffer("march_box", aabb.clone())
         self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / config["march_steps"]
+
+    @property
+    def step_size(self) -> float:
+        """March step: the diagonal of the march box over ``march_steps``."""
+        return float((self.march_box[1] - self.march_box[0]).norm()) / self.config["march_steps"]
 
     # ------------------------------------------------------------------ training
     def setup(self, dataset: Dataset) -> None:
@@ -146,6 +165,48 @@ class DVR(Method):
             ]
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self._carve_hull(dataset)
+        self._pretrain_on_hull(groups["occupancy"], dataset)
+
+    @torch.no_grad()
+    def _carve_hull(self, dataset: Dataset) -> None:
+        """Carve the masks' visual hull on the grid's cells (:func:`visual_hull`), dilate it by
+        one cell, empty the box's border cells, start the occupancy grid from it and shrink the
+        march box around it."""
+        from render3d.methods._visual_hull import visual_hull
+
+        carved = visual_hull(dataset.cameras, dataset.masks, self.grid.aabb, self.grid.resolution)
+        if not carved.any():
+            raise DataError(f"{dataset.root}: dvr: the masks' visual hull is empty (no point of the scene box "
+                            "is inside every mask); check the masks and camera poses")
+        hull = _dilate(carved)
+        hull[[0, -1]] = hull[:, [0, -1]] = hull[:, :, [0, -1]] = False  # meshes close inside the box
+        self.hull.copy_(hull)
+        self.grid.binary.copy_(self.hull)
+        cells = torch.nonzero(self.hull)
+        cell_size = (self.grid.aabb[1] - self.grid.aabb[0]) / self.grid.resolution
+        self.march_box.copy_(torch.stack([self.grid.aabb[0] + cells.amin(dim=0) * cell_size,
+                                          self.grid.aabb[0] + (cells.amax(dim=0) + 1) * cell_size]))
+
+    def _pretrain_on_hull(self, parameters: list[torch.nn.Parameter], dataset: Dataset) -> None:
+        """``hull_pretrain_steps`` Adam steps of BCE between the occupancy and the masks' visual
+        hull (:func:`in_visual_hull`) at ``hull_pretrain_points`` points per step, drawn from
+        ``HULL_POOL`` uniform points of the march box whose hull test runs once: the field
+        starts as the hull."""
+        from render3d.methods._visual_hull import in_visual_hull
+
+        if self.config["hull_pretrain_steps"] == 0:
+            return
+        low, high = self.march_box
+        pool = low + torch.rand(HULL_POOL, 3, device=low.device) * (high - low)
+        targets = in_visual_hull(dataset.cameras.to(low.device), dataset.masks.to(low.device), pool).float()
+        optimizer = torch.optim.Adam(parameters, lr=self.config["lr"])
+        for _ in range(int(self.config["hull_pretrain_steps"])):
+            batch = torch.randint(HULL_POOL, (int(self.config["hull_pretrain_points"]),), device=low.device)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(self.field.logits(pool[batch]), targets[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
     def _object_colours(self, index: Tensor) -> Tensor:
         """``[R,3]`` colours of the object at flat pixel ``index``: RGBA renders are un-composited
@@ -174,7 +235,7 @@ class DVR(Method):
 
     def train_step(self, step: int) -> dict[str, float]:
         if step % self.config["grid_update_every"] == 0:
-            self._update_grid(step)
+            self._update_grid()
         origins, dirs, target, inside = self._sample_rays()
         search = self._search(origins, dirs)
         hit = search["hit"]
@@ -227,18 +288,19 @@ class DVR(Method):
         return -self.field.occupancy(self.field.normalised(points), second_order=True)
 
     @torch.no_grad()
-    def _update_grid(self, step: int) -> None:
-        """EMA update of the occupancy grid with occupancy probabilities, then dilate it by one
-        cell so that every run of marched samples starts outside the surface."""
-        self.grid.update(
-            step,
-            lambda points: torch.sigmoid(self.field.logits(points)),
-            occ_thre=self.config["occ_thre"],
-            ema_decay=self.config["ema_decay"],
-            warmup_steps=self.config["grid_warmup_steps"],
-        )
-        dilated = torch.nn.functional.max_pool3d(self.grid.binary[None, None].float(), 3, stride=1, padding=1)
-        self.grid.binary.copy_(dilated[0, 0] > 0)
+    def _update_grid(self) -> None:
+        """Occupied cells: hull cells where the field is inside (logit > 0) at one of the cell's
+        eight corners, dilated by one cell so that every run of marched samples starts outside
+        the surface. Only the hull's corners are evaluated."""
+        res = self.grid.resolution
+        corners = torch.nn.functional.max_pool3d(self.hull[None, None].float(), 2, stride=1, padding=1)[0, 0] > 0
+        index = torch.nonzero(corners)
+        points = self.grid.aabb[0] + index.float() * ((self.grid.aabb[1] - self.grid.aabb[0]) / res)
+        values = torch.full(corners.shape, -math.inf, device=corners.device)
+        if index.numel():
+            values[corners] = evaluate_chunked(self.field.logits, points, int(self.config["eval_chunk_samples"]))
+        inside = torch.nn.functional.max_pool3d(values[None, None], 2, stride=1)[0, 0] > 0
+        self.grid.binary.copy_(_dilate(inside & self.hull) & self.hull)
 
     # ------------------------------------------------------------------ surface search
     @torch.no_grad()
@@ -250,7 +312,7 @@ class DVR(Method):
             and in training ``occupancy_depth [R]`` (where a missing ray is pushed inside).
         """
         n_rays = origins.shape[0]
-        aabb = self.grid.aabb
+        aabb = self.march_box
         ray_indices, t_starts, t_ends = ray_marching(
             origins, dirs, self.grid, aabb=aabb, near=self.scene_info.near, far=self.scene_info.far,
             step_size=self.step_size,
@@ -304,7 +366,19 @@ class DVR(Method):
         return {"rgb": rgb, "depth": search["depth"], "alpha": hit.float(), "normal": normal}
 
     def density_field(self):
-        return self.field.logits, 0.0
+        return self.surface_logits, 0.0
+
+    def surface_logits(self, points: Tensor) -> Tensor:
+        """``[N]`` occupancy logits at world ``points [N,3]`` inside the (dilated) visual hull, and
+        at most ``-OUTSIDE_HULL_LOGIT`` outside it: the shape that renders see (rays march only
+        through hull cells) is the one that is meshed, whatever the field does where no ray looks."""
+        logits = self.field.logits(points)
+        res = self.grid.resolution
+        cell = ((points - self.grid.aabb[0]) * (res / (self.grid.aabb[1] - self.grid.aabb[0]))).floor().long()
+        inside_box = ((cell >= 0) & (cell < res)).all(dim=-1)
+        cell = cell.clamp(0, res - 1)
+        in_hull = inside_box & self.hull[cell[:, 0], cell[:, 1], cell[:, 2]]
+        return torch.where(in_hull, logits, logits.clamp(max=-OUTSIDE_HULL_LOGIT))
 
     def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
                        progress: bool = False) -> tuple[Tensor, float]:
@@ -317,7 +391,7 @@ class DVR(Method):
             raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
         cells = resolution[0] - 1
         initial = coarsest_resolution(cells, self.config["mise_initial_resolution"])
-        volume, _ = mise_volume(self.field.logits, bbox.to(self.device), cells, 0.0, initial_resolution=initial,
+        volume, _ = mise_volume(self.surface_logits, bbox.to(self.device), cells, 0.0, initial_resolution=initial,
                                 device=self.device, chunk_size=int(self.config["eval_chunk_samples"]))
         return volume, 0.0
 
@@ -325,3 +399,8 @@ class DVR(Method):
 def _bce(logits: Tensor, target: float) -> Tensor:
     """Per-point binary cross-entropy of occupancy ``logits [M]`` against a constant ``target``."""
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
+
+
+def _dilate(cells: Tensor) -> Tensor:
+    """``[X,Y,Z]`` bool cells grown by one cell along every axis and diagonal."""
+    return torch.nn.functional.max_pool3d(cells[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0

@@ -11,6 +11,7 @@ import torch
 import render3d
 from render3d.data.colmap_io import ColmapCamera, write_model
 from render3d.errors import ConfigError, DataError
+from render3d.methods._visual_hull import visual_hull
 from render3d.training_log import read_log
 from tests.conftest import SPHERE_RADIUS, sphere_views, write_nerf_synthetic
 from tests.data.synthetic import colmap_model_for, write_png
@@ -29,6 +30,8 @@ TINY = {
     "grid_resolution": 16,
     "lr": 2e-3,
     "render_chunk": 1024,
+    "hull_pretrain_steps": 50,
+    "hull_pretrain_points": 1024,
 }
 
 
@@ -84,6 +87,44 @@ def test_mesh_is_a_closed_sphere(fitted):
     assert mesh.is_watertight and len(mesh.faces) > 100
     radii = torch.as_tensor(mesh.vertices).norm(dim=-1)
     assert abs(float(radii.median()) - SPHERE_RADIUS) < 0.15
+
+
+def test_visual_hull_holds_the_sphere_and_carves_the_box(scene_dir):
+    data = render3d.load_dataset(scene_dir, "train")
+    aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
+    hull = visual_hull(data.cameras, data.masks, aabb, 24)
+    centres = ((torch.stack(torch.meshgrid(*[torch.arange(24)] * 3, indexing="ij"), -1) + 0.5) / 24 * 3 - 1.5)
+    radius = centres.norm(dim=-1)
+    assert hull[radius < SPHERE_RADIUS - 0.1].all()  # every cell inside the sphere is kept
+    # Six views carve nearly all of the box away from the sphere (a few cells that only one or
+    # two views see, behind the sphere, stay).
+    assert float(hull[radius > 1.0].float().mean()) < 0.02
+    assert 0.01 < float(hull.float().mean()) < 0.1
+
+
+def test_setup_starts_from_the_hull_and_the_grid_prunes(fitted):
+    """Setup carves the hull and pretrains the field to it; the grid follows the field inside
+    the hull and empties the rest of the box, and the march box shrinks around the hull."""
+    method = fitted.method
+    assert method.grid.binary.sum() > 0
+    assert not (method.grid.binary & ~method.hull).any()
+    assert float(method.grid.binary.float().mean()) < 0.2
+    box = method.march_box
+    assert (box[0] > -1.0).all() and (box[1] < 1.0).all() and (box[0] < -SPHERE_RADIUS).all()
+
+
+def test_pretraining_fits_the_field_to_the_hull(scene_dir):
+    scene = render3d.Scene.fit(scene_dir, method="dvr", steps=0, config=TINY | {"hull_pretrain_steps": 150},
+                               progress=False)
+    method = scene.method
+    res = method.grid.resolution
+    centres = method.grid.aabb[0] + (torch.nonzero(torch.ones_like(method.hull)) + 0.5) * (
+        (method.grid.aabb[1] - method.grid.aabb[0]) / res)
+    inside = (method.march_box[0] <= centres).all(-1) & (centres <= method.march_box[1]).all(-1)
+    with torch.no_grad():
+        occupied = method.field.logits(centres[inside]) > 0
+    agreement = (occupied == method.hull.reshape(-1)[inside]).float().mean()
+    assert agreement > 0.9, float(agreement)
 
 
 def _saved_bytes_of_a_step(scene_dir, march_steps: int) -> int:
