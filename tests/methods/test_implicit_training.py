@@ -86,3 +86,23 @@ def test_coarse_to_fine_hides_the_fine_levels_from_the_mlp():
             field.set_active_levels(bad)
     with pytest.raises(ConfigError, match="hash"):
         ImplicitField(encoding="fourier").set_active_levels(1)
+
+
+def test_igr_on_a_cloud_uses_local_sigma_the_distance_term_and_the_level_schedule(tmp_path):
+    import trimesh
+
+    import render3d
+
+    points, _ = trimesh.sample.sample_surface(trimesh.creation.icosphere(subdivisions=3, radius=1.0), 400, seed=0)
+    path = tmp_path / "cloud.npy"
+    np.save(path, points)
+    config = {"encoding": "hash", "hash_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "max_resolution": 32,
+              "hidden_dim": 16, "batch_size": 64, "local_sigma_neighbour": 5, "distance_weight": 1.0,
+              "coarse_to_fine": 0.5, "coarse_levels": 2}
+    scene = render3d.Scene.fit(path, method="sdf", steps=2, config=config, progress=False, device="cpu")
+    method = scene.method
+    assert method.cloud_sigma.shape == (400,) and bool((method.cloud_sigma > 0).all())
+    _, metrics = method._igr_loss()
+    assert set(metrics) == {"surface", "eikonal", "distance"} and all(np.isfinite(list(metrics.values())))
+    method.config["steps"] = 100  # ramp over 50 steps: 2 levels, then one more every 50 / 3 steps
+    assert [method._active_levels(step) for step in (0, 16, 17, 33, 34, 99)] == [2, 2, 3, 3, 4, 4]
