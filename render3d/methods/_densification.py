@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from render3d.distributed import SINGLE_PROCESS, DataParallel
 from render3d.methods import _splat_params as splats
-from render3d.ops.gaussian_projection import covariance_3d, quaternion_to_rotation
+from render3d.ops.gaussian_projection import covariance_3d
+from render3d.ops.rotations import quaternion_to_matrix
 
 SPLIT_SCALE_DIVISOR = 1.6  # 0.8 * 2 samples, as the original
 
@@ -151,7 +152,7 @@ class AdaptiveDensityControl:
         index = mask.nonzero()[:, 0]
         rows = splats.gather(params, index)
         scales = rows["log_scales"].exp()
-        rotation = quaternion_to_rotation(rows["quats"])
+        rotation = quaternion_to_matrix(rows["quats"])
         offsets = torch.einsum("mij,smj->smi", rotation, scales * torch.randn(2, *scales.shape, device=scales.device))
         new_rows = {name: torch.cat([value, value]) for name, value in rows.items()}
         new_rows["means"] = (rows["means"][None] + offsets).reshape(-1, 3)

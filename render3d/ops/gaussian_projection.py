@@ -43,9 +43,6 @@ from render3d.errors import ConfigError
 from render3d.ops._backend import use_triton
 from render3d.ops.rotations import quaternion_to_matrix
 
-# The name render3d.methods._densification imports; the one implementation is in ops.rotations.
-quaternion_to_rotation = quaternion_to_matrix
-
 __all__ = ["project_gaussians", "project_gaussians_reference", "covariance_3d",
            "FRUSTUM_MARGIN"]
 
