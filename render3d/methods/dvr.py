@@ -99,10 +99,11 @@ class DVR(Method):
         "eval_chunk_samples": 2**17,
         "mise_initial_resolution": 32,
     }
-    # balanced: sized for 2 CPU cores, a watertight mesh of assets/demo in about 5 minutes
-    # (benchmarks/RESULTS.md); fast: half of it; full: the default config, for a GPU (not measured).
+    # balanced: sized for 2 CPU cores, a watertight mesh of assets/demo within 5 minutes (100
+    # steps from the hull already beat 400 from the sphere; benchmarks/RESULTS.md); fast: half
+    # of it; full: the default config, for a GPU (not measured).
     demo_config = {
-        "steps": 600,
+        "steps": 500,
         "hidden_dim": 64,
         "n_layers": 3,
         "march_steps": 64,

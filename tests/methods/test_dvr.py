@@ -11,7 +11,7 @@ import torch
 import render3d
 from render3d.data.colmap_io import ColmapCamera, write_model
 from render3d.errors import ConfigError, DataError
-from render3d.methods._visual_hull import visual_hull
+from render3d.methods._visual_hull import in_visual_hull, visual_hull
 from render3d.training_log import read_log
 from tests.conftest import SPHERE_RADIUS, sphere_views, write_nerf_synthetic
 from tests.data.synthetic import colmap_model_for, write_png
@@ -110,21 +110,32 @@ def test_setup_starts_from_the_hull_and_the_grid_prunes(fitted):
     assert not (method.grid.binary & ~method.hull).any()
     assert float(method.grid.binary.float().mean()) < 0.2
     box = method.march_box
-    assert (box[0] > -1.0).all() and (box[1] < 1.0).all() and (box[0] < -SPHERE_RADIUS).all()
+    scene_box = method.grid.aabb
+    assert (box[0] > scene_box[0]).all() and (box[1] < scene_box[1]).all()
+    assert (box[0] < -SPHERE_RADIUS).all() and (box[1] > SPHERE_RADIUS).all()
+
+
+def _hull_iou(scene_dir, pretrain_steps: int) -> float:
+    """IoU of the field's inside (logit > 0) and the visual hull at the grid's cell centres in
+    the march box, after setup with ``pretrain_steps`` of pretraining."""
+    torch.manual_seed(0)
+    scene = render3d.Scene.fit(scene_dir, method="dvr", steps=0, config=TINY | {"hull_pretrain_steps": pretrain_steps},
+                               progress=False)
+    method = scene.method
+    cell = (method.grid.aabb[1] - method.grid.aabb[0]) / method.grid.resolution
+    centres = method.grid.aabb[0] + (torch.nonzero(torch.ones_like(method.hull)) + 0.5) * cell
+    centres = centres[((method.march_box[0] <= centres) & (centres <= method.march_box[1])).all(dim=-1)]
+    data = render3d.load_dataset(scene_dir, "train")
+    hull = in_visual_hull(data.cameras, data.masks, centres)
+    with torch.no_grad():
+        occupied = method.field.logits(centres) > 0
+    return float((occupied & hull).sum() / (occupied | hull).sum())
 
 
 def test_pretraining_fits_the_field_to_the_hull(scene_dir):
-    scene = render3d.Scene.fit(scene_dir, method="dvr", steps=0, config=TINY | {"hull_pretrain_steps": 150},
-                               progress=False)
-    method = scene.method
-    res = method.grid.resolution
-    centres = method.grid.aabb[0] + (torch.nonzero(torch.ones_like(method.hull)) + 0.5) * (
-        (method.grid.aabb[1] - method.grid.aabb[0]) / res)
-    inside = (method.march_box[0] <= centres).all(-1) & (centres <= method.march_box[1]).all(-1)
-    with torch.no_grad():
-        occupied = method.field.logits(centres[inside]) > 0
-    agreement = (occupied == method.hull.reshape(-1)[inside]).float().mean()
-    assert agreement > 0.9, float(agreement)
+    """The sphere initialisation barely overlaps the hull; a hundred pretraining steps match it."""
+    before, after = _hull_iou(scene_dir, 0), _hull_iou(scene_dir, 100)
+    assert after > 0.6 and after > before + 0.3, (before, after)
 
 
 def _saved_bytes_of_a_step(scene_dir, march_steps: int) -> int:
