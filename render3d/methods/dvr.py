@@ -113,7 +113,7 @@ class DVR(Method):
         "hull_pretrain_steps": 200,
     }
     presets = {
-        "fast": demo_config | {"steps": 300},
+        "fast": demo_config | {"steps": 250},
         "balanced": demo_config,
         "full": {},
     }
