@@ -10,8 +10,8 @@ Cases (each with the method's default config unless ``--config`` overrides it):
 - ``sdf``, ``occupancy``: the watertight ~14k-vertex body (thin fingers); targets IoU >= 0.97,
   Chamfer-L1 <= 0.3 % of the bbox diagonal, F@1 % >= 0.95 (and normal consistency >= 0.95 for
   ``sdf``) within 3 minutes on 2 CPU cores.
-- ``sdf_points``: 100k points sampled on the body, no normals (IGR); Chamfer-L1 <= 0.5 % within
-  5 minutes.
+- ``sdf_points``: 100k points sampled on the body, no normals (IGR with SAL's distance term,
+  ``POINTS_STEPS`` steps); Chamfer-L1 <= 0.5 % within 5 minutes.
 - ``shape_space``: a decoder on four meshes of the five-shape collection (``SHAPE_SPACE_CONFIG``),
   then the held-out one reconstructed by latent optimisation with the decoder frozen
   (``decoder=RUN``, ``UNSEEN_STEPS``); Chamfer-L1 <= 1 % for the unseen shape.
@@ -46,6 +46,9 @@ TARGETS = {
 # distances, implicit.surface_distances, which 256 cells need: 0.968 IoU on raw logits).
 MESH_RESOLUTION = {"occupancy": 256, "sdf": 256, "sdf_points": 256, "shape_space": 256}
 POINT_CLOUD_SIZE = 100_000
+# IGR + SAL steps for the point cloud (the preset's 3000 would take ~14 CPU minutes with the
+# per-step distance queries; 1000 reach Chamfer-L1 0.13 % in 278 CPU s, RESULTS.md).
+POINTS_STEPS = 1000
 # The shape-space decoder: a wider MLP on Fourier features (a hash grid is one shape's memory),
 # and the code-only optimisation of the unseen shape (DeepSDF reconstructs in 800 iterations).
 SHAPE_SPACE_CONFIG = {"hidden_dim": 128, "n_layers": 4, "n_frequencies": 4, "latent_dim": 32, "lr_mlp": 2e-3,
@@ -111,7 +114,8 @@ def run_case(case: str, inputs: dict[str, Path], device: torch.device, steps: in
         scene, seconds = _fit(inputs["body"], case, device, steps, config, progress=progress)
         return _score(case, scene, inputs["body"], seconds, scene.method.config["steps"])
     if case == "sdf_points":
-        scene, seconds = _fit(inputs["points"], "sdf", device, steps, config, progress=progress)
+        points_steps = POINTS_STEPS if steps is None else steps
+        scene, seconds = _fit(inputs["points"], "sdf", device, points_steps, config, progress=progress)
         return _score(case, scene, inputs["body"], seconds, scene.method.config["steps"])
     space_config = SHAPE_SPACE_CONFIG | config
     decoder, decoder_s = _fit(inputs["collection"], "sdf", device, steps, space_config, out=work / "decoder",

@@ -11,7 +11,10 @@ Both train an :class:`~render3d.fields.ImplicitField` in the normalised frame of
 - ``sdf`` from a mesh (DeepSDF): clamped L1 (``clamp`` = δ = 0.1) on the same kind of samples
   labelled by signed distance. From a point cloud (IGR): ``|f|`` on the points, a normal term
   when the cloud has normals, and the Eikonal term ``λ E(|∇f| - 1)^2`` (λ = 0.1) on uniform
-  and near-surface points, from the geometric (sphere) initialisation. The surface is level 0.
+  points and points spread around the cloud by IGR's local sigma, from the geometric (sphere)
+  initialisation; plus, by default, SAL's ``| |f| - d |`` on the same points (``d``: distance
+  to the cloud), without which the hash-grid field grows spurious surfaces away from the
+  cloud (benchmarks/RESULTS.md). The surface is level 0.
 - A folder of meshes is a shape space (DeepSDF's auto-decoder): one decoder and one latent
   code per shape, with the code regulariser. ``decoder=RUN`` reconstructs new shapes with the
   decoder of a shape-space run frozen, optimising only their codes;
@@ -512,7 +515,7 @@ class SignedDistance(ImplicitShape):
         "normal_weight": 1.0,  # IGR's normal term (point clouds with normals)
         "surface_weight": 1.0,  # |f| on the points (point clouds)
         "local_sigma_neighbour": 50,  # IGR: Eikonal samples around a point spread by its distance to this neighbour
-        "distance_weight": 0.0,  # SAL: | |f| - distance to the cloud | on the Eikonal samples (0: off)
+        "distance_weight": 1.0,  # SAL: | |f| - distance to the cloud | on the Eikonal samples (0: IGR alone)
         "sphere_steps": 128,
         "sphere_epsilon": 1e-4,
     }
@@ -564,7 +567,7 @@ class SignedDistance(ImplicitShape):
         loss = self.config["surface_weight"] * surface_term + self.config["eikonal_weight"] * eikonal
         metrics = {"surface": float(surface_term.detach()), "eikonal": float(eikonal.detach())}
         if self.config["distance_weight"] > 0:
-            distance, _ = self.cloud_tree.query(points[batch:].detach().cpu().numpy())
+            distance, _ = self.cloud_tree.query(points[batch:].detach().cpu().numpy(), workers=-1)
             distance = torch.as_tensor(distance, dtype=values.dtype, device=values.device)
             distance_term = (values[batch:].abs() - distance).abs().mean()
             loss = loss + self.config["distance_weight"] * distance_term
