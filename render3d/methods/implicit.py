@@ -284,7 +284,9 @@ class ImplicitShape(Method):
                        progress: bool = False) -> tuple[Tensor, float]:
         """The field on the grid by MISE (:func:`render3d.mise.mise_volume`): the coarsest grid
         is the largest of ``resolution - 1`` cells divided by a power of two that is at most
-        ``mise_initial_resolution`` (a grid that cannot be halved is evaluated in full)."""
+        ``mise_initial_resolution`` (a grid that cannot be halved is evaluated in full).
+        For ``occupancy`` the samples next to level 0 hold distances (:func:`surface_distances`),
+        so the volume is meant for level 0; another level meshes a mix of distances and logits."""
         samples = set(resolution)
         if len(samples) != 1:
             raise ConfigError(f"method {self.name!r} meshes on cubic grids, got resolution {resolution}")
