@@ -132,6 +132,7 @@ def _hull_iou(scene_dir, pretrain_steps: int) -> float:
     return float((occupied & hull).sum() / (occupied | hull).sum())
 
 
+@pytest.mark.slow  # two setups with pretraining: seconds on an idle 2-core CPU
 def test_pretraining_fits_the_field_to_the_hull(scene_dir):
     """The sphere initialisation barely overlaps the hull; a hundred pretraining steps match it."""
     before, after = _hull_iou(scene_dir, 0), _hull_iou(scene_dir, 100)
