@@ -47,8 +47,9 @@ TARGETS = {
 MESH_RESOLUTION = {"occupancy": 256, "sdf": 256, "sdf_points": 256, "shape_space": 256}
 POINT_CLOUD_SIZE = 100_000
 # IGR + SAL steps for the point cloud (the preset's 3000 would take ~14 CPU minutes with the
-# per-step distance queries; 1000 reach Chamfer-L1 0.13 % in 278 CPU s, RESULTS.md).
-POINTS_STEPS = 1000
+# per-step distance queries; 500 reach Chamfer-L1 0.17 % in 123 CPU s, 1000 0.13 % in 278 CPU s:
+# RESULTS.md).
+POINTS_STEPS = 500
 # The shape-space decoder: a wider MLP on Fourier features (a hash grid is one shape's memory),
 # and the code-only optimisation of the unseen shape (DeepSDF reconstructs in 800 iterations).
 SHAPE_SPACE_CONFIG = {"hidden_dim": 128, "n_layers": 4, "n_frequencies": 4, "latent_dim": 32, "lr_mlp": 2e-3,
