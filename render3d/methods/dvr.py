@@ -99,11 +99,11 @@ class DVR(Method):
         "eval_chunk_samples": 2**17,
         "mise_initial_resolution": 32,
     }
-    # balanced: sized for 2 CPU cores, a watertight mesh of assets/demo within 5 minutes (100
-    # steps from the hull already beat 400 from the sphere; benchmarks/RESULTS.md); fast: half
-    # of it; full: the default config, for a GPU (not measured).
+    # balanced: sized for 2 CPU cores, a watertight mesh of assets/demo well within 5 minutes
+    # (10-27 steps/s there on a shared machine; benchmarks/RESULTS.md); fast: about a third of
+    # it; full: the default config, for a GPU (not measured).
     demo_config = {
-        "steps": 500,
+        "steps": 2000,
         "hidden_dim": 64,
         "n_layers": 3,
         "march_steps": 64,
@@ -113,7 +113,7 @@ class DVR(Method):
         "hull_pretrain_steps": 200,
     }
     presets = {
-        "fast": demo_config | {"steps": 250},
+        "fast": demo_config | {"steps": 700},
         "balanced": demo_config,
         "full": {},
     }
