@@ -360,11 +360,13 @@ class Scene:
         name = self.method.name
         preset = "" if self.preset is None else f"preset '{self.preset}', "
         if budget is not None:
-            return (f"{name}: {preset}fitting to a budget of {budget.seconds / 60:.1f} min: about {total} steps "
-                    f"at {seconds_per_step:.2f} s/step so far (re-estimated as it runs)")
+            steps = int(budget.seconds / max(seconds_per_step, 1e-9))
+            return (f"{name}: {preset}fitting to a budget of {budget.seconds / 60:.1f} min: about {steps} steps "
+                    f"at the first steps' {seconds_per_step:.2f} s/step (re-estimated as it runs)")
         minutes = total * seconds_per_step / 60
-        return (f"{name}: {preset}{total} steps, expected at least {minutes:.1f} min on this machine "
-                f"({seconds_per_step:.2f} s/step so far); change with --preset fast|balanced|full, --steps N "
+        return (f"{name}: {preset}{total} steps, about {minutes:.1f} min on this machine at the first steps' "
+                f"{seconds_per_step:.2f} s/step (steps speed up or slow down as the fit goes; the bar's ETA "
+                f"follows); change with --preset fast|balanced|full, --steps N "
                 f"or --time 10m (preset=, steps=, time_budget= in Scene.fit)")
 
     def _training_log(self, start: int) -> contextlib.AbstractContextManager:

@@ -1,5 +1,6 @@
 """Presets and fitting to a wall-clock budget (render3d.budget, Scene.fit(preset=, time_budget=))."""
 import json
+import re
 import time
 
 import pytest
@@ -99,13 +100,15 @@ def test_a_budgeted_fit_ends_within_its_budget_and_records_it(sphere_dataset, tm
     assert summary["seconds"] <= 3 and summary["time_budget"] == 3
     assert 20 <= summary["steps"] < 10_000 and scene.method.config["steps"] == summary["steps"]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["steps"] == summary["steps"]
-    assert "fitting to a budget of 0.1 min" in capsys.readouterr().out
+    # the announced count is the budget over the first steps' speed (~0.02 s), not the planned 10,000
+    announced = re.search(r"fitting to a budget of 0\.1 min: about (\d+) steps", capsys.readouterr().out)
+    assert announced and 30 <= int(announced.group(1)) <= 150
 
 
 def test_fit_announces_its_preset_and_expected_time(toy_method, sphere_dataset, capsys):
     scene = Scene.fit(sphere_dataset, method="toy", steps=20, preset="balanced", progress=True)
     out = capsys.readouterr().out
-    assert "toy: preset 'balanced', 20 steps, expected at least" in out and "--preset fast|balanced|full" in out
+    assert "toy: preset 'balanced', 20 steps, about" in out and "--preset fast|balanced|full" in out
     assert scene.preset == "balanced"
 
 
