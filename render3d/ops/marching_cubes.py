@@ -12,7 +12,10 @@ Algorithm:
 2. Only *active* cells (case neither 0 nor 255) are processed further. Cells reaching into
    the padding (*virtual* cells) emit no triangles; they only own edges, as below.
 3. Every grid edge whose endpoints differ gets exactly one vertex, placed by linear
-   interpolation. An edge is owned by the cell whose corner 0 is its lower endpoint; that cell
+   interpolation, kept at least ``EDGE_MARGIN`` (in cells) from both ends: a sample exactly at
+   ``level`` would otherwise put the vertices of all its crossed edges on the same point, and
+   mesh tools that merge coincident vertices turn the triangles between them into degenerate
+   ones (an open mesh). An edge is owned by the cell whose corner 0 is its lower endpoint; that cell
    is active whenever the edge is crossed. A triangle corner on a cell's edge ``e`` finds the
    owner's rank among the active cells through a dense map over the grid, then the owner's
    vertex for ``e``'s axis, so cells sharing an edge share its vertex.
@@ -37,6 +40,8 @@ from render3d.errors import ConfigError
 from render3d.ops import _mc_tables
 
 INSIDE_CHOICES = ("above", "below")
+# Closest a vertex comes to either end of its edge, in cells (far below any test tolerance).
+EDGE_MARGIN = 1e-5
 
 
 def marching_cubes(
@@ -315,6 +320,7 @@ def _edge_vertices(
     value_lower = flat_volume.gather(0, lower)
     value_upper = flat_volume.gather(0, stride.gather(0, axis).add_(lower))
     fraction = value_upper.sub_(value_lower).reciprocal_().mul_(value_lower.sub_(level).neg_()).float()
+    fraction.clamp_(EDGE_MARGIN, 1.0 - EDGE_MARGIN)
     row = lower // shape[2]
     plane = row // shape[1]
     verts = torch.stack([plane, row - plane * shape[1], lower - row * shape[2]], dim=1).float()

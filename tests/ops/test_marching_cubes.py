@@ -279,3 +279,18 @@ def test_cuda_matches_cpu():
     assert cuda_verts.is_cuda and cuda_faces.is_cuda
     torch.testing.assert_close(cuda_verts.cpu(), verts, rtol=0, atol=1e-5)
     assert torch.equal(cuda_faces.cpu(), faces)
+
+
+def test_samples_exactly_at_the_level_give_no_coincident_vertices():
+    # x + y - 5 on an integer grid is exactly 0 at many samples, each with two crossed edges
+    # towards the inside: without the edge margin both vertices land on the sample itself, and a
+    # vertex-merging mesh tool would see degenerate triangles there.
+    x, y, _ = np.meshgrid(*(np.arange(8, dtype=np.float32),) * 3, indexing="ij")
+    verts, faces = run(x + y - 5.0, inside="below")
+    assert len(faces) > 0
+    assert len(np.unique(verts.astype(np.float64).round(6), axis=0)) == len(verts)
+    corners = verts[faces]
+    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    assert areas.min() > 0
+    on_level = np.abs(verts[:, 0] + verts[:, 1] - 5.0)
+    assert on_level.max() < 1e-4  # still on the plane
