@@ -376,7 +376,8 @@ def _validate_config(config: dict) -> None:
     for key in ("init_scale", "lr_means", "lr_means_final"):
         if not config[key] > 0:
             raise ConfigError(f"{key} must be positive, got {config[key]!r}")
-    for key in ("init_points", "cap_max", "schedule_steps", "sh_degree_every", "refine_every", "reset_every"):
+    for key in ("init_points", "cap_max", "schedule_steps", "sh_degree_every", "refine_every", "reset_every",
+                "batch_views"):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
 

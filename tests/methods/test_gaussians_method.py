@@ -102,6 +102,8 @@ def test_mcmc_respects_cap_max(scene_dir):
     ({"init_opacity": 1.0}, "init_opacity"),
     ({"prune_opacity": 0.0}, "prune_opacity"),
     ({"init_scale": -1.0}, "init_scale"),
+    ({"batch_views": 0}, "batch_views must be a positive integer"),
+    ({"batch_views": -2}, "batch_views must be a positive integer"),
 ])
 def test_bad_config_is_named_and_leaves_no_run_directory(scene_dir, override, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
