@@ -138,6 +138,9 @@ def process_group(device: str | None) -> Iterator[DataParallel]:
     if not torch.distributed.is_available():
         raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if cuda and device is not None and torch.device(device).index is not None:
+        raise ConfigError(f"--device {device} names one GPU, but each of the {launched_world_size()} processes "
+                          f"trains on the GPU of its LOCAL_RANK: pass --device cuda")
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")

@@ -138,6 +138,17 @@ def test_shares_split_a_batch_over_the_ranks():
         DataParallel(0, 2).check_divides(3, "batch_views")
 
 
+def test_a_process_group_refuses_one_named_gpu_for_every_rank(monkeypatch):
+    # Each rank trains on the GPU of its LOCAL_RANK; `cuda:0` would put every rank's model on
+    # GPU 0 while its collectives ran on its own GPU. Refused before any group is joined.
+    from render3d.distributed import process_group
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="--device cuda:1 names one GPU, but each of the 2 processes"):
+        with process_group("cuda:1"):
+            pass
+
+
 @pytest.mark.slow
 def test_fit_nproc_trains_on_two_processes_and_refuses_a_batch_they_cannot_split(tmp_path, data, capfd):
     from render3d.apps.cli import main
