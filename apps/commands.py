@@ -55,10 +55,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_rank(args: argparse.Namespace) -> int:
-    """``fit`` in one of the processes ``--nproc`` started (errors as one line, exit status)."""
+    """``fit`` in one of the processes ``--nproc`` started (errors as one line, exit status).
+
+    Every rank checks the same arguments and data and trains identical parameters, so an error
+    one rank reports in a line, every rank reports: only rank 0 prints it. A crash (traceback)
+    still prints from the rank it happens on.
+    """
+    import contextlib
+    import io
+    import os
+
     from render3d.apps.cli import _run
 
-    return _run(argparse.Namespace(**{**vars(args), "nproc": 1}))
+    rank_args = argparse.Namespace(**{**vars(args), "nproc": 1})
+    if os.environ.get("RANK", "0") == "0":
+        return _run(rank_args)
+    with contextlib.redirect_stderr(io.StringIO()):
+        return _run(rank_args)
 
 
 def _fit_command(args: argparse.Namespace, parallel) -> int:
