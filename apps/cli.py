@@ -250,9 +250,12 @@ def busy_cores(proc_loadavg: str = "/proc/loadavg", samples: int = 3, interval: 
 
     The load average alone lags: a fit started right after another one ends would still see
     the old fit's load for a minute and take the slow policy. Where ``/proc/loadavg`` cannot
-    be read (not Linux), the load average is used as it is.
+    be read (not Linux), the load average is used as it is. Below the core count no sample is
+    taken (the cap could only lower it), so an idle machine's commands start without waiting.
     """
     load_average = os.getloadavg()[0]
+    if load_average < (os.cpu_count() or 1):
+        return load_average
     runnable = []
     for index in range(samples):
         try:

@@ -336,12 +336,16 @@ def test_busy_cores_does_not_count_a_load_that_has_just_ended(tmp_path, monkeypa
     from render3d.apps import cli
 
     monkeypatch.setattr(cli.os, "getloadavg", lambda: (2.0, 1.0, 0.5))
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
     proc = tmp_path / "loadavg"
     proc.write_text("2.00 1.00 0.50 1/150 4242\n")
     assert cli.busy_cores(str(proc), interval=0) == 0
     proc.write_text("2.00 1.00 0.50 4/150 4242\n")
     assert cli.busy_cores(str(proc), interval=0) == 2.0
     assert cli.busy_cores(str(tmp_path / "missing"), interval=0) == 2.0
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (1.5, 1.0, 0.5))  # below the cores: no sampling
+    proc.write_text("1.50 1.00 0.50 1/150 4242\n")
+    assert cli.busy_cores(str(proc), interval=0) == 1.5
 
 
 def test_the_console_script_sets_the_policy_before_torch_starts(tmp_path):
