@@ -44,7 +44,7 @@ TARGETS = {
 # Marching-cubes cells per axis (MISE from 32^3): the CLI's and Scene.extract_mesh's default, so
 # the targets are measured as a user meets them (occupancy meshes its logits' crossing edges as
 # distances, implicit.surface_distances, which 256 cells need: 0.968 IoU on raw logits).
-MESH_RESOLUTION = {"occupancy": 256, "sdf": 256, "sdf_points": 256, "shape_space": 256}
+MESH_RESOLUTION = 256
 POINT_CLOUD_SIZE = 100_000
 # IGR + SAL steps for the point cloud (the preset's 3000 would take ~14 CPU minutes with the
 # per-step distance queries; 500 reach Chamfer-L1 0.17 % in 123 CPU s, 1000 0.13 % in 278 CPU s:
@@ -97,7 +97,7 @@ def _score(case: str, scene: "render3d.Scene", gt_path: Path, fit_s: float, step
     from render3d.metrics.mesh import shape_metrics
 
     start = time.perf_counter()
-    mesh = scene.extract_mesh(resolution=MESH_RESOLUTION[case])
+    mesh = scene.extract_mesh(resolution=MESH_RESOLUTION)
     mesh_s = time.perf_counter() - start
     metrics = shape_metrics(mesh, trimesh.load(gt_path, process=False))
     row = {"case": case, "method": scene.method.name, "device": str(scene.method.device), "steps": steps,
