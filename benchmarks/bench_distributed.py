@@ -45,7 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per process)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    args.nproc = sorted({int(n) for n in args.nproc.split(",")})
+    try:
+        args.nproc = sorted({int(n) for n in args.nproc.split(",")})
+    except ValueError:
+        parser.error(f"--nproc {args.nproc}: not a comma-separated list of process counts, e.g. 1,2,4")
     if args.nproc[0] < 1:
         parser.error("--nproc: process counts must be >= 1")
     if args.device.startswith("cuda") and torch.cuda.device_count() < args.nproc[-1]:
