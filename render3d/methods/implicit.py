@@ -433,23 +433,18 @@ def surface_distances(volume: Tensor, box: Tensor, field, chunk: int, iterations
 @torch.no_grad()
 def _edge_crossing(field, start: Tensor, length: Tensor, axis: int, f0: Tensor, f1: Tensor, iterations: int) -> Tensor:
     """``[E]`` fraction ``t`` along the edges ``start + t * length * e_axis`` where ``field``
-    crosses 0 (``f0``, ``f1``: its values at the ends, of opposite signs), by Illinois."""
-    lo = torch.zeros_like(f0)
-    hi = torch.ones_like(f0)
-    f_lo, f_hi = f0.clone(), f1.clone()
-    side = torch.zeros_like(f0)  # which end moved last: +1 lo, -1 hi (Illinois halves the other's value)
-    for _ in range(iterations):
-        t = lo + (hi - lo) * f_lo / (f_lo - f_hi)
-        points = start.clone()
-        points[:, axis] += t * length
-        value = field(points)
-        same_as_lo = (value > 0) == (f_lo > 0)
-        f_hi = torch.where(same_as_lo & (side > 0), f_hi * 0.5, f_hi)
-        f_lo = torch.where(~same_as_lo & (side < 0), f_lo * 0.5, f_lo)
-        lo, f_lo = torch.where(same_as_lo, t, lo), torch.where(same_as_lo, value, f_lo)
-        hi, f_hi = torch.where(same_as_lo, hi, t), torch.where(same_as_lo, f_hi, value)
-        side = torch.where(same_as_lo, torch.ones_like(side), -torch.ones_like(side))
-    return (lo + (hi - lo) * f_lo / (f_lo - f_hi)).clamp(0.0, 1.0)
+    crosses 0 (``f0``, ``f1``: its values at the ends, of opposite signs), by
+    :func:`~render3d.ops.surface_search.secant_refine` from each edge's outside end."""
+    from render3d.ops.surface_search import secant_refine
+
+    backwards = f0 > 0  # inside at the start: search from the far end towards it
+    origins = start.clone()
+    origins[backwards, axis] += length
+    dirs = torch.zeros_like(start)
+    dirs[:, axis] = torch.where(backwards, -1.0, 1.0).to(start.dtype)
+    distance = secant_refine(field, origins, dirs, torch.zeros_like(f0), torch.zeros_like(f0) + length,
+                             torch.where(backwards, f1, f0), torch.where(backwards, f0, f1), n_iterations=iterations)
+    return torch.where(backwards, 1.0 - distance / length, distance / length)
 
 
 def _normal_axis(field, points: Tensor, axis: int) -> Tensor:
