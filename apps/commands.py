@@ -453,6 +453,8 @@ def _bench_peers(args: argparse.Namespace) -> int:
     if args.names:
         raise ConfigError(f"--peers runs its own suite; drop the benchmark names ({' '.join(args.names)})")
     table_path = None if not args.json else str(Path(args.json).with_suffix(".md"))
+    if table_path is not None and table_path == args.json:
+        raise ConfigError(f"--json {args.json}: the Markdown table goes next to it in a .md file; name the JSON file .json")
     if table_path:
         check_writable(table_path, "--json")
     result = run_peer_benchmark(resolve_bench_device(args.device), quick=args.quick,
