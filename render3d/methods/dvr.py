@@ -46,6 +46,7 @@ from render3d.methods import register
 from render3d.methods._dvr_field import OccupancyTextureField
 from render3d.methods._ray_rendering import render_cameras
 from render3d.methods.base import Method, SceneInfo
+from render3d.mise import _corners, _dilate
 from render3d.ops.implicit_surface import implicit_surface_points
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.surface_crossing import surface_crossing
@@ -294,7 +295,7 @@ class DVR(Method):
         eight corners, dilated by one cell so that every run of marched samples starts outside
         the surface. Only the hull's corners are evaluated."""
         res = self.grid.resolution
-        corners = torch.nn.functional.max_pool3d(self.hull[None, None].float(), 2, stride=1, padding=1)[0, 0] > 0
+        corners = _corners(self.hull)
         index = torch.nonzero(corners)
         points = self.grid.aabb[0] + index.float() * ((self.grid.aabb[1] - self.grid.aabb[0]) / res)
         values = torch.full(corners.shape, -math.inf, device=corners.device)
@@ -401,7 +402,3 @@ def _bce(logits: Tensor, target: float) -> Tensor:
     """Per-point binary cross-entropy of occupancy ``logits [M]`` against a constant ``target``."""
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
 
-
-def _dilate(cells: Tensor) -> Tensor:
-    """``[X,Y,Z]`` bool cells grown by one cell along every axis and diagonal."""
-    return torch.nn.functional.max_pool3d(cells[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
