@@ -148,9 +148,13 @@ class ImplicitShape(Method):
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.config['encoding']!r}")
         if self.config["encoding"] == "auto":
             self.config["encoding"] = "fourier" if self.shape_space else "hash"
-        for key in ("batch_size", "n_samples", "render_steps", "render_chunk", "eval_chunk"):
-            if self.config[key] < (4 if key == "batch_size" else 1):
-                raise ConfigError(f"{key} must be >= {4 if key == 'batch_size' else 1}, got {self.config[key]!r}")
+        for key, minimum in (("batch_size", 4), ("n_samples", 1), ("render_steps", 1), ("render_chunk", 1),
+                             ("eval_chunk", 1)):
+            if self.config[key] < minimum:
+                raise ConfigError(f"{key} must be >= {minimum}, got {self.config[key]!r}")
+        if not 0 <= self.config["coarse_to_fine"] <= 1:
+            # Above 1 the fit would end with levels off, which a loaded checkpoint turns back on.
+            raise ConfigError(f"coarse_to_fine must be in [0, 1] (a fraction of the steps), got {self.config['coarse_to_fine']!r}")
         latent_dim = int(self.config["latent_dim"]) if self.shape_space else 0
         if self.shape_space and latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1 for a shape space, got {latent_dim}")
