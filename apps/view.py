@@ -30,7 +30,7 @@ import torch
 
 from render3d.cameras import Cameras
 from render3d.data.dataset import quantize
-from render3d.errors import ConfigError, DataError
+from render3d.errors import ConfigError, DataError, first_line
 from render3d.io.splat_ply import read_ply_header
 
 # The camera counts as still (render at full resolution) after it has not moved this long.
@@ -341,7 +341,7 @@ class Viewer:
             try:
                 self._render(view, scene, key, full=still)
             except (RuntimeError, ValueError) as error:  # e.g. out of memory at a high resolution: say so, go on
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                first = first_line(error)
                 print(f"render3d view: cannot render this view: {first}", file=sys.stderr, flush=True)
                 view.rendered, view.rendered_full = key, True
             self._render_seconds += time.perf_counter() - began

@@ -23,3 +23,10 @@ class BackendError(Render3DError, RuntimeError):
 
 class TrainingError(Render3DError, RuntimeError):
     """Optimisation diverged (for example a NaN loss); the run directory is left intact."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when the message is empty
+    (for one-line reports of an exception that came from elsewhere)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -30,7 +30,7 @@ from render3d import __version__, distributed, random_state, rundir
 from render3d.budget import StepBudget, parse_duration
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
-from render3d.errors import ConfigError, DataError, TrainingError
+from render3d.errors import ConfigError, DataError, TrainingError, first_line
 from render3d.interruption import FitInterrupted, StopSignals
 from render3d.methods import get_method
 from render3d.methods.base import Method, SceneInfo
@@ -281,7 +281,7 @@ class Scene:
             self.method.load_state_dict(payload["state_dict"])
             self.method.load_training_state(payload["training"]["method"])
         except (RuntimeError, KeyError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = first_line(error)
             raise DataError(f"{path}: cannot resume from this checkpoint: {first}") from None
         random_state.restore(payload["training"]["rng"], devices)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from render3d.data.images import IMAGE_EXTENSIONS, list_image_files
-from render3d.errors import ConfigError, DataError
+from render3d.errors import ConfigError, DataError, first_line
 
 __all__ = ["reconstruct", "similarity_alignment", "CAMERA_MODELS", "MIN_REGISTERED_FRACTION", "SMALL_IMAGE_SIDE"]
 
@@ -177,7 +177,7 @@ def _reconstruct_in_temp(pycolmap, image_dir: Path, names: list[str], output_dir
         try:
             model = _run_pipeline(pycolmap, image_dir, names, work, camera_model, single_camera, seed, progress)
         except RuntimeError as error:  # pycolmap reports its failures as RuntimeError
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = first_line(error)
             raise DataError(f"{image_dir}: structure-from-motion failed: {first}") from None
         registered = 0 if model is None else model.num_reg_images()
         if registered < MIN_REGISTERED_FRACTION * len(names):
