@@ -36,7 +36,6 @@ tests' path on the CPU; it makes no Blender scene).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import math
 import shutil
@@ -52,7 +51,7 @@ import torch
 
 from render3d.apps.bench_hash_encoding import CONFIG as INSTANT_NGP_GRID
 from render3d.apps.timing import backend, timed
-from render3d.errors import ConfigError
+from render3d.errors import ConfigError, first_line
 
 # Import name -> how to install it (the README's GPU section repeats these lines). From source, so that
 # the CUDA code is built at install time against the installed torch: the PyPI packages of gsplat and
@@ -146,7 +145,7 @@ def compare_peer(case: str, size: str, ours: Callable[[], torch.Tensor], make_pe
     try:
         return compare(case, size, ours, make_peer(), label, device, repeats, kernel_backend(device))
     except Exception as error:  # third-party code: any failure is reported, not raised
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         print(f"peer {label}: {case} failed: {type(error).__name__}: {first}", flush=True)
         return {"case": case, "size": size, "ours": kernel_backend(device), "other": label,
                 "error": f"{type(error).__name__}: {first}"}
@@ -168,7 +167,7 @@ def import_peer(name: str):
     try:
         return importlib.import_module(name)
     except Exception as error:  # a CUDA extension can fail with OSError/RuntimeError as well as ImportError
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         print(f"peer {name}: not importable ({first}); install with: {PEERS[name]}", flush=True)
         return None
 
@@ -476,7 +475,7 @@ def time_to_psnr(method: str, data: Path, device: torch.device, *, target: float
     import render3d
     from render3d.data import load_dataset
 
-    test = evaluation_views(load_dataset(data, split="test"), eval_views)
+    test = load_dataset(data, split="test", max_images=eval_views)  # evenly spaced, first and last included
     state = {"seconds": 0.0, "steps": 0, "psnr": None, "reached": False, "eval_s": 0.0}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -510,18 +509,6 @@ def time_to_psnr(method: str, data: Path, device: torch.device, *, target: float
         "seconds": state["seconds"], "steps": state["steps"], "psnr": state["psnr"],
         "peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
-
-
-def evaluation_views(dataset, limit: int):
-    """At most ``limit`` evenly spaced views of ``dataset`` (a :class:`render3d.Dataset`), first and last included."""
-    if len(dataset) <= limit:
-        return dataset
-    keep = sorted({round(i * (len(dataset) - 1) / max(1, limit - 1)) for i in range(limit)})
-    pick = lambda values: None if values is None else values[keep]  # noqa: E731
-    alphas = pick(dataset.alphas)
-    return dataclasses.replace(dataset, images=pick(dataset.images), cameras=dataset.cameras[keep],
-                               image_names=[dataset.image_names[i] for i in keep], alphas=alphas,
-                               masks=alphas if dataset.masks is dataset.alphas else pick(dataset.masks))
 
 
 def blender_scene(path: Path | None, cache: Path, make: bool = True) -> tuple[Path | None, str | None]:

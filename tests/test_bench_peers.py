@@ -210,14 +210,6 @@ def test_time_to_psnr_stops_at_the_target_or_at_the_end(toy_method, tmp_path):
     assert not missed["reached"] and missed["steps"] == 20 and missed["psnr"] < 99.0  # the toy preset's 20 steps
 
 
-def test_evaluation_views_are_evenly_spaced(sphere_dataset):
-    views = bench_peers.evaluation_views(sphere_dataset, 3)
-    assert views.image_names == ["r_0.png", "r_2.png", "r_5.png"]
-    assert torch.equal(views.images, sphere_dataset.images[[0, 2, 5]])
-    assert torch.equal(views.cameras.c2w, sphere_dataset.cameras.c2w[[0, 2, 5]])
-    assert bench_peers.evaluation_views(sphere_dataset, 6) is sphere_dataset
-
-
 def test_blender_scene_choices(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="--blender"):
         bench_peers.blender_scene(tmp_path, tmp_path / "cache")
