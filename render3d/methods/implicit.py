@@ -154,7 +154,8 @@ class ImplicitShape(Method):
                 raise ConfigError(f"{key} must be >= {minimum}, got {self.config[key]!r}")
         if not 0 <= self.config["coarse_to_fine"] <= 1:
             # Above 1 the fit would end with levels off, which a loaded checkpoint turns back on.
-            raise ConfigError(f"coarse_to_fine must be in [0, 1] (a fraction of the steps), got {self.config['coarse_to_fine']!r}")
+            raise ConfigError("coarse_to_fine must be in [0, 1] (a fraction of the steps), "
+                              f"got {self.config['coarse_to_fine']!r}")
         latent_dim = int(self.config["latent_dim"]) if self.shape_space else 0
         if self.shape_space and latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1 for a shape space, got {latent_dim}")
