@@ -244,7 +244,8 @@ class GaussianSplatting(Method):
         batch = self.config["batch_views"]
         views = self._next_views(step)[self.parallel.share(batch)]
         self.optimizer.zero_grad(set_to_none=True)
-        infos, loss, mse = [], 0.0, 0.0
+        infos = []
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, mse: read once per step
         for index, view in enumerate(views):
             # One view at a time (its graph freed after backward): the gradient of the batch mean.
             camera = self.cameras[view]
@@ -259,13 +260,12 @@ class GaussianSplatting(Method):
                 view_loss = view_loss + self.strategy.regularization(self.splats)
             view_loss.backward()
             infos.append(info)
-            loss += view_loss.item()
-            mse += float(((rgb.detach() - target) ** 2).mean()) / batch
+            totals += torch.stack([view_loss.detach().double(), ((rgb.detach() - target) ** 2).mean().double() / batch])
         self.parallel.sum_gradients(self.splats.values())
         self.optimizer.step()
         self.strategy.step(step, self.splats, self.optimizer, infos, self.cameras.width, self.cameras.height, lr_means,
                            views_per_step=batch)
-        loss, mse = self.parallel.sum([loss, mse])
+        loss, mse = self.parallel.sum(totals.tolist())
         return {"loss": loss, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
 
     def training_state(self) -> dict:
