@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import math
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from render3d.fields import ImplicitField, field_gradient
 from render3d.fields.encodings import hash_grid_config
 from render3d.methods import register
 from render3d.methods._ray_rendering import render_cameras
-from render3d.methods._shape_samples import labelled_samples
+from render3d.methods._shape_samples import labelled_samples, sample_counts
 from render3d.methods.base import Method, SceneInfo
 
 # Render settings of a shape run (SceneInfo of shape data).
@@ -71,7 +72,7 @@ _COMMON_CONFIG = {
     "max_resolution": 1024,
     "latent_dim": 64,  # shape spaces only
     # samples (per shape), drawn once per fit
-    "n_samples": 500_000,
+    "n_samples": 500_000,  # per shape (a point cloud: its Eikonal samples)
     "uniform_fraction": 0.1,
     "near_std_small": 0.005,
     "near_std_large": 0.03,
@@ -537,8 +538,14 @@ class SignedDistance(ImplicitShape):
                               "give a mesh")
         self.cloud = data.points.to(self.device)
         self.cloud_normals = None if data.normals is None else data.normals.to(self.device)
-        self.cloud_tree = _point_tree(data.points)
-        self.cloud_sigma = _local_sigma(self.cloud_tree, data.points, int(self.config["local_sigma_neighbour"])).to(self.device)
+        tree = _point_tree(data.points)
+        sigma = _local_sigma(tree, data.points, int(self.config["local_sigma_neighbour"]))
+        _, n_uniform = sample_counts(self.config["n_samples"], self.config["uniform_fraction"])
+        n_uniform = max(n_uniform, 1)
+        n_near = max(self.config["n_samples"] - n_uniform, 1)
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        self.eikonal_pool = _eikonal_pool(tree, data.points, sigma, (n_near, n_uniform), self.bound, seed,
+                                          with_distances=self.config["distance_weight"] > 0).to(self.device)
 
     def _loss(self) -> tuple[Tensor, dict]:
         if self.cloud is not None:
@@ -551,27 +558,22 @@ class SignedDistance(ImplicitShape):
 
     def _igr_loss(self) -> tuple[Tensor, dict]:
         """IGR: ``|f|`` on ``batch_size / 2`` points of the cloud, the normal term, and the
-        Eikonal term on as many points again: half the cloud points moved by Gaussian noise of
-        their own ``cloud_sigma`` (IGR's local sigma), half uniform in the cube. With
-        ``distance_weight`` > 0, SAL's term ``| |f| - d |`` (``d``: distance to the cloud) on the
-        same points keeps the zero level near the cloud."""
+        Eikonal term on as many points again from :attr:`eikonal_pool`, half near the cloud and
+        half uniform in the cube. With ``distance_weight`` > 0, SAL's term ``| |f| - d |``
+        (``d``: the pool's distance to the cloud) on the same points keeps the zero level near
+        the cloud."""
         batch = self.config["batch_size"] // 2
-        cloud = self.cloud
+        cloud, pool = self.cloud, self.eikonal_pool
         index = torch.randint(0, cloud.shape[0], (batch,), device=cloud.device)
-        surface = cloud[index]
-        n_near = (self.config["batch_size"] - batch) // 2
-        near = surface[:n_near] + torch.randn(n_near, 3, device=cloud.device) * self.cloud_sigma[index[:n_near], None]
-        uniform = (torch.rand(self.config["batch_size"] - batch - n_near, 3, device=cloud.device) * 2 - 1) * self.bound
-        points = torch.cat([surface, near.clamp(-self.bound, self.bound), uniform])
+        pooled = pool.draw(self.config["batch_size"] - batch)
+        points = torch.cat([cloud[index], pool.points[pooled]])
         values, gradient = field_gradient(partial(self.field, second_order=True), points, create_graph=True)
         surface_term = values[:batch].abs().mean()
         eikonal = (gradient[batch:].norm(dim=-1) - 1.0).pow(2).mean()
         loss = self.config["surface_weight"] * surface_term + self.config["eikonal_weight"] * eikonal
         metrics = {"surface": float(surface_term.detach()), "eikonal": float(eikonal.detach())}
         if self.config["distance_weight"] > 0:
-            distance, _ = self.cloud_tree.query(points[batch:].detach().cpu().numpy(), workers=-1)
-            distance = torch.as_tensor(distance, dtype=values.dtype, device=values.device)
-            distance_term = (values[batch:].abs() - distance).abs().mean()
+            distance_term = (values[batch:].abs() - pool.distances[pooled]).abs().mean()
             loss = loss + self.config["distance_weight"] * distance_term
             metrics["distance"] = float(distance_term.detach())
         if self.cloud_normals is not None:
@@ -603,6 +605,53 @@ def _point_tree(points: Tensor):
     from scipy.spatial import cKDTree
 
     return cKDTree(points.detach().cpu().numpy().astype(np.float64))
+
+
+@dataclass
+class EikonalPool:
+    """Where a point-cloud fit evaluates its Eikonal (and SAL) terms, drawn once per fit.
+
+    Attributes:
+        points: ``[M,3]``: the first :attr:`n_near` are cloud points moved by Gaussian noise
+            of their local sigma, the rest (at least one) uniform in the cube.
+        distances: ``[M]`` distance of each to the cloud (SAL's target), or None.
+        n_near: how many of ``points`` are near the cloud.
+    """
+
+    points: Tensor
+    distances: Tensor | None
+    n_near: int
+
+    def draw(self, count: int) -> Tensor:
+        """``[count]`` random rows: half of them near the cloud, half uniform."""
+        device = self.points.device
+        n_near = count // 2
+        near = torch.randint(0, self.n_near, (n_near,), device=device)
+        uniform = torch.randint(self.n_near, self.points.shape[0], (count - n_near,), device=device)
+        return torch.cat([near, uniform])
+
+    def to(self, device: torch.device) -> "EikonalPool":
+        distances = None if self.distances is None else self.distances.to(device)
+        return EikonalPool(self.points.to(device), distances, self.n_near)
+
+
+def _eikonal_pool(tree, cloud: Tensor, sigma: Tensor, counts: tuple[int, int], bound: float, seed: int, *,
+                  with_distances: bool) -> EikonalPool:
+    """``counts = (near, uniform)`` Eikonal samples for ``cloud [N,3]`` (``tree``: its KD-tree,
+    ``sigma [N]``: its local sigma), clamped to ``[-bound, bound]^3``. Their distances to the
+    cloud come from one KD-tree query here instead of one per step (that query took as long as
+    the rest of a step). Far from the cloud it is slow (5 s for 250k uniform points against
+    100k, 0.26 s for as many near ones), which is why the uniform share is small."""
+    generator = torch.Generator().manual_seed(seed)
+    n_near, n_uniform = counts
+    index = torch.randint(0, cloud.shape[0], (n_near,), generator=generator)
+    near = cloud[index].cpu() + torch.randn(n_near, 3, generator=generator) * sigma[index, None]
+    uniform = (torch.rand(n_uniform, 3, generator=generator) * 2 - 1) * bound
+    points = torch.cat([near.clamp(-bound, bound), uniform]).float()
+    distances = None
+    if with_distances:
+        distances = torch.as_tensor(tree.query(points.double().numpy(), workers=-1)[0], dtype=torch.float32)
+    return EikonalPool(points, distances, n_near)
 
 
 def _local_sigma(tree, points: Tensor, neighbour: int) -> Tensor:

@@ -8,7 +8,7 @@ import torch
 from render3d.errors import ConfigError
 from render3d.fields import ImplicitField, field_gradient
 from render3d.mesh import mesh_from_volume
-from render3d.methods.implicit import _local_sigma, _point_tree, surface_distances
+from render3d.methods.implicit import _eikonal_pool, _local_sigma, _point_tree, surface_distances
 
 RADIUS = 0.3
 CELLS = 24
@@ -88,6 +88,21 @@ def test_coarse_to_fine_hides_the_fine_levels_from_the_mlp():
         ImplicitField(encoding="fourier").set_active_levels(1)
 
 
+def test_eikonal_pool_is_half_near_the_cloud_half_uniform_with_distances_to_the_cloud():
+    cloud = torch.nn.functional.normalize(torch.randn(300, 3, generator=torch.Generator().manual_seed(0)), dim=-1) * 0.4
+    sigma = torch.full((300,), 0.01)
+    pool = _eikonal_pool(_point_tree(cloud), cloud, sigma, (2000, 2000), 0.5, seed=1, with_distances=True)
+    assert pool.points.shape == (4000, 3) and pool.n_near == 2000
+    nearest = torch.cdist(pool.points.double(), cloud.double()).amin(-1).float()
+    torch.testing.assert_close(pool.distances, nearest, atol=1e-6, rtol=0)
+    assert nearest[:2000].max() < 6 * 0.01  # Gaussian offsets of sigma from cloud points
+    uniform = pool.points[2000:]
+    assert nearest[2000:].median() > 0.1 and uniform.abs().max() <= 0.5 and (uniform.abs().amax(0) > 0.49).all()
+    drawn = pool.draw(64)
+    assert (drawn[:32] < 2000).all() and (drawn[32:] >= 2000).all()
+    assert _eikonal_pool(_point_tree(cloud), cloud, sigma, (5, 5), 0.5, seed=1, with_distances=False).distances is None
+
+
 def test_igr_on_a_cloud_uses_local_sigma_the_distance_term_and_the_level_schedule(tmp_path):
     import trimesh
 
@@ -98,10 +113,11 @@ def test_igr_on_a_cloud_uses_local_sigma_the_distance_term_and_the_level_schedul
     np.save(path, points)
     config = {"encoding": "hash", "hash_levels": 4, "log2_hashmap_size": 10, "base_resolution": 4, "max_resolution": 32,
               "hidden_dim": 16, "batch_size": 64, "local_sigma_neighbour": 5, "distance_weight": 1.0,
-              "coarse_to_fine": 0.5, "coarse_levels": 2}
+              "coarse_to_fine": 0.5, "coarse_levels": 2, "n_samples": 20_000}
     scene = render3d.Scene.fit(path, method="sdf", steps=2, config=config, progress=False, device="cpu")
     method = scene.method
-    assert method.cloud_sigma.shape == (400,) and bool((method.cloud_sigma > 0).all())
+    pool = method.eikonal_pool  # uniform_fraction of the samples uniform in the cube
+    assert pool.points.shape == (20_000, 3) and pool.distances.shape == (20_000,) and pool.n_near == 18_000
     _, metrics = method._igr_loss()
     assert set(metrics) == {"surface", "eikonal", "distance"} and all(np.isfinite(list(metrics.values())))
     method.config["steps"] = 100  # ramp over 50 steps: 2 levels, then one more every 50 / 3 steps
