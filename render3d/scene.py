@@ -181,8 +181,9 @@ class Scene:
 
         The method's ``preset`` (``"fast"``, ``"balanced"`` or ``"full"``) sets its step count
         and schedule; by default :meth:`Method.default_preset` picks one for the device (the
-        paper recipe on a GPU, a schedule that finishes in minutes on a CPU). ``steps`` and
-        ``config`` override single values of it.
+        paper recipe on a GPU, a schedule that finishes in minutes on a CPU), and
+        :meth:`Method.data_defaults` adapts it to the kind of data (e.g. a point cloud or a
+        shape collection). ``steps`` and ``config`` override single values of it.
 
         With a run directory ``out``, the fit checkpoints every ``checkpoint_minutes`` and, on
         SIGINT (Ctrl-C) or SIGTERM, finishes the current step, writes a checkpoint, records
@@ -232,8 +233,9 @@ class Scene:
         method_cls = get_method(method)
         torch_device = resolve_device(device)
         preset = method_cls.default_preset(torch_device) if preset is None else preset
-        method_config = method_cls.make_config(config, steps, preset)
-        budget = None if time_budget is None else StepBudget(parse_duration(time_budget), method_config["steps"])
+        method_cls.make_config(config, steps, preset)  # refuse a bad config before loading any data
+        if time_budget is not None:
+            parse_duration(time_budget)
         if not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         if checkpoint_every is not None and (checkpoint_every < 1 or out is None):
@@ -244,13 +246,15 @@ class Scene:
         if resume and out is None:
             raise ConfigError("resume needs out=RUN_DIR, the run to continue")
         run_dir = None if out is None else rundir.check_output_dir(Path(out), overwrite=overwrite, resume=resume)
+        dataset = method_cls.load_training_data(data, torch_device)
+        data_root = dataset.root.resolve()
+        data_defaults = method_cls.data_defaults(dataset, preset)
+        method_config = method_cls.make_config(config, steps, preset, data_defaults=data_defaults)
+        budget = None if time_budget is None else StepBudget(parse_duration(time_budget), method_config["steps"])
         payload = None
         if resume:
             payload = rundir.load_resumable(run_dir, method_cls.name, method_config, seed, torch_device)
             budget = _resumed_budget(payload, budget, method_config)
-        dataset = method_cls.load_training_data(data, torch_device)
-        data_root = dataset.root.resolve()
-        if resume:
             _check_resumed_data(run_dir, data_root)
         parallel = _data_parallel(method_cls)
         parallel.synchronize()  # every rank checked `out` before rank 0 writes to it

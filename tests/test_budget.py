@@ -56,6 +56,11 @@ def test_preset_sets_the_schedule_and_explicit_values_win():
     assert balanced["steps"] == 2800 and balanced["max_gaussians"] == 50_000
     assert gaussians.make_config({"max_gaussians": 5}, steps=7, preset="fast")["max_gaussians"] == 5
     assert gaussians.make_config({}, steps=7, preset="fast")["steps"] == 7
+    # the data's defaults sit between the preset and the user's values
+    adapted = gaussians.make_config(preset="fast", data_defaults={"max_gaussians": 9, "steps": 11})
+    assert adapted["max_gaussians"] == 9 and adapted["steps"] == 11
+    chosen = gaussians.make_config({"max_gaussians": 5}, steps=7, preset="fast", data_defaults={"max_gaussians": 9, "steps": 11})
+    assert chosen == gaussians.make_config({"max_gaussians": 5}, steps=7, preset="fast")
     assert get_method("nerf").make_config(preset="balanced")["steps"] == 1300
     assert gaussians.default_preset(torch.device("cpu")) == "balanced"
     assert gaussians.default_preset(torch.device("cuda")) == "full"

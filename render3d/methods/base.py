@@ -3,9 +3,10 @@
 A :class:`Method` is a ``torch.nn.Module`` that owns its parameters *and* its optimisers,
 so that :class:`render3d.Scene` can drive any representation with one loop:
 
-1. ``method = cls(config, scene_info)`` — ``config`` is ``cls.make_config(overrides, steps)``,
-   ``scene_info`` a :class:`SceneInfo` (JSON-serialisable facts about the data). The data come
-   from ``cls.load_training_data(path, device)`` and the facts from ``cls.scene_info_for(data)``
+1. ``method = cls(config, scene_info)`` — ``config`` is ``cls.make_config(overrides, steps,
+   preset, data_defaults=cls.data_defaults(data, preset))``, ``scene_info`` a :class:`SceneInfo`
+   (JSON-serialisable facts about the data). The data come from
+   ``cls.load_training_data(path, device)`` and the facts from ``cls.scene_info_for(data)``
    (image datasets by default; shape methods read meshes and point clouds).
 2. ``method.setup(dataset)`` once before training (e.g. Gaussians from SfM points).
 3. ``method.train_step(step)`` for ``step`` in ``range(config["steps"])``, returning scalar
@@ -150,14 +151,23 @@ class Method(torch.nn.Module, abc.ABC):
         return "full" if torch.device(device).type == "cuda" else "balanced"
 
     @classmethod
-    def make_config(cls, overrides: dict | None = None, steps: int | None = None, preset: str | None = None) -> dict:
-        """``default_config`` updated with the ``preset``'s values, then ``overrides`` and
-        ``steps``; unknown keys and presets are refused."""
+    def data_defaults(cls, data, preset: str) -> dict:
+        """Config values that suit this kind of training ``data`` (from
+        :meth:`load_training_data`) better than the ``preset``'s; the user's values still win."""
+        return {}
+
+    @classmethod
+    def make_config(cls, overrides: dict | None = None, steps: int | None = None, preset: str | None = None, *,
+                    data_defaults: dict | None = None) -> dict:
+        """``default_config`` updated with the ``preset``'s values, the ``data_defaults``
+        (:meth:`data_defaults`), then ``overrides`` and ``steps``; unknown keys and presets are
+        refused."""
         config = dict(cls.default_config)
         if preset is not None:
             if preset not in cls.presets:
                 raise ConfigError(f"preset {preset!r} is not one of method {cls.name!r}'s: {', '.join(cls.presets)}")
             config.update(cls.presets[preset])
+        config.update(data_defaults or {})
         for key, value in (overrides or {}).items():
             if key not in config:
                 known = ", ".join(sorted(config))

@@ -12,6 +12,7 @@ import render3d
 from render3d.apps.cli import main
 from render3d.cameras import Cameras
 from render3d.errors import ConfigError
+from render3d.methods.implicit import POINT_CLOUD_STEPS, SHAPE_SPACE_DEFAULTS
 
 RADIUS = 2.0  # input units: the sphere normalises to radius 0.5
 CENTER = np.array([3.0, -1.0, 0.5])
@@ -101,7 +102,7 @@ def test_shape_space_codes_interpolation_and_unseen_reconstruction(tmp_path):
     _sphere_file(folder, "a.obj", radius=1.0)
     box = trimesh.creation.box(extents=(2.0, 1.0, 1.0))
     box.export(folder / "b.obj")
-    config = {**SDF_TINY, "latent_dim": 8, "lr_codes": 1e-2}
+    config = {**SDF_TINY, "latent_dim": 8, "lr_codes": 1e-2, "n_layers": 2}
     scene = render3d.Scene.fit(folder, method="sdf", steps=40, config=config, progress=False, device="cpu",
                                out=tmp_path / "space")
     assert scene.method.codes.weight.shape == (2, 8) and scene.method.config["encoding"] == "fourier"
@@ -123,6 +124,55 @@ def test_shape_space_codes_interpolation_and_unseen_reconstruction(tmp_path):
         single.interpolate(0, 0, 0.5)
     with pytest.raises(ConfigError, match="decoder"):
         render3d.Scene.fit(unseen, method="sdf", steps=1, config={"decoder": str(tmp_path / "single")}, progress=False)
+
+
+def test_data_defaults_suit_the_kind_of_shape_data(tmp_path):
+    from render3d.data.shapes import load_shapes
+    from render3d.methods import get_method
+
+    sdf = get_method("sdf")
+    cloud = load_shapes(_cloud_file(tmp_path, normals=False))
+    mesh = load_shapes(_sphere_file(tmp_path))
+    (tmp_path / "folder").mkdir()
+    for name in ("a.obj", "b.obj"):
+        _sphere_file(tmp_path / "folder", name)
+    collection = load_shapes(tmp_path / "folder")
+
+    def config(data, preset="balanced", **user):
+        return sdf.make_config(user, preset=preset, data_defaults=sdf.data_defaults(data, preset))
+
+    assert config(cloud)["steps"] == POINT_CLOUD_STEPS["balanced"] < config(mesh)["steps"] == 3000
+    assert config(cloud, "fast")["steps"] == POINT_CLOUD_STEPS["fast"]
+    assert config(cloud, "full")["steps"] == config(mesh, "full")["steps"]  # a GPU keeps the paper's schedule
+    assert config(mesh) == sdf.make_config(preset="balanced")
+    assert all(config(collection)[key] == value for key, value in SHAPE_SPACE_DEFAULTS.items())
+    assert config(collection, hidden_dim=16)["hidden_dim"] == 16  # the user's values win
+    assert sdf.make_config(steps=7, preset="balanced", data_defaults=sdf.data_defaults(cloud, "balanced"))["steps"] == 7
+
+
+def test_fit_takes_the_data_defaults_and_resumes_with_them(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from render3d.interruption import FitInterrupted
+    from render3d.methods import implicit
+
+    monkeypatch.setitem(implicit.POINT_CLOUD_STEPS, "fast", 3)
+    cloud = _cloud_file(tmp_path, normals=False)
+    fit = dict(method="sdf", preset="fast", config=SDF_TINY, progress=False, device="cpu", out=tmp_path / "run")
+    real_step = implicit.SignedDistance.train_step
+
+    def interrupted_step(self, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the fit checkpoints after this step
+        return real_step(self, step)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(implicit.SignedDistance, "train_step", interrupted_step)
+        with pytest.raises(FitInterrupted):
+            render3d.Scene.fit(cloud, **fit)
+    resumed = render3d.Scene.fit(cloud, resume=True, **fit)  # the config check sees the same data defaults
+    assert resumed.method.config["steps"] == 3 and resumed.train_summary["resumed_at"] == 2
 
 
 @pytest.mark.parametrize("config, match", [
