@@ -10,11 +10,15 @@ Cases (each with the method's default config unless ``--config`` overrides it):
 - ``sdf``, ``occupancy``: the watertight ~14k-vertex body (thin fingers); targets IoU >= 0.97,
   Chamfer-L1 <= 0.3 % of the bbox diagonal, F@1 % >= 0.95 (and normal consistency >= 0.95 for
   ``sdf``) within 3 minutes on 2 CPU cores.
-- ``sdf_points``: 100k points sampled on the body, no normals (IGR with SAL's distance term,
-  ``POINTS_STEPS`` steps); Chamfer-L1 <= 0.5 % within 5 minutes.
-- ``shape_space``: a decoder on four meshes of the five-shape collection (``SHAPE_SPACE_CONFIG``),
-  then the held-out one reconstructed by latent optimisation with the decoder frozen
-  (``decoder=RUN``, ``UNSEEN_STEPS``); Chamfer-L1 <= 1 % for the unseen shape.
+- ``sdf_points``: 100k points sampled on the body, no normals (IGR with SAL's distance term);
+  Chamfer-L1 <= 0.5 % within 5 minutes.
+- ``shape_space``: a decoder on the five-shape collection, then a sixth member of the family it
+  never saw reconstructed by latent optimisation with the decoder frozen (``decoder=RUN``);
+  Chamfer-L1 <= 1 % for the unseen shape.
+
+Every case fits with the defaults a user gets for that data (the preset adapted by
+``Method.data_defaults``: fewer steps for a point cloud, the shape-space decoder for a folder),
+as ``render3d fit`` does; ``--steps`` and ``--config`` override them.
 
 Fit time is the wall-clock time of ``Scene.fit`` (loading and labelling samples included);
 meshes are extracted by MISE at ``MESH_RESOLUTION``. Inputs are generated once into a cache
@@ -46,22 +50,13 @@ TARGETS = {
 # distances, implicit.surface_distances, which 256 cells need: 0.968 IoU on raw logits).
 MESH_RESOLUTION = 256
 POINT_CLOUD_SIZE = 100_000
-# IGR + SAL steps for the point cloud (the preset's 3000 would take ~14 CPU minutes with the
-# per-step distance queries; 500 reach Chamfer-L1 0.17 % in 123 CPU s, 1000 0.13 % in 278 CPU s:
-# RESULTS.md).
-POINTS_STEPS = 500
-# The shape-space decoder: a wider MLP on Fourier features (a hash grid is one shape's memory),
-# and the code-only optimisation of the unseen shape (DeepSDF reconstructs in 800 iterations).
-SHAPE_SPACE_CONFIG = {"hidden_dim": 128, "n_layers": 4, "n_frequencies": 4, "latent_dim": 32, "lr_mlp": 2e-3,
-                      "lr_codes": 5e-3, "n_samples": 200_000, "steps": 2000}
-UNSEEN_STEPS = 800
-UNSEEN_SHAPE = 3  # within the family the other four span (shape 4 is the widest: an extrapolation)
 
 
 def prepare_inputs(cache: Path) -> dict[str, Path]:
-    """The body mesh, its 100k-point cloud and the shape collection (four training meshes in
-    one folder, the unseen fifth beside it), generated once into ``cache``."""
-    from render3d.data.synthetic_shapes import make_body_mesh, write_shape_collection
+    """The body mesh, its 100k-point cloud and the shape collection (five training meshes in
+    one folder, the unseen sixth beside it), generated once into ``cache``."""
+    from render3d.data.synthetic_shapes import (COLLECTION_PARAMETERS, make_body_mesh, make_unseen_shape,
+                                                write_shape_collection)
     from render3d.geometry import sample_surface
     from render3d.mesh import export_mesh
 
@@ -75,11 +70,12 @@ def prepare_inputs(cache: Path) -> dict[str, Path]:
 
         points, _ = sample_surface(trimesh.load(body, process=False), POINT_CLOUD_SIZE, seed=1)
         np.save(cloud, points.astype(np.float32))
-    collection = cache / "collection"
-    unseen = cache / f"unseen_shape_{UNSEEN_SHAPE}.ply"
+    collection = cache / "collection5"  # (the four-mesh "collection" of earlier versions is left alone)
+    if len(list(collection.glob("shape_*.ply"))) < len(COLLECTION_PARAMETERS):  # absent, or cut short
+        write_shape_collection(collection)
+    unseen = cache / "unseen_shape.ply"
     if not unseen.is_file():
-        paths = write_shape_collection(collection)
-        paths[UNSEEN_SHAPE].rename(unseen)
+        export_mesh(make_unseen_shape(), unseen)
     return {"body": body, "points": cloud, "collection": collection, "unseen": unseen}
 
 
@@ -115,15 +111,11 @@ def run_case(case: str, inputs: dict[str, Path], device: torch.device, steps: in
         scene, seconds = _fit(inputs["body"], case, device, steps, config, progress=progress)
         return _score(case, scene, inputs["body"], seconds, scene.method.config["steps"])
     if case == "sdf_points":
-        points_steps = POINTS_STEPS if steps is None else steps
-        scene, seconds = _fit(inputs["points"], "sdf", device, points_steps, config, progress=progress)
+        scene, seconds = _fit(inputs["points"], "sdf", device, steps, config, progress=progress)
         return _score(case, scene, inputs["body"], seconds, scene.method.config["steps"])
-    space_config = SHAPE_SPACE_CONFIG | config
-    decoder, decoder_s = _fit(inputs["collection"], "sdf", device, steps, space_config, out=work / "decoder",
+    decoder, decoder_s = _fit(inputs["collection"], "sdf", device, steps, config, out=work / "decoder",
                               progress=progress)
-    unseen_config = {key: value for key, value in space_config.items() if key != "steps"}
-    unseen_config["decoder"] = str(work / "decoder")
-    scene, seconds = _fit(inputs["unseen"], "sdf", device, UNSEEN_STEPS if steps is None else steps, unseen_config,
+    scene, seconds = _fit(inputs["unseen"], "sdf", device, steps, config | {"decoder": str(work / "decoder")},
                           progress=progress)
     return _score(case, scene, inputs["unseen"], seconds, scene.method.config["steps"],
                   {"decoder_steps": decoder.method.config["steps"], "decoder_fit_s": round(decoder_s, 1)})

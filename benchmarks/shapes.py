@@ -5,7 +5,8 @@
 writes ``OUT_DIR/body.ply`` (:func:`render3d.data.synthetic_shapes.make_body_mesh`: a
 watertight human-like body in metres with thin fingers), ``OUT_DIR/body_points.npy`` (100k
 points sampled on it, no normals, for the point-cloud benchmark) and ``OUT_DIR/collection/``
-(five meshes of one family for the shape-space benchmark). The code lives in the package so
+(five meshes of one family for the shape-space benchmark) with ``OUT_DIR/unseen_shape.ply``
+(a sixth member, to reconstruct with the decoder fitted to the five). The code lives in the package so
 that ``render3d bench`` can build the same shapes.
 """
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from render3d.data.synthetic_shapes import make_body_mesh, make_shape_collection, write_shape_collection
+from render3d.data.synthetic_shapes import make_body_mesh, make_shape_collection, make_unseen_shape, write_shape_collection
 from render3d.geometry import sample_surface
 from render3d.io.atomic import atomic_path
 from render3d.mesh import export_mesh
 
-__all__ = ["make_body_mesh", "make_shape_collection", "write_shape_collection"]
+__all__ = ["make_body_mesh", "make_shape_collection", "make_unseen_shape", "write_shape_collection"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(args.out / "body_points.npy") as tmp, open(tmp, "wb") as file:
         np.save(file, points.astype(np.float32))
     paths = write_shape_collection(args.out / "collection")
+    export_mesh(make_unseen_shape(), args.out / "unseen_shape.ply")
     print(f"wrote {args.out / 'body.ply'} ({len(body.vertices)} vertices, watertight: {body.is_watertight}), "
           f"{args.out / 'body_points.npy'} (100000 points), {len(paths)} meshes in {args.out / 'collection'}")
     return 0

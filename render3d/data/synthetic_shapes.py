@@ -3,8 +3,9 @@
 - :func:`make_body_mesh`: a watertight, human-like body in metres (1.75 m tall, A-pose) with
   five thin fingers per hand (about 1.8 cm across), about 14k vertices: the smooth union of
   capsules and ellipsoids, meshed by marching cubes of its signed distance and decimated.
-- :func:`make_shape_collection`: five simple watertight meshes (a shape space to learn) and
-  :func:`write_shape_collection` to put them in a folder, one ``.ply`` per shape.
+- :func:`make_shape_collection`: five simple watertight meshes of one family (a shape space
+  to learn), :func:`write_shape_collection` to put them in a folder, one ``.ply`` per shape,
+  and :func:`make_unseen_shape`, a sixth member for reconstruction by latent optimisation.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["body_sdf", "make_body_mesh", "make_shape_collection", "write_shape_collection"]
+__all__ = ["body_sdf", "make_body_mesh", "make_shape_collection", "make_unseen_shape", "write_shape_collection"]
 
 BODY_BBOX = ((-0.72, -0.2, -0.05), (1.14, 1.66, 1.81))  # metres: a cube around the body, with a margin
 
@@ -96,26 +97,44 @@ def make_body_mesh(vertices: int = 14_000, resolution: int = 256):
     return dense.simplify_quadric_decimation(face_count=2 * vertices - 4)
 
 
-def make_shape_collection(resolution: int = 64) -> dict[str, object]:
-    """Five watertight meshes by name, in one family (a body of revolution with a handle and a
-    varying waist), so a shared decoder can learn them: name -> ``trimesh.Trimesh``."""
+# The shape-space family: a body of revolution (waist and top radii, 0.8 high) with a ring
+# handle of varying thickness, all watertight. The unseen member lies inside the ranges the five
+# training members span (DeepSDF reconstructs unseen shapes of the categories it learned).
+COLLECTION_PARAMETERS = ((0.12, 0.3, 0.04), (0.3, 0.15, 0.04), (0.14, 0.16, 0.06), (0.28, 0.3, 0.06), (0.2, 0.22, 0.03))
+UNSEEN_PARAMETERS = (0.2, 0.24, 0.05)
+_COLLECTION_BOX = [[-0.6, -0.5, -0.5], [0.7, 0.5, 0.5]]
+
+
+def _vessel_sdf(waist: float, top: float, handle: float):
+    """Signed distance ``[N,3] -> [N]`` of a family member: radius ``waist`` at mid-height
+    growing quadratically to ``top`` at both ends, a ring handle of thickness ``handle``."""
+    def sdf(points: torch.Tensor) -> torch.Tensor:
+        height = points[:, 2]
+        radius = waist + (top - waist) * (height / 0.4).clamp(-1.0, 1.0) ** 2
+        column = torch.maximum(points[:, :2].norm(dim=1) - radius, height.abs() - 0.4)
+        ring = torch.stack([points[:, 0] - top - 0.05, points[:, 2]], 1).norm(dim=1) - 0.12
+        return torch.minimum(column, torch.stack([ring, points[:, 1]], 1).norm(dim=1) - handle)
+
+    return sdf
+
+
+def _vessel_mesh(parameters: tuple[float, float, float], resolution: int):
     from render3d.mesh import extract_mesh
 
-    shapes = {}
-    for index, (waist, top, handle) in enumerate(((0.2, 0.25, 0.0), (0.12, 0.3, 0.0), (0.25, 0.15, 0.06),
-                                                  (0.15, 0.2, 0.05), (0.3, 0.3, 0.04))):
-        def sdf(points, waist=waist, top=top, handle=handle):
-            height = points[:, 2]
-            radius = waist + (top - waist) * (height / 0.4).clamp(-1.0, 1.0) ** 2
-            column = torch.maximum(points[:, :2].norm(dim=1) - radius, height.abs() - 0.4)
-            if handle == 0.0:
-                return column
-            ring = torch.stack([points[:, 0] - top - 0.05, points[:, 2]], 1).norm(dim=1) - 0.12
-            return torch.minimum(column, torch.stack([ring, points[:, 1]], 1).norm(dim=1) - handle)
+    return extract_mesh(_vessel_sdf(*parameters), _COLLECTION_BOX, resolution, 0.0, inside="below")
 
-        shapes[f"shape_{index}"] = extract_mesh(sdf, [[-0.6, -0.5, -0.5], [0.7, 0.5, 0.5]], resolution, 0.0,
-                                                inside="below")
-    return shapes
+
+def make_shape_collection(resolution: int = 64) -> dict[str, object]:
+    """Five watertight meshes of one family (:data:`COLLECTION_PARAMETERS`), so a shared
+    decoder can learn them: name -> ``trimesh.Trimesh``."""
+    return {f"shape_{index}": _vessel_mesh(parameters, resolution)
+            for index, parameters in enumerate(COLLECTION_PARAMETERS)}
+
+
+def make_unseen_shape(resolution: int = 64):
+    """The family member no collection mesh is (:data:`UNSEEN_PARAMETERS`): the shape a
+    decoder fitted to the collection reconstructs by latent optimisation."""
+    return _vessel_mesh(UNSEEN_PARAMETERS, resolution)
 
 
 def write_shape_collection(folder, resolution: int = 64) -> list[Path]:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from render3d.data.shapes import load_shapes
-from render3d.data.synthetic_shapes import make_body_mesh, write_shape_collection
+from render3d.data.synthetic_shapes import (COLLECTION_PARAMETERS, UNSEEN_PARAMETERS, make_body_mesh,
+                                            make_unseen_shape, write_shape_collection)
 from render3d.geometry import inside
 
 
@@ -39,3 +40,9 @@ def test_shape_collection_loads_as_five_watertight_shapes(tmp_path):
     assert shapes.kind == "collection" and len(shapes) == 5 and all(shapes.watertight)
     volumes = [mesh.volume for mesh in shapes.meshes]
     assert len(set(np.round(volumes, 4))) == 5  # five different shapes
+    unseen = make_unseen_shape(resolution=32)
+    assert unseen.is_watertight and min(volumes) < unseen.volume < max(volumes)
+    assert UNSEEN_PARAMETERS not in COLLECTION_PARAMETERS
+    # a family member inside the ranges the five span, parameter by parameter
+    low, high = np.min(COLLECTION_PARAMETERS, axis=0), np.max(COLLECTION_PARAMETERS, axis=0)
+    assert ((low < UNSEEN_PARAMETERS) & (UNSEEN_PARAMETERS < high)).all()
