@@ -583,15 +583,15 @@ class SignedDistance(ImplicitShape):
         batch = self.config["batch_size"] // 2
         cloud, pool = self.cloud, self.eikonal_pool
         index = torch.randint(0, cloud.shape[0], (batch,), device=cloud.device)
-        pooled = pool.draw(self.config["batch_size"] - batch)
-        points = torch.cat([cloud[index], pool.points[pooled]])
+        eikonal_points, distances, slack = pool.sample(self.config["batch_size"] - batch)
+        points = torch.cat([cloud[index], eikonal_points])
         values, gradient = field_gradient(partial(self.field, second_order=True), points, create_graph=True)
         surface_term = values[:batch].abs().mean()
         eikonal = (gradient[batch:].norm(dim=-1) - 1.0).pow(2).mean()
         loss = self.config["surface_weight"] * surface_term + self.config["eikonal_weight"] * eikonal
         metrics = {"surface": float(surface_term.detach()), "eikonal": float(eikonal.detach())}
         if self.config["distance_weight"] > 0:
-            distance_term = (values[batch:].abs() - pool.distances[pooled]).abs().mean()
+            distance_term = ((values[batch:].abs() - distances).abs() - slack).clamp_min(0.0).mean()
             loss = loss + self.config["distance_weight"] * distance_term
             metrics["distance"] = float(distance_term.detach())
         if self.cloud_normals is not None:
@@ -639,6 +639,8 @@ class EikonalPool:
     points: Tensor
     distances: Tensor | None
     n_near: int
+    jitter: float
+    bound: float
 
     def draw(self, count: int) -> Tensor:
         """``[count]`` random rows: half of them near the cloud, half uniform."""
@@ -648,9 +650,23 @@ class EikonalPool:
         uniform = torch.randint(self.n_near, self.points.shape[0], (count - n_near,), device=device)
         return torch.cat([near, uniform])
 
+    def sample(self, count: int) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``count`` Eikonal points (:meth:`draw`), the uniform ones moved by a fresh offset
+        of up to :attr:`jitter` per axis; their pooled distances and ``[count]`` slack, the
+        length of each offset. The distance to the cloud is 1-Lipschitz, so the moved point's
+        distance is the pooled one within the slack: a fixed set of uniform points would let
+        the field fit them alone and keep a spurious surface between them."""
+        rows = self.draw(count)
+        points = self.points[rows]
+        offset = (torch.rand_like(points) * 2 - 1) * self.jitter
+        offset[: count // 2] = 0.0  # the near half is dense already
+        points = (points + offset).clamp(-self.bound, self.bound)
+        slack = (points - self.points[rows]).norm(dim=-1)
+        return points, None if self.distances is None else self.distances[rows], slack
+
     def to(self, device: torch.device) -> "EikonalPool":
         distances = None if self.distances is None else self.distances.to(device)
-        return EikonalPool(self.points.to(device), distances, self.n_near)
+        return EikonalPool(self.points.to(device), distances, self.n_near, self.jitter, self.bound)
 
 
 def _eikonal_pool(tree, cloud: Tensor, sigma: Tensor, counts: tuple[int, int], bound: float, seed: int, *,
@@ -669,7 +685,8 @@ def _eikonal_pool(tree, cloud: Tensor, sigma: Tensor, counts: tuple[int, int], b
     distances = None
     if with_distances:
         distances = torch.as_tensor(tree.query(points.double().numpy(), workers=-1)[0], dtype=torch.float32)
-    return EikonalPool(points, distances, n_near)
+    spacing = 2 * bound / n_uniform ** (1 / 3)  # of the uniform points
+    return EikonalPool(points, distances, n_near, 0.5 * spacing, bound)
 
 
 def _local_sigma(tree, points: Tensor, neighbour: int) -> Tensor:

@@ -100,6 +100,13 @@ def test_eikonal_pool_is_half_near_the_cloud_half_uniform_with_distances_to_the_
     assert nearest[2000:].median() > 0.1 and uniform.abs().max() <= 0.5 and (uniform.abs().amax(0) > 0.49).all()
     drawn = pool.draw(64)
     assert (drawn[:32] < 2000).all() and (drawn[32:] >= 2000).all()
+    # sample: uniform points move by up to half their spacing, so that a field cannot fit a fixed
+    # set of them alone; the slack is how far each moved (the distance is 1-Lipschitz)
+    assert pool.jitter == pytest.approx(0.5 * 1.0 / 2000 ** (1 / 3))
+    points, distances, slack = pool.sample(2000)
+    nearest = torch.cdist(points.double(), cloud.double()).amin(-1).float()
+    assert (slack[:1000] == 0).all() and (slack[1000:] > 0).all() and (slack <= pool.jitter * 3**0.5 + 1e-6).all()
+    assert ((nearest - distances).abs() <= slack + 1e-5).all() and points.abs().max() <= 0.5
     assert _eikonal_pool(_point_tree(cloud), cloud, sigma, (5, 5), 0.5, seed=1, with_distances=False).distances is None
 
 
