@@ -536,7 +536,7 @@ class SignedDistance(ImplicitShape):
         "normal_weight": 1.0,  # IGR's normal term (point clouds with normals)
         "surface_weight": 1.0,  # |f| on the points (point clouds)
         "local_sigma_neighbour": 50,  # IGR: Eikonal samples around a point spread by its distance to this neighbour
-        "distance_weight": 1.0,  # SAL: | |f| - distance to the cloud | on the Eikonal samples (0: IGR alone)
+        "distance_weight": 3.0,  # SAL: | |f| - distance to the cloud | on the Eikonal samples (0: IGR alone)
         "sphere_steps": 128,
         "sphere_epsilon": 1e-4,
     }
