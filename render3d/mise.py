@@ -36,7 +36,7 @@ import torch
 from render3d.errors import ConfigError
 from render3d.mesh import _field_device, _validated_bbox, mesh_from_volume
 
-__all__ = ["coarsest_resolution", "extract_mesh_mise", "mise_volume"]
+__all__ = ["cell_corners", "coarsest_resolution", "dilate_cells", "extract_mesh_mise", "mise_volume"]
 
 _INSIDE_CHOICES = ("above", "below")
 
@@ -140,13 +140,13 @@ class _Grid:
                 return self.volume, self.n_evaluated
             self._subdivide(cells)
             cells *= 2
-            self._evaluate(_corners(_upsample_cells(_dilate(active))) & ~self.evaluated, cells)
+            self._evaluate(cell_corners(_upsample_cells(dilate_cells(active))) & ~self.evaluated, cells)
 
     def _settle(self, cells: int) -> torch.Tensor:
         """Evaluate the interpolated corners of active cells until there are none; the active cells."""
         while True:
             active = _straddling(self._is_inside())
-            missing = _corners(active) & ~self.evaluated
+            missing = cell_corners(active) & ~self.evaluated
             if not bool(missing.any()):
                 return active
             self._evaluate(missing, cells)
@@ -196,7 +196,7 @@ def _straddling(inside: torch.Tensor) -> torch.Tensor:
     return any_inside & ~all_inside
 
 
-def _corners(cells: torch.Tensor) -> torch.Tensor:
+def cell_corners(cells: torch.Tensor) -> torch.Tensor:
     """``[n+1]^3`` bool: the grid points that are a corner of any cell in the ``[n]^3`` mask
     (one axis at a time)."""
     for axis in range(3):
@@ -210,8 +210,9 @@ def _corners(cells: torch.Tensor) -> torch.Tensor:
     return cells
 
 
-def _dilate(cells: torch.Tensor) -> torch.Tensor:
-    """The cells and their 26 neighbours (a 3x3x3 dilation, axis by axis)."""
+def dilate_cells(cells: torch.Tensor) -> torch.Tensor:
+    """``[X,Y,Z]`` bool: the ``[X,Y,Z]`` bool cells and their 26 neighbours (a 3x3x3 dilation,
+    axis by axis)."""
     for axis in range(3):
         grown = cells.clone()
         grown.narrow(axis, 1, cells.shape[axis] - 1).logical_or_(cells.narrow(axis, 0, cells.shape[axis] - 1))

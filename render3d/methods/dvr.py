@@ -46,7 +46,7 @@ from render3d.methods import register
 from render3d.methods._dvr_field import OccupancyTextureField
 from render3d.methods._ray_rendering import render_cameras
 from render3d.methods.base import Method, SceneInfo
-from render3d.mise import _corners, _dilate
+from render3d.mise import cell_corners, dilate_cells
 from render3d.ops.implicit_surface import implicit_surface_points
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.surface_crossing import surface_crossing
@@ -181,7 +181,7 @@ class DVR(Method):
         if not carved.any():
             raise DataError(f"{dataset.root}: dvr: the masks' visual hull is empty (no point of the scene box "
                             "is inside every mask); check the masks and camera poses")
-        hull = _dilate(carved)
+        hull = dilate_cells(carved)
         hull[[0, -1]] = hull[:, [0, -1]] = hull[:, :, [0, -1]] = False  # meshes close inside the box
         self.hull.copy_(hull)
         self.grid.binary.copy_(self.hull)
@@ -295,14 +295,14 @@ class DVR(Method):
         eight corners, dilated by one cell so that every run of marched samples starts outside
         the surface. Only the hull's corners are evaluated."""
         res = self.grid.resolution
-        corners = _corners(self.hull)
+        corners = cell_corners(self.hull)
         index = torch.nonzero(corners)
         points = self.grid.aabb[0] + index.float() * ((self.grid.aabb[1] - self.grid.aabb[0]) / res)
         values = torch.full(corners.shape, -math.inf, device=corners.device)
         if index.numel():
             values[corners] = evaluate_chunked(self.field.logits, points, int(self.config["eval_chunk_samples"]))
         inside = torch.nn.functional.max_pool3d(values[None, None], 2, stride=1)[0, 0] > 0
-        self.grid.binary.copy_(_dilate(inside & self.hull) & self.hull)
+        self.grid.binary.copy_(dilate_cells(inside & self.hull) & self.hull)
 
     # ------------------------------------------------------------------ surface search
     @torch.no_grad()
