@@ -559,11 +559,9 @@ class SignedDistance(ImplicitShape):
         tree = _point_tree(data.points)
         sigma = _local_sigma(tree, data.points, int(self.config["local_sigma_neighbour"]))
         _, n_uniform = sample_counts(self.config["n_samples"], self.config["uniform_fraction"])
-        n_uniform = max(n_uniform, 1)
-        n_near = max(self.config["n_samples"] - n_uniform, 1)
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        self.eikonal_pool = _eikonal_pool(tree, data.points, sigma, (n_near, n_uniform), self.bound, seed,
-                                          with_distances=self.config["distance_weight"] > 0).to(self.device)
+        self.eikonal_pool = _eikonal_pool(tree, data.points, sigma, self.config["n_samples"], n_uniform, self.bound,
+                                          seed, with_distances=self.config["distance_weight"] > 0).to(self.device)
 
     def _loss(self) -> tuple[Tensor, dict]:
         if self.cloud is not None:
@@ -634,6 +632,8 @@ class EikonalPool:
             of their local sigma, the rest (at least one) uniform in the cube.
         distances: ``[M]`` distance of each to the cloud (SAL's target), or None.
         n_near: how many of ``points`` are near the cloud.
+        jitter: how far a uniform point moves per axis when drawn (half their spacing).
+        bound: half the side of the cube.
     """
 
     points: Tensor
@@ -642,42 +642,38 @@ class EikonalPool:
     jitter: float
     bound: float
 
-    def draw(self, count: int) -> Tensor:
-        """``[count]`` random rows: half of them near the cloud, half uniform."""
-        device = self.points.device
-        n_near = count // 2
-        near = torch.randint(0, self.n_near, (n_near,), device=device)
-        uniform = torch.randint(self.n_near, self.points.shape[0], (count - n_near,), device=device)
-        return torch.cat([near, uniform])
-
     def sample(self, count: int) -> tuple[Tensor, Tensor | None, Tensor]:
-        """``count`` Eikonal points (:meth:`draw`), the uniform ones moved by a fresh offset
-        of up to :attr:`jitter` per axis; their pooled distances and ``[count]`` slack, the
-        length of each offset. The distance to the cloud is 1-Lipschitz, so the moved point's
-        distance is the pooled one within the slack: a fixed set of uniform points would let
-        the field fit them alone and keep a spurious surface between them."""
-        rows = self.draw(count)
-        points = self.points[rows]
-        offset = (torch.rand_like(points) * 2 - 1) * self.jitter
-        offset[: count // 2] = 0.0  # the near half is dense already
-        points = (points + offset).clamp(-self.bound, self.bound)
-        slack = (points - self.points[rows]).norm(dim=-1)
-        return points, None if self.distances is None else self.distances[rows], slack
+        """``count`` random Eikonal points ``[count,3]``, the first half near the cloud, the
+        rest uniform and moved by a fresh offset of up to :attr:`jitter` per axis; their
+        pooled distances ``[count]`` (or None) and ``[count]`` slack, the length of each move.
+        The distance to the cloud is 1-Lipschitz, so a moved point's distance is the pooled one
+        within the slack: a fixed set of uniform points would let the field fit them alone and
+        keep a spurious surface between them (the near ones are dense already)."""
+        device = self.points.device
+        near = torch.randint(0, self.n_near, (count // 2,), device=device)
+        uniform = torch.randint(self.n_near, self.points.shape[0], (count - count // 2,), device=device)
+        offset = (torch.rand(uniform.shape[0], 3, device=device) * 2 - 1) * self.jitter
+        moved = (self.points[uniform] + offset).clamp(-self.bound, self.bound)
+        slack = torch.cat([torch.zeros(near.shape[0], device=device), (moved - self.points[uniform]).norm(dim=-1)])
+        distances = None if self.distances is None else self.distances[torch.cat([near, uniform])]
+        return torch.cat([self.points[near], moved]), distances, slack
 
     def to(self, device: torch.device) -> "EikonalPool":
         distances = None if self.distances is None else self.distances.to(device)
         return EikonalPool(self.points.to(device), distances, self.n_near, self.jitter, self.bound)
 
 
-def _eikonal_pool(tree, cloud: Tensor, sigma: Tensor, counts: tuple[int, int], bound: float, seed: int, *,
+def _eikonal_pool(tree, cloud: Tensor, sigma: Tensor, size: int, n_uniform: int, bound: float, seed: int, *,
                   with_distances: bool) -> EikonalPool:
-    """``counts = (near, uniform)`` Eikonal samples for ``cloud [N,3]`` (``tree``: its KD-tree,
-    ``sigma [N]``: its local sigma), clamped to ``[-bound, bound]^3``. Their distances to the
+    """``size`` Eikonal samples for ``cloud [N,3]`` (``tree``: its KD-tree, ``sigma [N]``: its
+    local sigma), ``n_uniform`` of them (at least one) uniform in ``[-bound, bound]^3`` and the
+    rest (at least one) near the cloud, clamped to the cube. Their distances to the
     cloud come from one KD-tree query here instead of one per step (that query took as long as
     the rest of a step). Far from the cloud it is slow (5 s for 250k uniform points against
     100k, 0.26 s for as many near ones), which is why the uniform share is small."""
     generator = torch.Generator().manual_seed(seed)
-    n_near, n_uniform = counts
+    n_uniform = max(n_uniform, 1)
+    n_near = max(size - n_uniform, 1)
     index = torch.randint(0, cloud.shape[0], (n_near,), generator=generator)
     near = cloud[index].cpu() + torch.randn(n_near, 3, generator=generator) * sigma[index, None]
     uniform = (torch.rand(n_uniform, 3, generator=generator) * 2 - 1) * bound

@@ -91,23 +91,24 @@ def test_coarse_to_fine_hides_the_fine_levels_from_the_mlp():
 def test_eikonal_pool_is_half_near_the_cloud_half_uniform_with_distances_to_the_cloud():
     cloud = torch.nn.functional.normalize(torch.randn(300, 3, generator=torch.Generator().manual_seed(0)), dim=-1) * 0.4
     sigma = torch.full((300,), 0.01)
-    pool = _eikonal_pool(_point_tree(cloud), cloud, sigma, (2000, 2000), 0.5, seed=1, with_distances=True)
+    pool = _eikonal_pool(_point_tree(cloud), cloud, sigma, 4000, 2000, 0.5, seed=1, with_distances=True)
     assert pool.points.shape == (4000, 3) and pool.n_near == 2000
     nearest = torch.cdist(pool.points.double(), cloud.double()).amin(-1).float()
     torch.testing.assert_close(pool.distances, nearest, atol=1e-6, rtol=0)
     assert nearest[:2000].max() < 6 * 0.01  # Gaussian offsets of sigma from cloud points
     uniform = pool.points[2000:]
     assert nearest[2000:].median() > 0.1 and uniform.abs().max() <= 0.5 and (uniform.abs().amax(0) > 0.49).all()
-    drawn = pool.draw(64)
-    assert (drawn[:32] < 2000).all() and (drawn[32:] >= 2000).all()
-    # sample: uniform points move by up to half their spacing, so that a field cannot fit a fixed
-    # set of them alone; the slack is how far each moved (the distance is 1-Lipschitz)
+    # sample: the first half are near points of the pool, unmoved; the uniform ones move by up to
+    # half their spacing, so that a field cannot fit a fixed set of them alone; the slack is how far
+    # each moved (the distance is 1-Lipschitz)
     assert pool.jitter == pytest.approx(0.5 * 1.0 / 2000 ** (1 / 3))
     points, distances, slack = pool.sample(2000)
+    assert (points[:1000, None] == pool.points[None, :2000]).all(-1).any(-1).all()
+    assert (torch.cdist(points[1000:].double(), pool.points[2000:].double()).amin(-1) <= slack[1000:] + 1e-6).all()
     nearest = torch.cdist(points.double(), cloud.double()).amin(-1).float()
     assert (slack[:1000] == 0).all() and (slack[1000:] > 0).all() and (slack <= pool.jitter * 3**0.5 + 1e-6).all()
     assert ((nearest - distances).abs() <= slack + 1e-5).all() and points.abs().max() <= 0.5
-    assert _eikonal_pool(_point_tree(cloud), cloud, sigma, (5, 5), 0.5, seed=1, with_distances=False).distances is None
+    assert _eikonal_pool(_point_tree(cloud), cloud, sigma, 10, 5, 0.5, seed=1, with_distances=False).distances is None
 
 
 def test_igr_on_a_cloud_uses_local_sigma_the_distance_term_and_the_level_schedule(tmp_path):
