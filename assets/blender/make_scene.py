@@ -46,6 +46,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--min-elevation", type=float, default=5.0, help="lowest train/val elevation in degrees")
     parser.add_argument("--jpeg-on-white", action="store_true", help="write JPEG composited on white, not RGBA PNG")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality with --jpeg-on-white")
+    parser.add_argument("--kind", choices=sorted(SCENE_KINDS), default="still_life",
+                        help="which objects: still_life (the demo's), textured (fine high-contrast textures), "
+                             "thin (thin legs, rods and a wire ring), cluster (seven separate small objects)")
     return parser.parse_args(argv)
 
 
@@ -162,6 +165,49 @@ def checker_wave_material() -> bpy.types.Material:
     return material
 
 
+def magic_material() -> bpy.types.Material:
+    """Fine, high-contrast swirls (a magic texture at high scale) over saturated colour noise."""
+    material, tree, bsdf = _principled("magic")
+    coords = _object_coordinates(tree)
+    magic = tree.nodes.new("ShaderNodeTexMagic")
+    magic.turbulence_depth = 4
+    magic.inputs["Scale"].default_value = 9.0
+    magic.inputs["Distortion"].default_value = 1.5
+    tree.links.new(coords, magic.inputs["Vector"])
+    noise = tree.nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 3.0
+    tree.links.new(coords, noise.inputs["Vector"])
+    mix = tree.nodes.new("ShaderNodeMixRGB")
+    mix.blend_type = "MULTIPLY"
+    mix.inputs["Fac"].default_value = 0.6
+    tree.links.new(magic.outputs["Color"], mix.inputs["Color1"])
+    tree.links.new(noise.outputs["Color"], mix.inputs["Color2"])
+    tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+def stripes_material(scale: float, color1: tuple, color2: tuple, glossy: bool = False) -> bpy.types.Material:
+    """Sharp stripes of two colours along the object's z axis (glossy: a shinier, view-dependent surface)."""
+    material, tree, bsdf = _principled(f"stripes_{scale}")
+    if glossy:
+        bsdf.inputs["Roughness"].default_value = 0.3
+        bsdf.inputs["Specular"].default_value = 0.6
+    wave = tree.nodes.new("ShaderNodeTexWave")
+    wave.bands_direction = "Z"
+    wave.inputs["Scale"].default_value = scale
+    tree.links.new(_object_coordinates(tree), wave.inputs["Vector"])
+    band = tree.nodes.new("ShaderNodeMath")
+    band.operation = "GREATER_THAN"
+    band.inputs[1].default_value = 0.5
+    tree.links.new(wave.outputs["Fac"], band.inputs[0])
+    mix = tree.nodes.new("ShaderNodeMixRGB")
+    mix.inputs["Color1"].default_value = (*color1, 1.0)
+    mix.inputs["Color2"].default_value = (*color2, 1.0)
+    tree.links.new(band.outputs["Value"], mix.inputs["Fac"])
+    tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
 # ---------------------------------------------------------------------------- geometry
 def _finish(obj: bpy.types.Object, material: bpy.types.Material, smooth: bool) -> None:
     """Give the active, just-created ``obj`` its material and shading."""
@@ -198,6 +244,87 @@ def build_objects() -> list[bpy.types.Object]:
     torus.name = "torus"
     _finish(torus, checker_wave_material(), smooth=True)
     return [cube, sphere, cylinder, torus]
+
+
+def _added(name: str, material: bpy.types.Material, smooth: bool, subdivide: int = 0) -> bpy.types.Object:
+    """Name, (optionally) subdivide and give a material to the object just added."""
+    obj = bpy.context.active_object
+    obj.name = name
+    if subdivide:
+        modifier = obj.modifiers.new("subdivide", "SUBSURF")
+        modifier.levels = modifier.render_levels = subdivide
+    _finish(obj, material, smooth)
+    return obj
+
+
+def build_textured() -> list[bpy.types.Object]:
+    """A subdivided monkey head in fine swirls on a striped, rounded pedestal, and a voronoi ball."""
+    bpy.ops.mesh.primitive_monkey_add(size=1.1, location=(0.0, 0.0, 0.25), rotation=(0.0, 0.0, math.radians(-30)))
+    head = _added("head", magic_material(), smooth=True, subdivide=2)
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, 0.1, -0.62), scale=(0.8, 0.6, 0.22))
+    pedestal = bpy.context.active_object
+    bevel = pedestal.modifiers.new("bevel", "BEVEL")
+    bevel.width = 0.06
+    bevel.segments = 3
+    pedestal = _added("pedestal", stripes_material(18.0, (0.05, 0.05, 0.08), (0.9, 0.85, 0.2)), smooth=False)
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=0.25, location=(0.7, -0.45, -0.55))
+    ball = _added("ball", voronoi_material(), smooth=True)
+    return [head, pedestal, ball]
+
+
+def build_thin() -> list[bpy.types.Object]:
+    """A small table (a thin top on four thin legs), a wire ring on a rod and a slender cone."""
+    objects = []
+    bpy.ops.mesh.primitive_cylinder_add(vertices=48, radius=0.55, depth=0.04, location=(0.0, 0.0, 0.0))
+    objects.append(_added("table_top", checker_wave_material(), smooth=False))
+    for index, (x, y) in enumerate(((0.35, 0.35), (-0.35, 0.35), (0.35, -0.35), (-0.35, -0.35))):
+        bpy.ops.mesh.primitive_cylinder_add(vertices=16, radius=0.025, depth=0.8, location=(x, y, -0.42))
+        objects.append(_added(f"leg_{index}", stripes_material(10.0, (0.6, 0.1, 0.05), (0.95, 0.9, 0.8)),
+                              smooth=True))
+    bpy.ops.mesh.primitive_cylinder_add(vertices=16, radius=0.02, depth=0.6, location=(0.1, 0.0, 0.32))
+    objects.append(_added("rod", stripes_material(6.0, (0.1, 0.1, 0.1), (0.2, 0.6, 0.9)), smooth=True))
+    bpy.ops.mesh.primitive_torus_add(major_radius=0.3, minor_radius=0.025, major_segments=64, minor_segments=12,
+                                     location=(0.1, 0.0, 0.62), rotation=(math.radians(90), 0.0, 0.0))
+    objects.append(_added("ring", stripes_material(14.0, (0.9, 0.3, 0.6), (0.1, 0.1, 0.3), glossy=True),
+                          smooth=True))
+    bpy.ops.mesh.primitive_cone_add(vertices=32, radius1=0.12, radius2=0.0, depth=0.7, location=(-0.3, 0.2, 0.37))
+    objects.append(_added("cone", voronoi_material(), smooth=True))
+    return objects
+
+
+def build_cluster() -> list[bpy.types.Object]:
+    """Seven separate small objects with gaps between them, several materials, one glossy."""
+    objects = []
+    placements = (
+        ("ico", (-0.6, -0.5, -0.5), voronoi_material()),
+        ("cube", (0.55, -0.55, -0.6), brick_material()),
+        ("cone", (0.0, 0.65, -0.5), magic_material()),
+        ("torus", (-0.55, 0.5, -0.1), checker_wave_material()),
+        ("cylinder", (0.6, 0.45, -0.2), stripes_material(12.0, (0.1, 0.3, 0.7), (0.95, 0.95, 0.9), glossy=True)),
+        ("sphere", (0.0, 0.0, 0.2), stripes_material(7.0, (0.9, 0.4, 0.05), (0.2, 0.05, 0.2))),
+        ("small_cube", (0.05, -0.1, -0.55), magic_material()),
+    )
+    for name, location, material in placements:
+        if name == "ico":
+            bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=2, radius=0.3, location=location)
+        elif name in ("cube", "small_cube"):
+            bpy.ops.mesh.primitive_cube_add(size=0.45 if name == "cube" else 0.3, location=location,
+                                            rotation=(0.0, 0.0, math.radians(25)))
+        elif name == "cone":
+            bpy.ops.mesh.primitive_cone_add(vertices=32, radius1=0.25, radius2=0.05, depth=0.5, location=location)
+        elif name == "torus":
+            bpy.ops.mesh.primitive_torus_add(major_radius=0.24, minor_radius=0.08, major_segments=40,
+                                             minor_segments=12, location=location,
+                                             rotation=(math.radians(60), 0.0, 0.0))
+        elif name == "cylinder":
+            bpy.ops.mesh.primitive_cylinder_add(vertices=32, radius=0.15, depth=0.7, location=location)
+        else:
+            bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=0.3, location=location)
+        objects.append(_added(name, material, smooth=name in ("sphere", "torus", "cylinder")))
+    return objects
+
+
+SCENE_KINDS = {"still_life": build_objects, "textured": build_textured, "thin": build_thin, "cluster": build_cluster}
 
 
 def world_triangles(objects: list[bpy.types.Object]) -> tuple[list[Vector], list[tuple[int, int, int]]]:
@@ -358,7 +485,7 @@ def main() -> None:
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    objects = build_objects()
+    objects = SCENE_KINDS[args.kind]()
     setup_world_and_lights()
     setup_render(args)
     camera = make_camera(args.camera_angle_x)
