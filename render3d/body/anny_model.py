@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 
 from render3d.body.keypoints import BODY25, COCO17, hinge_limits
-from render3d.body.model import BodyModel, KeypointMap
+from render3d.body.keypoints import KeypointMap
+from render3d.body.model import BodyModel
 from render3d.errors import ConfigError
 
 # (x, y, z) anny -> (x, z, -y): z up becomes y up, facing -y becomes facing +z.

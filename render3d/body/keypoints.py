@@ -13,7 +13,30 @@ the 10475-vertex SMPL-X mesh). BODY_25's neck and mid-hip are SMPL's neck and pe
 """
 from __future__ import annotations
 
-from render3d.body.model import KeypointMap
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class KeypointMap:
+    """Where each keypoint of a 2D convention sits on a model: ``joints[k] >= 0`` takes
+    joint ``joints[k]``; otherwise ``vertices[k] >= 0`` takes that vertex; otherwise a
+    non-zero row ``regressor[k]`` (``[K, V]``, rows summing to one) blends vertices; none of
+    these: the model has no such keypoint (it is left out of fitting)."""
+
+    names: tuple[str, ...]
+    joints: tuple[int, ...]
+    vertices: tuple[int, ...]
+    regressor: torch.Tensor | None = None
+
+    def present(self) -> torch.Tensor:
+        """``[K]`` bool: which keypoints the model has."""
+        present = (torch.tensor(self.joints) >= 0) | (torch.tensor(self.vertices) >= 0)
+        if self.regressor is not None:
+            present |= self.regressor.abs().sum(1).cpu() > 0
+        return present
+
 
 COCO17 = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",

@@ -24,7 +24,9 @@ def load_body_model(spec: str, phenotype: dict | None = None) -> BodyModel:
 
         return procedural_body()
     if spec == "anny":
-        return BodyModel.from_anny(phenotype)
+        from render3d.body.anny_model import from_anny
+
+        return from_anny(phenotype)
     from render3d.body.smpl import load_smpl
 
     return load_smpl(Path(spec))

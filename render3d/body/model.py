@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from render3d.body.keypoints import KeypointMap
 from render3d.errors import ConfigError
 from render3d.ops.forward_kinematics import check_parents, forward_kinematics
 from render3d.ops.rotations import axis_angle_to_matrix, rigid_transform, rotation_6d_to_matrix
@@ -48,26 +49,6 @@ class BodyOutput:
     joints: torch.Tensor
     transforms: torch.Tensor
     rest_frames: torch.Tensor
-
-
-@dataclass(frozen=True, eq=False)
-class KeypointMap:
-    """Where each keypoint of a 2D convention sits on a model: ``joints[k] >= 0`` takes
-    joint ``joints[k]``; otherwise ``vertices[k] >= 0`` takes that vertex; otherwise a
-    non-zero row ``regressor[k]`` (``[K, V]``, rows summing to one) blends vertices; none of
-    these: the model has no such keypoint (it is left out of fitting)."""
-
-    names: tuple[str, ...]
-    joints: tuple[int, ...]
-    vertices: tuple[int, ...]
-    regressor: torch.Tensor | None = None
-
-    def present(self) -> torch.Tensor:
-        """``[K]`` bool: which keypoints the model has."""
-        present = (torch.tensor(self.joints) >= 0) | (torch.tensor(self.vertices) >= 0)
-        if self.regressor is not None:
-            present |= self.regressor.abs().sum(1).cpu() > 0
-        return present
 
 
 def _as_float(array, name: str) -> torch.Tensor:
@@ -218,14 +199,6 @@ class BodyModel(torch.nn.Module):
                 raise ConfigError(f"BodyModel: dense weights must have shape [V, J] = [{n_vertices}, {n_joints}], got {tuple(values.shape)}")
             self.register_buffer("weight_indices", None)
             self.register_buffer("weight_values", values.contiguous())
-
-    @classmethod
-    def from_anny(cls, phenotype: dict | None = None, shape: bool = True) -> "BodyModel":
-        """The free anny body at a phenotype (needs the ``body`` extra); see
-        :func:`render3d.body.anny_model.from_anny`."""
-        from render3d.body.anny_model import from_anny
-
-        return from_anny(phenotype, shape)
 
     @property
     def n_vertices(self) -> int:

@@ -5,21 +5,19 @@ keypoints and phenotype validation."""
 import pytest
 import torch
 
-from render3d.body import BodyModel
+from render3d.body import from_anny
 from render3d.body.anny_model import ANNY_TO_BODY, anny_instance, anny_pose_to_body, anny_rest
 from render3d.errors import ConfigError
 from render3d.ops.rotations import axis_angle_to_matrix
 
-pytestmark = pytest.mark.anny
-
 # The first anny.Anny() on a machine builds a cache for minutes; later ones take a second.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.anny, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("phenotype", [{"gender": 0.1, "height": 0.8}, {"age": 0.95, "weight": 0.0, "muscle": 1.0}])
 def test_reproduces_anny_posed_vertices(phenotype):
     model = anny_instance()
-    body = BodyModel.from_anny(phenotype, shape=False)
+    body = from_anny(phenotype, shape=False)
     generator = torch.Generator().manual_seed(0)
     deltas = torch.eye(4, dtype=torch.float64).repeat(3, model.bone_count, 1, 1)
     # Strong random poses: about one radian per bone, anny's default parameterisation.
@@ -35,7 +33,7 @@ def test_reproduces_anny_posed_vertices(phenotype):
 
 
 def test_shape_directions_follow_the_phenotype():
-    body = BodyModel.from_anny({"height": 0.5})
+    body = from_anny({"height": 0.5})
     assert body.shape_labels == tuple(anny_instance().phenotype_labels)
     height = body.shape_labels.index("height")
     betas = torch.zeros(1, body.n_betas)
@@ -50,7 +48,7 @@ def test_shape_directions_follow_the_phenotype():
 
 
 def test_keypoints_and_limits():
-    body = BodyModel.from_anny(shape=False)
+    body = from_anny(shape=False)
     points, present = body.keypoints(body(), "body25")
     assert bool(present.all())
     neck, nose = points[0, 1], points[0, 0]
@@ -60,6 +58,6 @@ def test_keypoints_and_limits():
 
 def test_bad_phenotype_is_named():
     with pytest.raises(ConfigError, match="unknown key 'shoe_size'"):
-        BodyModel.from_anny({"shoe_size": 0.5})
+        from_anny({"shoe_size": 0.5})
     with pytest.raises(ConfigError, match="age must be a number in"):
-        BodyModel.from_anny({"age": 2})
+        from_anny({"age": 2})

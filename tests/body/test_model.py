@@ -7,7 +7,7 @@ import torch
 
 from render3d.body import BodyModel, procedural_body
 from render3d.body.keypoints import COCO17
-from render3d.body.model import KeypointMap
+from render3d.body.keypoints import KeypointMap
 from render3d.body.procedural import JOINT_NAMES, REST_JOINTS
 from render3d.errors import ConfigError
 from render3d.ops.rotations import axis_angle_to_matrix, matrix_to_rotation_6d
