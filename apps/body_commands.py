@@ -15,7 +15,6 @@ frame, radians; other joints at rest), optionally with ``"transl": [x, y, z]``; 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from render3d.apps.timing import backend, timed
+from render3d.benchmarks.timing import backend, timed
 from render3d.body import procedural_body
 from render3d.body.fitting import STAGE_ITERATIONS, Keypoints2D, PinholeCamera, fit_body, procrustes_error
 from render3d.ops.forward_kinematics import forward_kinematics

@@ -15,7 +15,7 @@ there, then, each in a fresh process,
 e.g. the commit before integer storage, and ``--max-images`` loads only that many views (evenly
 spaced) to keep such a run within the machine's memory; the fit always runs the installed render3d. Example::
 
-    python benchmarks/bench_dataset_memory.py --scene /tmp/r3d_1080p --json memory.json
+    python benchmarks/dataset_memory.py --scene /tmp/r3d_1080p --json memory.json
 """
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ cuda`` each process gets one GPU (NCCL). The time is the training loop's
 
 Usage (alone on the machine, the numbers are timings)::
 
-    python benchmarks/bench_distributed.py --method 3dgs --nproc 1,2 --steps 200
-    python benchmarks/bench_distributed.py --method nerf --nproc 1,2 --steps 200
-    python benchmarks/bench_distributed.py --method 3dgs --device cuda --nproc 1,2,4 --batch-views 4 --steps 2000
+    python benchmarks/distributed.py --method 3dgs --nproc 1,2 --steps 200
+    python benchmarks/distributed.py --method nerf --nproc 1,2 --steps 200
+    python benchmarks/distributed.py --method 3dgs --device cuda --nproc 1,2,4 --batch-views 4 --steps 2000
 
 It prints a Markdown table and, with ``--json FILE``, writes the numbers.
 """

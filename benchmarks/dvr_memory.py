@@ -1,6 +1,6 @@
 """DVR's backward memory against the number of march steps (issue 9's memory target).
 
-    python benchmarks/bench_dvr_memory.py [--data assets/demo] [--steps 64 128 256 512] [--device cpu|cuda]
+    python benchmarks/dvr_memory.py [--data assets/demo] [--steps 64 128 256 512] [--device cpu|cuda]
 
 For each march-step count, one training step (same seed, same rays, the initial field) of the
 ``dvr`` method with its default config. Reported per row:

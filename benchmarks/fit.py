@@ -1,7 +1,7 @@
 """End-to-end fit benchmark of a method: fit a scene, report fit time and test PSNR/SSIM.
 
     render3d bench nerf 3dgs [--quick] [--device cpu|cuda]     # the embedded demo scene
-    python benchmarks/bench_fit.py --method 3dgs --data DIR [--steps N] [--config KEY=VALUE ...] [--json out.json]
+    python benchmarks/fit.py --method 3dgs --data DIR [--steps N] [--config KEY=VALUE ...] [--json out.json]
 
 The method's ``demo_config`` is the starting point (``--config`` overrides it); without
 ``--data`` the embedded demo scene is fitted.

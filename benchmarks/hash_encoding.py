@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from render3d.apps import timing
+from render3d.benchmarks import timing
 from render3d.ops.hash_encoding import HashGrid, hash_encode
 
 CONFIG = {"otype": "HashGrid", "n_levels": 16, "n_features_per_level": 2, "log2_hashmap_size": 19,

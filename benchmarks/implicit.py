@@ -3,7 +3,7 @@ a 100k-point cloud of it, and a shape space, and score the meshes with the Occup
 metrics against the input (:func:`render3d.metrics.mesh.shape_metrics`).
 
     render3d bench implicit [--quick] [--device cpu|cuda]
-    python benchmarks/bench_implicit.py --case sdf [--steps N] [--config KEY=VALUE ...] [--device cuda] [--json out.json]
+    python benchmarks/implicit.py --case sdf [--steps N] [--config KEY=VALUE ...] [--device cuda] [--json out.json]
 
 Cases (each with the method's default config unless ``--config`` overrides it):
 

@@ -1,7 +1,7 @@
 """Time render3d's marching cubes against scikit-image's on the same volume.
 
     render3d bench marching_cubes [--quick] [--device cpu|cuda] [--json out.json]
-    python benchmarks/bench_marching_cubes.py [--sizes 128 256 512] [--device cpu|cuda]
+    python benchmarks/marching_cubes.py [--sizes 128 256 512] [--device cpu|cuda]
                                                [--repeats 5] [--threads N] [--json out.json]
 
 The volume is a gyroid with four periods per axis (a dense, smooth, non-trivial surface),
@@ -25,7 +25,7 @@ import sys
 
 import torch
 
-from render3d.apps.timing import timed
+from render3d.benchmarks.timing import timed
 from render3d.io.atomic import atomic_write_json
 from render3d.ops.marching_cubes import marching_cubes
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from render3d.apps.timing import timed
+from render3d.benchmarks.timing import timed
 from render3d.data.shapes import SHAPE_BOUND
 from render3d.mesh import mesh_from_volume, sample_field
 from render3d.mise import mise_volume

@@ -18,8 +18,8 @@ largest difference of their outputs, which shows that both computed the same thi
   ``Encoding`` with our hash-grid config and our parameters copied in (our encoding is
   tcnn-exact, :mod:`render3d.ops.hash_encoding`, so the outputs agree to rounding).
 
-The inputs are the per-op benchmarks' scenes (:mod:`render3d.apps.bench_rasterization`,
-:mod:`render3d.apps.bench_ray_marching`, :mod:`render3d.apps.bench_hash_encoding`).
+The inputs are the per-op benchmarks' scenes (:mod:`render3d.benchmarks.rasterization`,
+:mod:`render3d.benchmarks.ray_marching`, :mod:`render3d.benchmarks.hash_encoding`).
 
 Fits: 3DGS and NeRF on the demo scene and on a 400x400 Blender scene (``--blender DIR``, else
 made once by ``assets/blender/make_scene.py`` into ``~/.cache/render3d`` when ``blender`` is on
@@ -49,8 +49,8 @@ from typing import Callable
 
 import torch
 
-from render3d.apps.bench_hash_encoding import CONFIG as INSTANT_NGP_GRID
-from render3d.apps.timing import backend, timed
+from render3d.benchmarks.hash_encoding import CONFIG as INSTANT_NGP_GRID
+from render3d.benchmarks.timing import backend, timed
 from render3d.errors import ConfigError, first_line
 
 # Import name -> how to install it (the README's GPU section repeats these lines). From source, so that
@@ -240,7 +240,7 @@ def projection_cases(sizes: Sizes, device: torch.device, gsplat) -> list[dict]:
 def rasterization_cases(sizes: Sizes, device: torch.device, gsplat) -> list[dict]:
     """Tile binning + rasterization forward+backward of ``sum(colors) + sum(alphas)``: Triton vs
     reference, and vs gsplat's ``isect_tiles`` + ``isect_offset_encode`` + ``rasterize_to_pixels``."""
-    from render3d.apps.bench_rasterization import synthetic_splats
+    from render3d.benchmarks.rasterization import synthetic_splats
     from render3d.ops.rasterization import rasterize_gaussians
     from render3d.ops.tile_binning import isect_offset_encode, isect_tiles, tile_grid
 
@@ -333,7 +333,7 @@ def volume_cases(sizes: Sizes, device: torch.device, nerfacc) -> list[dict]:
     """Occupancy-grid ray marching, and volume rendering forward+backward of the marched samples (density
     20, random colours, white background): Triton vs reference, and vs nerfacc's ``OccGridEstimator``
     (its occupancy set to our grid's) and ``rendering``."""
-    from render3d.apps.bench_ray_marching import AABB, STEP_SIZE, ball_grid, synthetic_rays
+    from render3d.benchmarks.ray_marching import AABB, STEP_SIZE, ball_grid, synthetic_rays
     from render3d.ops.ray_marching import ray_marching
     from render3d.ops.volume_rendering import volume_render
 
@@ -407,7 +407,7 @@ def sh_colour_cases(sizes: Sizes, device: torch.device) -> list[dict]:
 def surface_crossing_cases(sizes: Sizes, device: torch.device) -> list[dict]:
     """First surface crossing per ray (DVR's search) of the ray-marching scene's samples through a
     sphere of radius 0.4: Triton vs reference (``t_near`` of every ray compared)."""
-    from render3d.apps.bench_ray_marching import AABB, STEP_SIZE, ball_grid, synthetic_rays
+    from render3d.benchmarks.ray_marching import AABB, STEP_SIZE, ball_grid, synthetic_rays
     from render3d.ops.ray_marching import ray_marching
     from render3d.ops.surface_crossing import surface_crossing
 
@@ -549,8 +549,8 @@ def blender_scene(path: Path | None, cache: Path, make: bool = True) -> tuple[Pa
 
 # ---------------------------------------------------------------------------- the run
 def machine(device: torch.device) -> dict:
-    """:func:`render3d.apps.bench.machine_description` plus the GPU driver and the CUDA and Triton versions."""
-    from render3d.apps.bench import machine_description
+    """:func:`render3d.benchmarks.registry.machine_description` plus the GPU driver and the CUDA and Triton versions."""
+    from render3d.benchmarks.registry import machine_description
 
     try:
         import triton

@@ -24,7 +24,7 @@ import statistics
 
 import torch
 
-from render3d.apps.timing import backend, timed
+from render3d.benchmarks.timing import backend, timed
 from render3d.ops.rasterization import rasterize_gaussians
 from render3d.ops.tile_binning import isect_offset_encode, isect_tiles, tile_grid
 

@@ -21,7 +21,7 @@ import statistics
 
 import torch
 
-from render3d.apps.timing import backend as use_backend, timed
+from render3d.benchmarks.timing import backend as use_backend, timed
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
 from render3d.ops.volume_rendering import volume_render
 

@@ -23,7 +23,7 @@ class Benchmark:
 
 
 def _marching_cubes(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_marching_cubes import bench_size, print_table
+    from render3d.benchmarks.marching_cubes import bench_size, print_table
 
     sizes, repeats = ((64, 128), 2) if quick else ((128, 256, 512), 5)
     rows = [bench_size(size, device, repeats) for size in sizes]
@@ -32,20 +32,20 @@ def _marching_cubes(device: torch.device, quick: bool) -> list[dict]:
 
 
 def _hash_encoding(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_hash_encoding import bench
+    from render3d.benchmarks.hash_encoding import bench
 
     return bench(device, quick)
 
 
 def _rasterization(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_rasterization import bench
+    from render3d.benchmarks.rasterization import bench
 
     return bench(device, quick)
 
 
 def _fit(method: str) -> Callable[[torch.device, bool], list[dict]]:
     def run(device: torch.device, quick: bool) -> list[dict]:
-        from render3d.apps.bench_fit import bench
+        from render3d.benchmarks.fit import bench
 
         return bench(method, device, quick)
 
@@ -53,25 +53,31 @@ def _fit(method: str) -> Callable[[torch.device, bool], list[dict]]:
 
 
 def _ray_marching(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_ray_marching import bench
+    from render3d.benchmarks.ray_marching import bench
 
     return bench(device, quick)
 
 
 def _implicit(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_implicit import bench
+    from render3d.benchmarks.implicit import bench
 
     return bench(device, quick)
 
 
 def _mise(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_mise import bench
+    from render3d.benchmarks.mise import bench
+
+    return bench(device, quick)
+
+
+def _steps(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.benchmarks.steps import bench
 
     return bench(device, quick)
 
 
 def _body(device: torch.device, quick: bool) -> list[dict]:
-    from render3d.apps.bench_body import bench
+    from render3d.benchmarks.body import bench
 
     return bench(device, quick)
 
@@ -91,6 +97,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "ray_marching": Benchmark("ray marching + volume rendering throughput (reference; Triton on CUDA)", _ray_marching),
     "implicit": Benchmark("fit sdf/occupancy to the body mesh, IGR to its point cloud, a shape space: IoU, "
                           "Chamfer, F@1%, NC and fit time", _implicit),
+    "steps": Benchmark("ms per training step of every method on a fixed scene and schedule (min/median/max)",
+                       _steps),
     "mise": Benchmark("MISE vs dense field evaluation at 256^3: fraction of points, speed-up, same mesh", _mise),
 }
 

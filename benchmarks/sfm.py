@@ -12,7 +12,7 @@ camera centres to the true ones with a similarity (Umeyama) and reports
 
 It prints a table and writes JSON (``--json``). Example::
 
-    python benchmarks/bench_sfm.py --views 60 --resolution 400 --scene /tmp/sfm_scene --json sfm.json
+    python benchmarks/sfm.py --views 60 --resolution 400 --scene /tmp/sfm_scene --json sfm.json
 
 Each of ``--camera-models`` (default SIMPLE_RADIAL, the ``reconstruct`` default, and PINHOLE)
 gets its own run on the same images.

@@ -1,6 +1,6 @@
 """Inside/outside labels of 100k points against the ~14k-vertex procedural body: which library?
 
-    python benchmarks/bench_winding_numbers.py [--points 100000] [--repeats 3] [--json out.json]
+    python benchmarks/winding_numbers.py [--points 100000] [--repeats 3] [--json out.json]
 
 Candidates (each skipped with a note when its package is not installed):
 

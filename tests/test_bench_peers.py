@@ -11,7 +11,7 @@ import types
 import pytest
 import torch
 
-from render3d.apps import bench_peers
+from render3d.benchmarks import peers as bench_peers
 from render3d.apps.cli import main
 from render3d.errors import ConfigError
 from render3d.ops.gaussian_projection import project_gaussians

@@ -222,7 +222,7 @@ def test_unwritable_outputs_are_one_line_exit_2_before_any_work(data, run, argv,
 
     monkeypatch.setattr(render3d.Scene, "fit", no_work)
     monkeypatch.setattr(render3d.Scene, "render", no_work)
-    monkeypatch.setattr("render3d.apps.bench.run_benchmarks", no_work)
+    monkeypatch.setattr("render3d.benchmarks.registry.run_benchmarks", no_work)
     (tmp_path / "file").write_text("a file")
     substitutions = {"DATA": str(data), "RUN": str(run), "FILE": str(tmp_path / "file")}
     argv = [substitutions.get(a, a).replace("FILE/", str(tmp_path / "file") + "/") for a in argv]

@@ -1,5 +1,4 @@
 """metrics.jsonl and TensorBoard curves of a fit, and ``render3d plot``."""
-import json
 
 import imageio.v3 as iio
 import pytest

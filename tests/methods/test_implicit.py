@@ -1,6 +1,6 @@
 """The ``occupancy`` and ``sdf`` methods through Scene and the CLI, on tiny spheres.
 
-Quality bars (IoU, Chamfer on a body mesh) live in ``apps/bench_implicit.py``."""
+Quality bars (IoU, Chamfer on a body mesh) live in ``benchmarks/implicit.py``."""
 import json
 
 import numpy as np
