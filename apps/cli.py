@@ -256,16 +256,35 @@ def busy_cores(proc_loadavg: str = "/proc/loadavg", samples: int = 3, interval: 
     load_average = os.getloadavg()[0]
     if load_average < (os.cpu_count() or 1):
         return load_average
+    return min(load_average, runnable_others(proc_loadavg, samples, interval, default=load_average))
+
+
+def runnable_others(proc_loadavg: str = "/proc/loadavg", samples: int = 3, interval: float = 0.01, *,
+                    default: float = 0.0) -> float:
+    """The most threads seen runnable besides this one in ``samples`` reads of ``/proc/loadavg``
+    ``interval`` seconds apart; ``default`` where it cannot be read."""
     runnable = []
     for index in range(samples):
         try:
             with open(proc_loadavg) as handle:
                 runnable.append(int(handle.read().split()[3].split("/")[0]) - 1)  # "R/T": minus ourselves
         except (OSError, IndexError, ValueError):
-            return load_average
+            return default
         if index + 1 < samples:
             time.sleep(interval)
-    return min(load_average, max(runnable))
+    return float(max(runnable))
+
+
+def busy_machine_note(proc_loadavg: str = "/proc/loadavg") -> str | None:
+    """One line for a command about to fit, when other work keeps at least one core busy (the
+    load average and the threads runnable now both say so), else None: its steps run slower,
+    so a time-budgeted preset fits fewer of them."""
+    cores = os.cpu_count() or 1
+    busy = min(os.getloadavg()[0], runnable_others(proc_loadavg, samples=5, interval=0.02))
+    if busy < 1:
+        return None
+    return (f"note: other processes keep about {min(busy, cores):.0f} of this machine's {cores} cores busy: "
+            f"steps run slower, so a time-budgeted fit takes fewer of them (and a fixed step count takes longer)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,19 +311,26 @@ def _run(args: argparse.Namespace) -> int:
         handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command.replace('-', '_')}")
         return handler(args) or 0
     except Render3DError as error:
-        print(f"render3d {args.command}: error: {error}", file=sys.stderr)
+        _report(f"render3d {args.command}: error: {error}")
         return EXIT_USAGE
     except BrokenPipeError:
         raise
     except OSError as error:  # a write that the up-front checks could not foresee (disk full...)
-        print(f"render3d {args.command}: error: {_os_error_line(error)}", file=sys.stderr)
+        _report(f"render3d {args.command}: error: {_os_error_line(error)}")
         return EXIT_USAGE
     except FitInterrupted as stop:
-        print(f"render3d {args.command}: {_interrupted_line(args, stop)}", file=sys.stderr)
+        _report(f"render3d {args.command}: {_interrupted_line(args, stop)}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print(f"render3d {args.command}: interrupted", file=sys.stderr)
+        _report(f"render3d {args.command}: interrupted")
         return EXIT_INTERRUPTED
+
+
+def _report(line: str) -> None:
+    """Print the command's one-line outcome on stderr, once per process group: every rank of a
+    data-parallel fit (``torchrun``, ``--nproc``) meets the same bad input, and rank 0 says so."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)
 
 
 def _os_error_line(error: OSError) -> str:

@@ -24,6 +24,14 @@ def _echo(message: str) -> None:
     print(message, flush=True)
 
 
+def _note_busy_machine() -> None:
+    from render3d.apps.cli import busy_machine_note
+
+    note = busy_machine_note()
+    if note is not None:
+        _echo(note)
+
+
 def _load_scene(args: argparse.Namespace) -> "render3d.Scene":
     """The scene of ``args.run``: a run directory or a 3DGS splat ``.ply`` file."""
     return render3d.Scene.load(args.run, device=getattr(args, "device", None),
@@ -55,23 +63,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_rank(args: argparse.Namespace) -> int:
-    """``fit`` in one of the processes ``--nproc`` started (errors as one line, exit status).
-
-    Every rank checks the same arguments and data and trains identical parameters, so an error
-    one rank reports in a line, every rank reports: only rank 0 prints it. A crash (traceback)
-    still prints from the rank it happens on.
-    """
-    import contextlib
-    import io
-    import os
-
+    """``fit`` in one of the processes ``--nproc`` started: its exit status, an error reported
+    once for all ranks (:func:`render3d.apps.cli._report`)."""
     from render3d.apps.cli import _run
 
-    rank_args = argparse.Namespace(**{**vars(args), "nproc": 1})
-    if os.environ.get("RANK", "0") == "0":
-        return _run(rank_args)
-    with contextlib.redirect_stderr(io.StringIO()):
-        return _run(rank_args)
+    return _run(argparse.Namespace(**{**vars(args), "nproc": 1}))
 
 
 def _fit_command(args: argparse.Namespace, parallel) -> int:
@@ -92,6 +88,7 @@ def _fit_command(args: argparse.Namespace, parallel) -> int:
         except FitInterrupted:
             return EXIT_INTERRUPTED
         return 0
+    _note_busy_machine()
     viewer = _fit_viewer(args) if args.view else None
     try:
         scene = _fit(args, method, seed, config, on_step=None if viewer is None else viewer.on_step)
@@ -424,7 +421,7 @@ def _print_dataset(path: Path) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from render3d.apps.bench import BENCHMARKS, run_benchmarks
+    from render3d.benchmarks.registry import BENCHMARKS, run_benchmarks
 
     if args.list:
         for name, bench in BENCHMARKS.items():
@@ -447,8 +444,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench_peers(args: argparse.Namespace) -> int:
     """``render3d bench --peers``: the table on stdout; with ``--json F``, F and F's ``.md`` table."""
-    from render3d.apps.bench import resolve_bench_device
-    from render3d.apps.bench_peers import markdown, run_peer_benchmark
+    from render3d.benchmarks.registry import resolve_bench_device
+    from render3d.benchmarks.peers import markdown, run_peer_benchmark
 
     if args.names:
         raise ConfigError(f"--peers runs its own suite; drop the benchmark names ({' '.join(args.names)})")
@@ -505,13 +502,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     cls = get_method(method)
     out = check_writable(args.out, "--out", folder=True)
-    config = dict(cls.demo_config)
-    steps = args.steps if args.steps is not None else config.pop("steps", None)
-    config.pop("steps", None)
-    _echo(f"render3d demo: fitting {method} to {data}")
-    # The demo is reproducible: running it again replaces the earlier demo run in the folder.
-    # Name the preset the demo's settings are (if any), so that the fit's announcement says so.
+    # The demo's settings are a preset's when one matches (on a CPU, then, a time budget); else its own config.
     preset = next((name for name, values in cls.presets.items() if values == cls.demo_config), None)
+    config = {} if preset is not None else {key: value for key, value in cls.demo_config.items() if key != "steps"}
+    steps = args.steps if args.steps is not None or preset is not None else cls.demo_config.get("steps")
+    _echo(f"render3d demo: fitting {method} to {data}")
+    _note_busy_machine()
+    # The demo is reproducible: running it again replaces the earlier demo run in the folder.
     scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config, preset=preset,
                                out=out / "run", overwrite=True, progress=not args.quiet)
     _report_evaluation(scene, data, "test", progress=not args.quiet)

@@ -41,6 +41,24 @@ CURVES = "curves.png"
 RUN_ENTRIES = (CONFIG, CHECKPOINT, METRICS, RENDERS, METRICS_LOG, TENSORBOARD, CURVES)
 
 
+def checkpoint_payload(method, step: int, seed: int | None) -> dict:
+    """What ``checkpoint.pt`` holds of a :class:`render3d.methods.base.Method` after ``step``
+    steps (a resumable one adds ``"training"``)."""
+    return {"method": method.name, "config": method.config, "scene_info": method.scene_info.to_dict(),
+            "step": step, "seed": seed, "state_dict": method.state_dict()}
+
+
+def write_config(run_dir: Path, method, *, seed: int | None, preset: str | None, data_root: Path | None) -> Path:
+    """``config.json``: the version, ``method``'s name, config and scene info, the seed, preset
+    and dataset folder of the fit (atomically)."""
+    from render3d import __version__
+
+    return atomic_write_json(Path(run_dir) / CONFIG, {
+        "render3d_version": __version__, "method": method.name, "config": method.config,
+        "scene_info": method.scene_info.to_dict(), "seed": seed, "preset": preset,
+        "data": None if data_root is None else str(data_root)})
+
+
 def save_checkpoint(run_dir: Path, payload: dict) -> Path:
     """Write ``payload`` (method, config, scene_info, step, state_dict) to ``RUN/checkpoint.pt``."""
     import torch

@@ -106,7 +106,7 @@ def test_a_budgeted_fit_ends_within_its_budget_and_records_it(sphere_dataset, tm
     assert 20 <= summary["steps"] < 10_000 and scene.method.config["steps"] == summary["steps"]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["steps"] == summary["steps"]
     # the announced count is the budget over the first steps' speed (~0.02 s), not the planned 10,000
-    announced = re.search(r"fitting to a budget of 0\.1 min: about (\d+) steps", capsys.readouterr().out)
+    announced = re.search(r"fitting to a budget of 3 s: about (\d+) steps", capsys.readouterr().out)
     assert announced and 30 <= int(announced.group(1)) <= 150
 
 
@@ -173,3 +173,59 @@ def test_a_budgeted_fit_resumes_into_the_rest_of_its_budget(sphere_dataset, tmp_
     summary = scene.train_summary
     assert summary["resumed_at"] == 16 and summary["time_budget"] == 4
     assert 16 < summary["steps"] < 10_000 and summary["seconds"] <= 4
+
+
+class BudgetedToy(SlowToy):
+    """SlowToy whose CPU presets are time budgets, as those of 3dgs and nerf are."""
+
+    name = "budgeted-toy"
+    presets = {"fast": {"steps": 10_000}, "balanced": {"steps": 10_000}, "full": {"steps": 12}}
+    cpu_budgets = {"fast": 2.0, "balanced": 3.0}
+
+
+@pytest.fixture
+def budgeted_toy():
+    register(BudgetedToy)
+    yield BudgetedToy
+    unregister(BudgetedToy.name)
+
+
+def test_a_cpu_preset_is_a_time_budget_unless_the_steps_are_fixed(budgeted_toy, sphere_dataset, capsys):
+    scene = Scene.fit(sphere_dataset, method=budgeted_toy.name, progress=True)  # balanced, on the CPU
+    summary = scene.train_summary
+    assert summary["time_budget"] == 3.0 and summary["seconds"] <= 3.0 and 20 <= summary["steps"] < 10_000
+    out = capsys.readouterr().out
+    assert "preset 'balanced' is a budget of 3 s of fitting on a CPU: about" in out and "--time 20m" in out
+    fast = Scene.fit(sphere_dataset, method=budgeted_toy.name, preset="fast", progress=False).train_summary
+    assert fast["time_budget"] == 2.0 and fast["steps"] < summary["steps"]
+    for fixed in ({"steps": 15}, {"config": {"steps": 15}}, {"preset": "full"}):
+        summary = Scene.fit(sphere_dataset, method=budgeted_toy.name, progress=False, **fixed).train_summary
+        assert "time_budget" not in summary and summary["steps"] in (12, 15), fixed
+    explicit = Scene.fit(sphere_dataset, method=budgeted_toy.name, time_budget=1, progress=False).train_summary
+    assert explicit["time_budget"] == 1
+
+
+def test_preset_budgets_are_cpu_promises():
+    for name in ("3dgs", "nerf"):
+        method = get_method(name)
+        assert method.preset_budget("balanced", torch.device("cpu"), None, None) == 720.0
+        assert method.preset_budget("fast", torch.device("cpu"), None, {}) == 210.0
+        assert method.preset_budget("balanced", torch.device("cuda"), None, None) is None  # a GPU: the steps
+        assert method.preset_budget("full", torch.device("cpu"), None, None) is None
+        assert method.preset_budget("balanced", torch.device("cpu"), 100, None) is None
+        assert method.preset_budget("balanced", torch.device("cpu"), None, {"steps": 100}) is None
+
+
+def test_a_busy_machine_is_named_in_one_line(monkeypatch, tmp_path):
+    from render3d.apps import cli
+
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
+    loadavg.write_text("2.10 2.00 1.00 3/200 12345\n")  # two runnable besides this process
+    assert cli.busy_machine_note(str(loadavg)).startswith("note: other processes keep about 2 of this machine's 2 cores busy")
+    loadavg.write_text("2.10 2.00 1.00 1/200 12345\n")  # the load average lags: nothing else runs now
+    assert cli.busy_machine_note(str(loadavg)) is None
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.3, 0.2, 0.1))
+    loadavg.write_text("1.10 2.00 1.00 3/200 12345\n")
+    assert cli.busy_machine_note(str(loadavg)) is None

@@ -114,6 +114,11 @@ class Method(torch.nn.Module, abc.ABC):
     default_config: ClassVar[dict] = {"steps": 1000}
     demo_config: ClassVar[dict] = {}
     presets: ClassVar[dict[str, dict]] = {"fast": {}, "balanced": {}, "full": {}}
+    # Presets that are wall-clock promises on a CPU: seconds of fitting (evaluation is extra). Such a
+    # fit sets its step count, and with it the whole schedule, from the measured speed (as
+    # ``time_budget`` does), so a slower or busier machine gets fewer steps, never a longer fit; the
+    # preset's ``steps`` is the plan before any step is timed. A preset not named here is a step count.
+    cpu_budgets: ClassVar[dict[str, float]] = {}
     # What the method trains on: "images" (posed image datasets; Scene.evaluate and dataset
     # orbits apply) or "shapes" (meshes and point clouds, render3d.data.shapes).
     data_kind: ClassVar[str] = "images"
@@ -149,6 +154,15 @@ class Method(torch.nn.Module, abc.ABC):
         """The preset a fit uses when none is named: ``"full"`` on a GPU, ``"balanced"`` (sized
         to finish in minutes on a few cores) otherwise."""
         return "full" if torch.device(device).type == "cuda" else "balanced"
+
+    @classmethod
+    def preset_budget(cls, preset: str, device: torch.device, steps: int | None, config: dict | None) -> float | None:
+        """The seconds of fitting that ``preset`` promises on ``device`` (:attr:`cpu_budgets`), or
+        None where it is a step count: on a GPU, for a preset without a budget, or when the
+        caller fixed the steps (``steps``, or ``"steps"`` in ``config``)."""
+        if torch.device(device).type != "cpu" or steps is not None or "steps" in (config or {}):
+            return None
+        return cls.cpu_budgets.get(preset)
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:

@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from render3d import distributed
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
@@ -115,6 +116,15 @@ class GaussianSplatting(Method):
                                    "refine_stop": 2000, "reset_every": 840, "max_gaussians": 50_000},
         "full": {},
     }
+    # On a CPU fast and balanced are these many seconds of fitting (their steps are the plan on 2 cores).
+    cpu_budgets = {"fast": 210.0, "balanced": 720.0}
+
+    @classmethod
+    def data_defaults(cls, data, preset: str) -> dict:
+        """In a process group, one view per rank per step (``batch_views`` = the process count),
+        so that ``--nproc N`` or ``torchrun`` trains without a ``--config``; a user's value wins."""
+        processes = distributed.current().world_size
+        return {"batch_views": processes} if processes > 1 else {}
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)

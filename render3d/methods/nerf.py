@@ -88,6 +88,8 @@ class NeRF(Method):
         "balanced": demo_config | {"steps": 1300},
         "full": {},
     }
+    # On a CPU fast and balanced are these many seconds of fitting (their steps are the plan on 2 cores).
+    cpu_budgets = {"fast": 210.0, "balanced": 720.0}
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
