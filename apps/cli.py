@@ -230,6 +230,10 @@ def _version() -> str:
     return f"render3d {__version__}"
 
 
+# Commands whose fit sets torch's thread count to the cores other work leaves free, all along.
+THREAD_SHARING_COMMANDS = ("fit", "demo")
+
+
 def omp_wait_policy(environ, busy_cores: float, cores: int) -> str | None:
     """The ``OMP_WAIT_POLICY`` to set before torch starts, or None to leave OpenMP's default.
 
@@ -289,12 +293,15 @@ def busy_machine_note(proc_loadavg: str = "/proc/loadavg") -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``render3d`` console script; returns the exit status."""
-    if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads it
+    args = build_parser().parse_args(argv)
+    # OpenMP reads its wait policy once, when torch loads it. A fit shares a busy machine by its
+    # thread count instead (render3d.cpu_share), which it can take back when the cores are free.
+    if "torch" not in sys.modules and args.command not in THREAD_SHARING_COMMANDS:
         policy = omp_wait_policy(os.environ, busy_cores(), os.cpu_count() or 1)
         if policy is not None:
             os.environ["OMP_WAIT_POLICY"] = policy
     try:
-        return _run(build_parser().parse_args(argv))
+        return _run(args)
     except BrokenPipeError:
         # The reader of our output went away (e.g. `render3d info | head -2`): stop quietly, and
         # point stdout at devnull so that the flush at exit does not fail again (Python's docs).

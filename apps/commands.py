@@ -132,6 +132,7 @@ def _fit(args: argparse.Namespace, method: str, seed: int, config: dict, on_step
         time_budget=args.time,
         progress=not args.quiet,
         on_step=on_step,
+        share_cpu=True,
     )
 
 
@@ -510,7 +511,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _note_busy_machine()
     # The demo is reproducible: running it again replaces the earlier demo run in the folder.
     scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config, preset=preset,
-                               out=out / "run", overwrite=True, progress=not args.quiet)
+                               out=out / "run", overwrite=True, progress=not args.quiet, share_cpu=True)
     _report_evaluation(scene, data, "test", progress=not args.quiet)
     frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
     video = _write_demo_video(out, frames)

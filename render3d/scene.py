@@ -76,6 +76,7 @@ class Scene:
         time_budget: float | str | None = None,
         progress: bool = True,
         on_step: Callable[[Scene, int], None] | None = None,
+        share_cpu: bool = False,
     ) -> "Scene":
         """Fit ``method`` to the training split of ``data``.
 
@@ -124,6 +125,10 @@ class Scene:
             on_step: called as ``on_step(scene, steps_done)`` on the training thread after
                 every step (e.g. a viewer showing the newest parameters; it may render, the
                 method is put back in training mode afterwards).
+            share_cpu: on a CPU, run on fewer threads while other processes keep cores busy
+                and take them back when they are free (:mod:`render3d.cpu_share`; the CLI's
+                ``fit`` and ``demo`` do). Results are then reproducible only to float rounding,
+                as the thread count changes with the machine's load.
 
         In a ``torch.distributed`` process group (e.g. under ``torchrun``, see
         :mod:`render3d.distributed`) every rank calls ``fit`` with the same arguments and trains
@@ -138,7 +143,7 @@ class Scene:
         return fit_scene(cls, data, method, steps=steps, seed=seed, device=device, config=config, out=out,
                          checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                          overwrite=overwrite, resume=resume, preset=preset, time_budget=time_budget,
-                         progress=progress, on_step=on_step)
+                         progress=progress, on_step=on_step, share_cpu=share_cpu)
 
     # ------------------------------------------------------------------ using a scene
     @torch.no_grad()

@@ -27,6 +27,7 @@ import torch
 
 from render3d import distributed, random_state, rundir
 from render3d.budget import StepBudget, parse_duration
+from render3d.cpu_share import ThreadShare
 from render3d.errors import ConfigError, DataError, TrainingError, first_line
 from render3d.interruption import FitInterrupted, StopSignals
 from render3d.methods import get_method
@@ -62,7 +63,7 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
               seed: int, device, config: dict | None, out, checkpoint_every: int | None,
               checkpoint_minutes: float | None, overwrite: bool, resume: bool, preset: str | None,
               time_budget: float | str | None, progress: bool,
-              on_step: Callable[[Scene, int], None] | None) -> Scene:
+              on_step: Callable[[Scene, int], None] | None, share_cpu: bool = False) -> Scene:
     """:meth:`render3d.Scene.fit` (see there for the arguments and errors)."""
     method_cls = get_method(method)
     torch_device = resolve_device(device)
@@ -107,7 +108,8 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
         scene = scene_cls(model, run_dir=writer_dir, data_root=data_root, seed=seed, preset=preset)
         trainer = Trainer(scene, devices=devices, budget=budget, budget_is_preset=budget_is_preset,
                           checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-                          progress=progress and parallel.is_main, on_step=on_step, stoppable=run_dir is not None)
+                          progress=progress and parallel.is_main, on_step=on_step, stoppable=run_dir is not None,
+                          share_cpu=share_cpu and torch_device.type == "cpu")
         if payload is not None:
             trainer.restore(payload, run_dir / rundir.CHECKPOINT)
         elif writer_dir is not None:
@@ -132,13 +134,17 @@ class Trainer:
         checkpoint_every / checkpoint_seconds: also checkpoint every this many steps / seconds.
         progress: show the bar and the announcement line.
         on_step: called as ``on_step(scene, steps_done)`` after every step.
+        share_cpu: let torch's thread count follow the cores other work leaves free
+            (:class:`render3d.cpu_share.ThreadShare`), for a fit on the CPU.
     """
 
     def __init__(self, scene: Scene, *, devices: list[torch.device] = (), budget: StepBudget | None = None,
                  budget_is_preset: bool = False, checkpoint_every: int | None = None,
                  checkpoint_seconds: float | None = None, progress: bool = True,
-                 on_step: Callable[[Scene, int], None] | None = None, stoppable: bool = False) -> None:
+                 on_step: Callable[[Scene, int], None] | None = None, stoppable: bool = False,
+                 share_cpu: bool = False) -> None:
         self.scene = scene
+        self.share_cpu = share_cpu
         self.devices = list(devices)
         self.budget = budget
         self.budget_is_preset = budget_is_preset
@@ -166,14 +172,18 @@ class Trainer:
         budget the total changes as the fit runs (``Method.set_total_steps``). Sets
         ``scene.train_summary`` and writes the final checkpoint."""
         model, budget = self.scene.method, self.budget
+        machine = _machine_state()
+        threads = ThreadShare() if self.share_cpu else None
         model.train()
         last: dict[str, float] = {}
         total, step = steps, start
         with StopSignals(enabled=self.stoppable) as stop, self._training_log(start) as log, \
-                progress_bar(total, f"fit {model.name}", enabled=self.progress) as bar:
+                progress_bar(total, f"fit {model.name}", enabled=self.progress) as bar, _restored(threads):
             bar.n = bar.last_print_n = start  # a resumed fit's bar starts where it stopped
             began = last_checkpoint = time.perf_counter()
             while step < total:
+                if threads is not None:
+                    threads.update(time.perf_counter())
                 last = model.train_step(step)
                 loss = float(last["loss"])
                 if not math.isfinite(loss):
@@ -220,6 +230,7 @@ class Trainer:
             if budget is not None:
                 summary["time_budget"] = budget.seconds
             summary.update({f"final_{key}": float(value) for key, value in last.items()})
+            summary["machine"] = machine | {"thread_changes": 0 if threads is None else threads.changes}
             self.scene.train_summary = summary
             if self.run_dir is not None:
                 rundir.save_checkpoint(self.run_dir, rundir.checkpoint_payload(model, total, self.scene.seed))
@@ -269,6 +280,24 @@ class Trainer:
         if self.run_dir is None or not (self.run_dir / rundir.CHECKPOINT).is_file():
             return ""
         return f"; {self.run_dir / rundir.CHECKPOINT} keeps the last good state"
+
+
+@contextlib.contextmanager
+def _restored(threads: ThreadShare | None):
+    """The thread count a :class:`ThreadShare` started with, back after the block."""
+    try:
+        yield
+    finally:
+        if threads is not None:
+            threads.restore()
+
+
+def _machine_state() -> dict:
+    """What a fit's speed on a CPU depends on besides the code: torch's threads and OpenMP's
+    wait policy when it started, and the 1-minute load then."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "load_average_at_start": None if load is None else round(load, 2)}
 
 
 def _duration(seconds: float) -> str:
