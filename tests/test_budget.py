@@ -84,6 +84,21 @@ def test_3dgs_rescales_its_densification_schedule_with_the_total():
     assert method.strategy.refine_stop == 2 * stop and method.strategy.refine_every == 2 * every
 
 
+def test_3dgs_never_lowers_its_sh_degree_when_a_budget_stretches_the_schedule(sphere_dataset):
+    from render3d.methods.base import SceneInfo
+
+    cls = get_method("3dgs")
+    config = cls.make_config({"init_points": 50, "sh_degree_every": 2, "schedule_steps": 10}, steps=10)
+    method = cls(config, SceneInfo.from_dataset(sphere_dataset))
+    method.setup(sphere_dataset)
+    for step in range(5):
+        method.train_step(step)
+    assert int(method.active_sh_degree) == 2
+    method.set_total_steps(100)  # the schedule now raises the degree every 20 steps
+    method.train_step(5)
+    assert int(method.active_sh_degree) == 2
+
+
 class SlowToy(ToySphere):
     """The toy sphere with steps that take a known time."""
 
@@ -194,6 +209,7 @@ def test_a_cpu_preset_is_a_time_budget_unless_the_steps_are_fixed(budgeted_toy, 
     scene = Scene.fit(sphere_dataset, method=budgeted_toy.name, progress=True)  # balanced, on the CPU
     summary = scene.train_summary
     assert summary["time_budget"] == 3.0 and summary["seconds"] <= 3.0 and 20 <= summary["steps"] < 10_000
+    assert summary["machine"]["threads"] == torch.get_num_threads()  # what the speed depended on
     out = capsys.readouterr().out
     assert "preset 'balanced' is a budget of 3 s of fitting on a CPU: about" in out and "--time 20m" in out
     fast = Scene.fit(sphere_dataset, method=budgeted_toy.name, preset="fast", progress=False).train_summary

@@ -245,7 +245,9 @@ class GaussianSplatting(Method):
         return views
 
     def train_step(self, step: int) -> dict[str, float]:
-        degree = min(step // self._scheduled("sh_degree_every"), self.config["sh_degree"])
+        # Never lower: a time budget that finds the steps faster than first measured stretches the schedule.
+        degree = max(min(step // self._scheduled("sh_degree_every"), self.config["sh_degree"]),
+                     int(self.active_sh_degree))
         self.active_sh_degree.fill_(degree)
         lr_means = self._lr_means(step)
         for group in self.optimizer.param_groups:
