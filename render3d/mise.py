@@ -140,7 +140,7 @@ class _Grid:
                 return self.volume, self.n_evaluated
             self._subdivide(cells)
             cells *= 2
-            self._evaluate(cell_corners(_upsample_cells(dilate_cells(active))) & ~self.evaluated, cells)
+            self._evaluate(cell_corners(upsample_cells(dilate_cells(active))) & ~self.evaluated, cells)
 
     def _settle(self, cells: int) -> torch.Tensor:
         """Evaluate the interpolated corners of active cells until there are none; the active cells."""
@@ -221,7 +221,7 @@ def dilate_cells(cells: torch.Tensor) -> torch.Tensor:
     return cells
 
 
-def _upsample_cells(cells: torch.Tensor) -> torch.Tensor:
+def upsample_cells(cells: torch.Tensor) -> torch.Tensor:
     """``[2n]^3``: each cell of the ``[n]^3`` mask split into its eight children."""
     n = cells.shape[0]
     return cells[:, None, :, None, :, None].expand(n, 2, n, 2, n, 2).reshape(2 * n, 2 * n, 2 * n)

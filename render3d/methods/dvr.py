@@ -46,14 +46,14 @@ from render3d.methods import register
 from render3d.methods._dvr_field import OccupancyTextureField
 from render3d.methods._ray_rendering import render_cameras
 from render3d.methods.base import Method, SceneInfo
-from render3d.mise import cell_corners, dilate_cells
+from render3d.mise import cell_corners, dilate_cells, upsample_cells
 from render3d.ops.implicit_surface import implicit_surface_points
 from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
 from render3d.ops.surface_crossing import surface_crossing
 from render3d.ops.surface_search import evaluate_chunked, secant_refine
 
 _OCCUPANCY_POINTS = ("max", "random")
-HULL_POOL = 2**17  # points of the march box whose visual-hull test the pretraining draws from
+HULL_POOL = 2**17  # points of the hull's cells whose visual-hull test the pretraining draws from
 OUTSIDE_HULL_LOGIT = 5.0  # how far below the surface level meshing puts the field outside the hull
 
 
@@ -96,6 +96,7 @@ class DVR(Method):
         "texture_lr": 1e-2,
         "final_lr_factor": 0.1,
         # rendering and meshing
+        "render_samples": 4,  # rays per rendered pixel (a square): anti-aliased silhouettes, as cameras record them
         "render_chunk": 4096,
         "eval_chunk_samples": 2**17,
         "mise_initial_resolution": 32,
@@ -193,18 +194,21 @@ class DVR(Method):
     def _pretrain_on_hull(self, parameters: list[torch.nn.Parameter], dataset: Dataset) -> None:
         """``hull_pretrain_steps`` Adam steps of BCE between the occupancy and the masks' visual
         hull (:func:`in_visual_hull`) at ``hull_pretrain_points`` points per step, drawn from
-        ``HULL_POOL`` uniform points of the march box whose hull test runs once: the field
-        starts as the hull."""
+        ``HULL_POOL`` points whose hull test runs once: uniform in the hull's cells, so that a
+        part a few cells thin (a leg, a wire) gets its share of them, which uniform points of the
+        march box would almost never give it. The field starts as the hull."""
         from render3d.methods._visual_hull import in_visual_hull
 
         if self.config["hull_pretrain_steps"] == 0:
             return
-        low, high = self.march_box
-        pool = low + torch.rand(HULL_POOL, 3, device=low.device) * (high - low)
-        targets = in_visual_hull(dataset.cameras.to(low.device), dataset.masks.to(low.device), pool).float()
+        cells = torch.nonzero(self.hull)
+        cell_size = (self.grid.aabb[1] - self.grid.aabb[0]) / self.grid.resolution
+        chosen = cells[torch.randint(cells.shape[0], (HULL_POOL,), device=cells.device)]
+        pool = self.grid.aabb[0] + (chosen + torch.rand(HULL_POOL, 3, device=cells.device)) * cell_size
+        targets = in_visual_hull(dataset.cameras.to(pool.device), dataset.masks.to(pool.device), pool).float()
         optimizer = torch.optim.Adam(parameters, lr=self.config["lr"])
         for _ in range(int(self.config["hull_pretrain_steps"])):
-            batch = torch.randint(HULL_POOL, (int(self.config["hull_pretrain_points"]),), device=low.device)
+            batch = torch.randint(HULL_POOL, (int(self.config["hull_pretrain_points"]),), device=pool.device)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(self.field.logits(pool[batch]), targets[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -291,17 +295,18 @@ class DVR(Method):
 
     @torch.no_grad()
     def _update_grid(self) -> None:
-        """Occupied cells: hull cells where the field is inside (logit > 0) at one of the cell's
-        eight corners, dilated by one cell so that every run of marched samples starts outside
-        the surface. Only the hull's corners are evaluated."""
+        """Occupied cells: hull cells where the field is inside (logit > 0) at one of the 27
+        corners of the cell's eight half-size children (a part thinner than a cell, between its
+        corners, keeps its cell), dilated by one cell so that every run of marched samples
+        starts outside the surface. Only the hull's corners are evaluated."""
         res = self.grid.resolution
-        corners = cell_corners(self.hull)
+        corners = cell_corners(upsample_cells(self.hull))  # [2R+1]^3
         index = torch.nonzero(corners)
-        points = self.grid.aabb[0] + index.float() * ((self.grid.aabb[1] - self.grid.aabb[0]) / res)
+        points = self.grid.aabb[0] + index.float() * ((self.grid.aabb[1] - self.grid.aabb[0]) / (2 * res))
         values = torch.full(corners.shape, -math.inf, device=corners.device)
         if index.numel():
             values[corners] = evaluate_chunked(self.field.logits, points, int(self.config["eval_chunk_samples"]))
-        inside = torch.nn.functional.max_pool3d(values[None, None], 2, stride=1)[0, 0] > 0
+        inside = torch.nn.functional.max_pool3d(values[None, None], 3, stride=2)[0, 0] > 0  # a cell's 3^3 corners
         self.grid.binary.copy_(dilate_cells(inside & self.hull) & self.hull)
 
     # ------------------------------------------------------------------ surface search
@@ -352,7 +357,8 @@ class DVR(Method):
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
     def render(self, cameras: Cameras) -> dict[str, Tensor]:
-        return render_cameras(cameras, self._render_rays, int(self.config["render_chunk"]))
+        return render_cameras(cameras, self._render_rays, int(self.config["render_chunk"]),
+                              samples_per_pixel=int(self.config["render_samples"]))
 
     def _render_rays(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
         """Colour, depth, alpha and unit world normal of rays ``[R,3]`` (background where they miss)."""

@@ -102,6 +102,26 @@ def test_visual_hull_holds_the_sphere_and_carves_the_box(scene_dir):
     assert 0.01 < float(hull.float().mean()) < 0.1
 
 
+def test_visual_hull_keeps_the_cells_of_a_part_thinner_than_a_cell():
+    # A ball of radius 0.03 between cell centres (cells of 0.125): no centre lies inside its
+    # hull, but the cells it crosses must stay, or DVR can never grow it (a table leg, a wire).
+    from render3d.camera_paths import orbit
+    from render3d.cameras import intrinsics_from_fov
+    from render3d.data.dataset import quantize
+    from tests.toy_method import trace_sphere
+
+    centre = torch.tensor([0.03, -0.02, 0.01])
+    cams = orbit(torch.zeros(3), 3.0, 8, intrinsics_from_fov(math.radians(40), 64, 64), 64, 64, elevation_deg=25)
+    alpha = trace_sphere(cams, centre, torch.tensor(0.03), torch.ones(3), torch.zeros(3))["alpha"]
+    masks = quantize((alpha > 0.5).float()[..., None])
+    aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
+    hull = visual_hull(cams, masks, aabb, 24)
+    cell = ((centre - aabb[0]) / 0.125).floor().long()
+    assert hull[cell[0], cell[1], cell[2]] and 1 <= int(hull.sum()) <= 27
+    cell_centres = aabb[0] + (torch.nonzero(torch.ones(24, 24, 24)) + 0.5) * 0.125
+    assert not in_visual_hull(cams, masks, cell_centres).any()  # the point-wise test keeps none
+
+
 def test_setup_starts_from_the_hull_and_the_grid_prunes(fitted):
     """Setup carves the hull and pretrains the field to it; the grid follows the field inside
     the hull and empties the rest of the box, and the march box shrinks around the hull."""
