@@ -18,7 +18,6 @@ process by 3-10x. Run it alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -99,7 +98,8 @@ def _synchronize(device: torch.device) -> None:
 def print_table(rows: list[dict], busy: float) -> None:
     print(f"threads {rows[0]['threads']}, OMP_WAIT_POLICY {rows[0]['omp_wait_policy']}, "
           f"1-minute load at the start {busy:.2f}")
-    print(f"{'method':<10} {'steps':>9} {'min ms':>8} {'median ms':>10} {'max ms':>8} {'cpu ms':>8} {'setup s':>8}  note")
+    print(f"{'method':<10} {'steps':>9} {'min ms':>8} {'median ms':>10} {'max ms':>8} {'cpu ms':>8} "
+          f"{'setup s':>8}  note")
     for row in rows:
         note = f"{row['gaussians']} Gaussians at the end" if "gaussians" in row else ""
         print(f"{row['method']:<10} {row['steps_timed']:>9} {row['ms_min']:>8.1f} {row['ms_median']:>10.1f} "

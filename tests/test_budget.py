@@ -221,15 +221,15 @@ def test_a_cpu_preset_is_a_time_budget_unless_the_steps_are_fixed(budgeted_toy, 
     assert explicit["time_budget"] == 1
 
 
-def test_preset_budgets_are_cpu_promises():
-    for name in ("3dgs", "nerf"):
-        method = get_method(name)
-        assert method.preset_budget("balanced", torch.device("cpu"), None, None) == 720.0
-        assert method.preset_budget("fast", torch.device("cpu"), None, {}) == 210.0
-        assert method.preset_budget("balanced", torch.device("cuda"), None, None) is None  # a GPU: the steps
-        assert method.preset_budget("full", torch.device("cpu"), None, None) is None
-        assert method.preset_budget("balanced", torch.device("cpu"), 100, None) is None
-        assert method.preset_budget("balanced", torch.device("cpu"), None, {"steps": 100}) is None
+@pytest.mark.parametrize("name, fast, balanced", [("3dgs", 210.0, 720.0), ("nerf", 210.0, 720.0), ("dvr", 60.0, 300.0)])
+def test_preset_budgets_are_cpu_promises(name, fast, balanced):
+    method = get_method(name)
+    assert method.preset_budget("balanced", torch.device("cpu"), None, None) == balanced
+    assert method.preset_budget("fast", torch.device("cpu"), None, {}) == fast
+    assert method.preset_budget("balanced", torch.device("cuda"), None, None) is None  # a GPU: the steps
+    assert method.preset_budget("full", torch.device("cpu"), None, None) is None
+    assert method.preset_budget("balanced", torch.device("cpu"), 100, None) is None
+    assert method.preset_budget("balanced", torch.device("cpu"), None, {"steps": 100}) is None
 
 
 def test_a_busy_machine_is_named_in_one_line(monkeypatch, tmp_path):
@@ -239,7 +239,8 @@ def test_a_busy_machine_is_named_in_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(cli.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
     loadavg.write_text("2.10 2.00 1.00 3/200 12345\n")  # two runnable besides this process
-    assert cli.busy_machine_note(str(loadavg)).startswith("note: other processes keep about 2 of this machine's 2 cores busy")
+    note = cli.busy_machine_note(str(loadavg))
+    assert note.startswith("note: other processes keep about 2 of this machine's 2 cores busy")
     loadavg.write_text("2.10 2.00 1.00 1/200 12345\n")  # the load average lags: nothing else runs now
     assert cli.busy_machine_note(str(loadavg)) is None
     monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.3, 0.2, 0.1))
