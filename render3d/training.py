@@ -180,6 +180,8 @@ class Trainer:
         with StopSignals(enabled=self.stoppable) as stop, self._training_log(start) as log, \
                 progress_bar(total, f"fit {model.name}", enabled=self.progress) as bar, _restored(threads):
             bar.n = bar.last_print_n = start  # a resumed fit's bar starts where it stopped
+            if self.progress and budget is not None:
+                bar.write(self.budget_line())
             began = last_checkpoint = time.perf_counter()
             while step < total:
                 if threads is not None:
@@ -239,19 +241,24 @@ class Trainer:
                 path = None if self.run_dir is None else self.run_dir / rundir.CHECKPOINT
                 raise FitInterrupted(self.run_dir, path, total, total, stop.requested)
 
-    def announcement(self, total: int, seconds_per_step: float) -> str:
-        """The one line a fit prints after its first steps: preset, budget or steps, expected time,
-        how to change them."""
+    def budget_line(self) -> str:
+        """The line a budgeted fit prints before its first step: the budget and how to change it."""
         name, preset = self.scene.method.name, self.scene.preset
-        named = "" if preset is None else f"preset '{preset}', "
+        length = _duration(self.budget.seconds)
+        what = (f"preset '{preset}' is a budget of {length} of fitting on a CPU" if self.budget_is_preset
+                else f"{'' if preset is None else f'preset {preset!r}, '}fitting to a budget of {length}")
+        return (f"{name}: {what} (the steps and schedule follow the measured speed); change with --time 20m, "
+                f"--steps N or --preset fast|balanced|full (time_budget=, steps=, preset= in Scene.fit)")
+
+    def announcement(self, total: int, seconds_per_step: float) -> str:
+        """The one line a fit prints after its first steps: the steps it expects, and the time
+        they take (a fixed step count) or fit in (a budget)."""
+        name, preset = self.scene.method.name, self.scene.preset
         if self.budget is not None:
-            length = _duration(self.budget.seconds)
             steps = int(self.budget.seconds / max(seconds_per_step, 1e-9))
-            what = (f"preset '{preset}' is a budget of {length} of fitting on a CPU" if self.budget_is_preset
-                    else f"{named}fitting to a budget of {length}")
-            return (f"{name}: {what}: about {steps} steps at the first steps' {seconds_per_step:.2f} s/step "
-                    f"(the steps and schedule follow the measured speed); change with --time 20m, --steps N "
-                    f"or --preset fast|balanced|full (time_budget=, steps=, preset= in Scene.fit)")
+            return (f"{name}: about {steps} steps in {_duration(self.budget.seconds)} at the first steps' "
+                    f"{seconds_per_step:.2f} s/step (re-estimated as it runs)")
+        named = "" if preset is None else f"preset '{preset}', "
         minutes = total * seconds_per_step / 60
         return (f"{name}: {named}{total} steps, about {minutes:.1f} min on this machine at the first steps' "
                 f"{seconds_per_step:.2f} s/step (steps speed up or slow down as the fit goes; the bar's ETA "

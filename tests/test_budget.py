@@ -121,7 +121,9 @@ def test_a_budgeted_fit_ends_within_its_budget_and_records_it(sphere_dataset, tm
     assert 20 <= summary["steps"] < 10_000 and scene.method.config["steps"] == summary["steps"]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["steps"] == summary["steps"]
     # the announced count is the budget over the first steps' speed (~0.02 s), not the planned 10,000
-    announced = re.search(r"fitting to a budget of 3 s: about (\d+) steps", capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert "fitting to a budget of 3 s (the steps and schedule follow the measured speed)" in out
+    announced = re.search(r"about (\d+) steps in 3 s at the first steps'", out)
     assert announced and 30 <= int(announced.group(1)) <= 150
 
 
@@ -211,7 +213,9 @@ def test_a_cpu_preset_is_a_time_budget_unless_the_steps_are_fixed(budgeted_toy, 
     assert summary["time_budget"] == 3.0 and summary["seconds"] <= 3.0 and 20 <= summary["steps"] < 10_000
     assert summary["machine"]["threads"] == torch.get_num_threads()  # what the speed depended on
     out = capsys.readouterr().out
-    assert "preset 'balanced' is a budget of 3 s of fitting on a CPU: about" in out and "--time 20m" in out
+    first = out.strip().splitlines()[0]  # the first line the fit prints says the budget and how to change it
+    assert first.startswith("budgeted-toy: preset 'balanced' is a budget of 3 s of fitting on a CPU")
+    assert "--time 20m" in first and "about" in out
     fast = Scene.fit(sphere_dataset, method=budgeted_toy.name, preset="fast", progress=False).train_summary
     assert fast["time_budget"] == 2.0 and fast["steps"] < summary["steps"]
     for fixed in ({"steps": 15}, {"config": {"steps": 15}}, {"preset": "full"}):

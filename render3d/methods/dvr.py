@@ -360,8 +360,15 @@ class DVR(Method):
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
     def render(self, cameras: Cameras) -> dict[str, Tensor]:
-        return render_cameras(cameras, self._render_rays, int(self.config["render_chunk"]),
-                              samples_per_pixel=int(self.config["render_samples"]))
+        """``rgb [C,H,W,3]`` and ``alpha [C,H,W]``: the means over ``render_samples`` sub-pixel rays
+        (anti-aliased); ``depth [C,H,W]`` and unit ``normal [C,H,W,3]``: of the sub-rays that hit
+        (0 where none does)."""
+        out = render_cameras(cameras, self._render_rays, int(self.config["render_chunk"]),
+                             samples_per_pixel=int(self.config["render_samples"]))
+        hit = out["alpha"] > 0
+        out["depth"] = torch.where(hit, out["depth"] / out["alpha"].clamp_min(1e-6), 0.0)
+        out["normal"] = torch.nn.functional.normalize(out["normal"], dim=-1)
+        return out
 
     def _render_rays(self, origins: Tensor, dirs: Tensor) -> dict[str, Tensor]:
         """Colour, depth, alpha and unit world normal of rays ``[R,3]`` (background where they miss)."""
