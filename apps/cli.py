@@ -10,8 +10,9 @@ import os
 import shlex
 import sys
 import time
+import warnings
 
-from render3d.errors import Render3DError
+from render3d.errors import DataWarning, Render3DError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -179,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="describe a dataset folder or a shape, or the installation when none is given")
     info.add_argument("data", nargs="?", help="dataset folder, mesh or point-cloud file, or folder of meshes")
+    for command in (fit, render, evaluate, info):
+        command.add_argument("--strict", action="store_true",
+                             help="refuse data that loads only in part (e.g. frames whose image file is missing)"
+                                  " instead of noting it in one line")
 
     bench = commands.add_parser("bench", help="run benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all); see --list")
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         policy = omp_wait_policy(os.environ, busy_cores(), os.cpu_count() or 1)
         if policy is not None:
             os.environ["OMP_WAIT_POLICY"] = policy
+    warnings.showwarning = _show_warning
+    if getattr(args, "strict", False):
+        warnings.simplefilter("error", DataWarning)
     try:
         return _run(args)
     except BrokenPipeError:
@@ -317,7 +325,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command.replace('-', '_')}")
         return handler(args) or 0
-    except Render3DError as error:
+    except (Render3DError, DataWarning) as error:  # a DataWarning raises under --strict
         _report(f"render3d {args.command}: error: {error}")
         return EXIT_USAGE
     except BrokenPipeError:
@@ -331,6 +339,17 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _report(f"render3d {args.command}: interrupted")
         return EXIT_INTERRUPTED
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A :class:`DataWarning` as one ``note:`` line (rank 0 only); other warnings as Python shows them."""
+    if issubclass(category, DataWarning):
+        _report(f"render3d: note: {message}")
+    else:
+        _DEFAULT_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_DEFAULT_SHOW_WARNING = warnings.showwarning
 
 
 def _report(line: str) -> None:

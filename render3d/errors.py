@@ -25,6 +25,12 @@ class TrainingError(Render3DError, RuntimeError):
     """Optimisation diverged (for example a NaN loss); the run directory is left intact."""
 
 
+class DataWarning(UserWarning):
+    """Data that loads, but not all of it (e.g. frames whose image file is missing); the CLI
+    prints it as one ``note:`` line, and ``--strict`` (or ``warnings.simplefilter("error",
+    DataWarning)``) refuses such data instead."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message, or its type's name when the message is empty
     (for one-line reports of an exception that came from elsewhere)."""

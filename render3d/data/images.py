@@ -24,6 +24,7 @@ __all__ = [
     "is_image_file",
     "list_image_files",
     "photo_folder",
+    "find_image_path",
     "resolve_image_path",
     "relative_name",
     "image_size",
@@ -50,12 +51,10 @@ def list_image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
-def resolve_image_path(base: Path, reference: str, described_in: Path) -> Path:
-    """The image file a dataset refers to, trying common extensions when it names none.
-
-    ``reference`` is relative to ``base``; NeRF-synthetic files write ``./train/r_0`` without
-    an extension. Raises DataError naming ``described_in`` when no file exists.
-    """
+def find_image_path(base: Path, reference: str) -> Path | None:
+    """The image file a dataset refers to, trying common extensions when it names none, or
+    None when there is no such file. ``reference`` is relative to ``base``; NeRF-synthetic
+    files write ``./train/r_0`` without an extension."""
     path = base / reference
     if path.is_file():
         return path
@@ -63,7 +62,15 @@ def resolve_image_path(base: Path, reference: str, described_in: Path) -> Path:
         candidate = path.with_name(path.name + extension)
         if candidate.is_file():
             return candidate
-    raise DataError(f"{described_in}: image file {path} not found (also tried adding .png, .jpg, ...)")
+    return None
+
+
+def resolve_image_path(base: Path, reference: str, described_in: Path) -> Path:
+    """:func:`find_image_path`, or a DataError naming ``described_in`` when no file exists."""
+    found = find_image_path(base, reference)
+    if found is None:
+        raise DataError(f"{described_in}: image file {base / reference} not found (also tried adding .png, .jpg, ...)")
+    return found
 
 
 def relative_name(path: Path, root: Path) -> str:

@@ -9,6 +9,10 @@ Distorted images are undistorted to a pinhole with the same ``K``.
 Masks: each frame's ``mask_path`` when the frames have one, else a ``masks/`` folder beside
 ``images/`` with the images' names (:mod:`render3d.data.masks`).
 
+Frames whose image file is missing (tools that filter blurry frames delete the files and keep
+the frames) are skipped with a :class:`~render3d.errors.DataWarning` that names the first; a
+split with no image left is a DataError.
+
 Splits: ``train_filenames`` / ``val_filenames`` / ``test_filenames`` when present (``val`` and
 ``test`` stand in for each other when only one is given); otherwise frames sorted by
 ``file_path`` with every ``test_every``-th one as ``test`` (and ``val``).
@@ -23,6 +27,7 @@ with the cube's half-size multiplied by ``aabb_scale`` when the file has one.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -31,13 +36,13 @@ import torch
 from render3d.cameras import Cameras, opengl_to_opencv
 from render3d.data.bounds import bounds_from_cameras, bounds_from_points
 from render3d.data.dataset import Dataset, optional_tensor
-from render3d.data.images import check_same_size, load_images, relative_name, resolve_image_path
+from render3d.data.images import check_same_size, find_image_path, load_images, relative_name
 from render3d.data.jsonfile import read_json, read_matrix, require
 from render3d.data.masks import MASKS_FOLDER, load_masks, read_masks
 from render3d.data.poses import check_poses
 from render3d.data.splits import every_nth_split, limit_count
 from render3d.data.undistort import Distortion, Undistorter
-from render3d.errors import DataError
+from render3d.errors import DataError, DataWarning
 
 __all__ = ["load_nerfstudio"]
 
@@ -108,6 +113,19 @@ def _split_indices(meta: dict, names: list[str], split: str, test_every: int, pa
             raise DataError(f"{path}: {split}_filenames lists {name}, which is not the file_path of any frame")
         indices.append(position[key])
     return sorted(indices)
+
+
+def _report_missing(path: Path, split: str, missing: list[str], listed: int, left: int) -> None:
+    """Frames whose image file is gone (instant-ngp's and nerfstudio's tools drop blurry frames
+    from the folder and leave them in the file): a :class:`~render3d.errors.DataWarning` naming
+    the first, and a DataError when none is left."""
+    if not missing:
+        return
+    if left == 0:
+        raise DataError(f"{path}: none of the {listed} {split} frames has its image file (first: {missing[0]})")
+    have = "has" if len(missing) == 1 else "have"
+    warnings.warn(DataWarning(f"{path}: {len(missing)} of the {listed} {split} frames {have} no image file "
+                              f"(first: {missing[0]}); loading the other {left} (--strict refuses)"), stacklevel=4)
 
 
 def _load_points(root: Path, meta: dict, path: Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -181,10 +199,14 @@ def load_nerfstudio(
         ]
     )
     check_poses(all_c2w, path, [f"frame {i} ({name})" for i, name in enumerate(names)])
-    selected = limit_count(_split_indices(meta, names, split, test_every, path), max_images, root, split)
+    in_split = _split_indices(meta, names, split, test_every, path)
+    found = {i: find_image_path(root, names[i]) for i in in_split}
+    present = [i for i in in_split if found[i] is not None]
+    _report_missing(path, split, [names[i] for i in in_split if found[i] is None], len(in_split), len(present))
+    selected = limit_count(present, max_images, root, split)
     all_info = [_camera(frame, meta, path, f"frame {i}") for i, frame in enumerate(frames)]
     cameras_info = [all_info[i] for i in selected]
-    paths = [resolve_image_path(root, names[i], path) for i in selected]
+    paths = [found[i] for i in selected]
     width, height = check_same_size(paths)
     for i, (_, _, declared) in zip(selected, cameras_info):
         if declared is not None and declared != (width, height):

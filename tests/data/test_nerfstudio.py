@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import trimesh
 
 from render3d.cameras import opengl_to_opencv
 from render3d.data import load_dataset
-from render3d.errors import DataError
+from render3d.errors import DataError, DataWarning
 from tests.data.synthetic import distorted_render, orbit_c2w, pinhole_render, random_images, write_png
 
 WIDTH, HEIGHT = 20, 16
@@ -61,6 +62,42 @@ def test_splits_from_filename_lists(tmp_path):
     assert load_dataset(tmp_path, "train").image_names == names[:6]
     assert load_dataset(tmp_path, "test").image_names == names[6:]
     assert load_dataset(tmp_path, "val").image_names == names[6:]  # test stands in for val
+
+
+def test_frames_whose_image_is_gone_are_skipped_with_one_note(tmp_path):
+    # instant-ngp's and nerfstudio's blur filters delete frames' files and keep the frames.
+    meta, c2w, images = write_scene(tmp_path)
+    for i in (2, 5):
+        (tmp_path / "images" / f"frame_{i:05d}.png").unlink()
+    with pytest.warns(DataWarning, match=r"2 of the 9 all frames have no image file \(first: images/frame_00002.png\); "
+                                         r"loading the other 7"):
+        data = load_dataset(tmp_path, "all")
+    kept = [i for i in range(9) if i not in (2, 5)]
+    assert data.image_names == [f"images/frame_{i:05d}.png" for i in kept]
+    np.testing.assert_allclose(data.cameras.c2w.numpy(), c2w[kept], atol=1e-6)  # each image keeps its own pose
+    np.testing.assert_array_equal(data.images.numpy(), images[kept])
+    # the every-nth split of the frames is the same with or without the missing files
+    assert load_dataset(tmp_path, "test", test_every=4).image_names == [f"images/frame_{i:05d}.png" for i in (0, 4, 8)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # what --strict does
+        with pytest.raises(DataWarning):
+            load_dataset(tmp_path, "all")
+    for i in kept:
+        (tmp_path / "images" / f"frame_{i:05d}.png").unlink()
+    with pytest.raises(DataError, match="none of the 9 all frames has its image file"):
+        load_dataset(tmp_path, "all")
+
+
+def test_the_cli_notes_skipped_frames_once_and_strict_refuses_them(tmp_path, capsys):
+    from render3d.apps.cli import main
+
+    write_scene(tmp_path)
+    (tmp_path / "images" / "frame_00003.png").unlink()
+    assert main(["info", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("render3d: note:") == 1 and "1 of the 7 train frames has no image file" in err
+    assert main(["info", str(tmp_path), "--strict"]) == 2
+    assert "render3d info: error:" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_unknown_filename_in_split_list_is_named(tmp_path):
