@@ -305,9 +305,6 @@ def main(argv: list[str] | None = None) -> int:
         policy = omp_wait_policy(os.environ, busy_cores(), os.cpu_count() or 1)
         if policy is not None:
             os.environ["OMP_WAIT_POLICY"] = policy
-    warnings.showwarning = _show_warning
-    if getattr(args, "strict", False):
-        warnings.simplefilter("error", DataWarning)
     try:
         return _run(args)
     except BrokenPipeError:
@@ -323,8 +320,12 @@ def _run(args: argparse.Namespace) -> int:
     from render3d.interruption import FitInterrupted
 
     try:
-        handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command.replace('-', '_')}")
-        return handler(args) or 0
+        with warnings.catch_warnings():  # the command's own way of showing data warnings, undone after it
+            warnings.showwarning = _show_warning
+            if getattr(args, "strict", False):
+                warnings.simplefilter("error", DataWarning)
+            handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command.replace('-', '_')}")
+            return handler(args) or 0
     except (Render3DError, DataWarning) as error:  # a DataWarning raises under --strict
         _report(f"render3d {args.command}: error: {error}")
         return EXIT_USAGE

@@ -98,6 +98,8 @@ def test_the_cli_notes_skipped_frames_once_and_strict_refuses_them(tmp_path, cap
     assert err.count("render3d: note:") == 1 and "1 of the 7 train frames has no image file" in err
     assert main(["info", str(tmp_path), "--strict"]) == 2
     assert "render3d info: error:" in capsys.readouterr().err.strip().splitlines()[-1]
+    with pytest.warns(DataWarning):  # the CLI's --strict ended with the command
+        load_dataset(tmp_path, "train")
 
 
 def test_unknown_filename_in_split_list_is_named(tmp_path):
