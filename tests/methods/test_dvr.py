@@ -208,6 +208,19 @@ def test_bad_config_is_named(scene_dir):
         render3d.Scene.fit(scene_dir, method="dvr", steps=1, config=TINY | {"occupancy_point": "any"}, progress=False)
     with pytest.raises(ConfigError, match="encoding must be one of"):
         render3d.Scene.fit(scene_dir, method="dvr", steps=1, config=TINY | {"encoding": "none"}, progress=False)
+    with pytest.raises(ConfigError, match="render_samples must be a square number"):
+        render3d.Scene.fit(scene_dir, method="dvr", steps=1, config=TINY | {"render_samples": 2}, progress=False)
+
+
+def test_the_occupancys_rate_settles_within_geometry_steps_and_the_textures_decays_over_the_fit(fitted):
+    method = type(fitted.method)(dict(fitted.method.config), fitted.method.scene_info)
+    method.config.update(steps=10_000, geometry_steps=2000)
+    final = method.config["final_lr_factor"]
+    assert method._geometry_lr_factor(1000) == pytest.approx(final ** 0.5)
+    assert method._geometry_lr_factor(2000) == method._geometry_lr_factor(9000) == pytest.approx(final)
+    assert method._lr_factor(5000) == pytest.approx(final ** 0.5)
+    method.config.update(steps=1000)  # a fit shorter than geometry_steps decays both over the fit
+    assert method._geometry_lr_factor(1000) == pytest.approx(final) == method._lr_factor(1000)
 
 
 def test_colmap_scene_with_a_masks_folder_trains(tmp_path):
