@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="run directory to create (an empty or new folder)")
     fit.add_argument("--preset", choices=["fast", "balanced", "full"],
                      help="the method's setting: fast (a preview), balanced, full (the paper recipe); default"
-                          " full on a GPU, balanced on a CPU")
+                          " full on a GPU, balanced on a CPU, where fast and balanced are time budgets (3dgs and"
+                          " nerf: 3.5 and 12 min, dvr: 1 and 5 min of fitting) unless --steps fixes the count")
     fit.add_argument("--time", metavar="DURATION",
                      help="fit within this wall-clock time, e.g. 90s, 10m, 1.5h: steps and schedule are set from"
                           " the measured speed")
