@@ -160,13 +160,12 @@ def _op_rows(model, batch: int, device: torch.device, repeats: int) -> list[dict
 
 
 def _reproduction_row(batch: int) -> dict:
-    from render3d.body import BodyModel
-    from render3d.body.anny_model import ANNY_TO_BODY, anny_instance, anny_pose_to_body
+    from render3d.body.anny_model import ANNY_TO_BODY, anny_instance, anny_pose_to_body, from_anny
 
     model = anny_instance()
     worst = 0.0
     for seed, phenotype in enumerate(PHENOTYPES):
-        body = BodyModel.from_anny(phenotype, shape=False)
+        body = from_anny(phenotype, shape=False)
         deltas = torch.eye(4, dtype=torch.float64).repeat(batch, model.bone_count, 1, 1)
         deltas[..., :3, :3] = axis_angle_to_matrix(_random_pose(batch, model.bone_count, 1.0, seed, torch.float64))
         with torch.no_grad():
@@ -212,9 +211,9 @@ def bench(device: torch.device, quick: bool) -> list[dict]:
     repeats = 3 if quick else 7
     has_anny = _anny_available()
     if has_anny:
-        from render3d.body import BodyModel
+        from render3d.body import from_anny
 
-        model = BodyModel.from_anny()
+        model = from_anny()
     else:
         print("anny is not installed (pip install 'render3d[body]'): timing the procedural body instead")
         model = procedural_body()

@@ -89,7 +89,7 @@ def _local_transforms(parents: torch.Tensor, frames: torch.Tensor, rotations: to
 
 class BodyModel(torch.nn.Module):
     """A skinned body model (module doc). Build one with a loader
-    (:func:`render3d.body.load_smpl`, :meth:`from_anny`, :func:`render3d.body.procedural_body`)
+    (:func:`render3d.body.load_smpl`, :func:`render3d.body.from_anny`, :func:`render3d.body.procedural_body`)
     or from arrays.
 
     Args:
