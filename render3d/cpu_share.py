@@ -52,6 +52,20 @@ def other_busy_threads(samples: int = 3, interval: float = 0.005, **paths) -> in
     return min(seen)
 
 
+def busy_machine_note(**paths) -> str | None:
+    """One line for a command about to fit when other work keeps at least one core busy (the
+    1-minute load average and the threads other processes keep runnable now both say so), else
+    None: its steps run slower, so a time-budgeted fit takes fewer of them. ``paths`` as for
+    :func:`runnable_threads`."""
+    cores = os.cpu_count() or 1
+    others = other_busy_threads(samples=5, interval=0.02, **paths)
+    busy = min(os.getloadavg()[0], others or 0)
+    if busy < 1:
+        return None
+    return (f"note: other processes keep about {min(busy, cores):.0f} of this machine's {cores} cores busy: "
+            f"steps run slower, so a time-budgeted fit takes fewer of them (and a fixed step count takes longer)")
+
+
 class ThreadShare:
     """Sets ``torch.set_num_threads`` to the cores other work leaves free (at least 1, at most
     the count it started with), at most every ``every`` seconds.

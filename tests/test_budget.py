@@ -237,16 +237,19 @@ def test_preset_budgets_are_cpu_promises(name, fast, balanced):
 
 
 def test_a_busy_machine_is_named_in_one_line(monkeypatch, tmp_path):
-    from render3d.apps import cli
+    from render3d import cpu_share
 
-    loadavg = tmp_path / "loadavg"
-    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(cli.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
+    loadavg, tasks = tmp_path / "loadavg", tmp_path / "task"
+    (tasks / "1").mkdir(parents=True)
+    (tasks / "1" / "stat").write_text("1 (python) R 1 2 3\n")  # this process: one runnable thread
+    paths = {"proc_loadavg": str(loadavg), "tasks": str(tasks)}
+    monkeypatch.setattr(cpu_share.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_share.os, "getloadavg", lambda: (2.1, 2.0, 1.0))
     loadavg.write_text("2.10 2.00 1.00 3/200 12345\n")  # two runnable besides this process
-    note = cli.busy_machine_note(str(loadavg))
+    note = cpu_share.busy_machine_note(**paths)
     assert note.startswith("note: other processes keep about 2 of this machine's 2 cores busy")
     loadavg.write_text("2.10 2.00 1.00 1/200 12345\n")  # the load average lags: nothing else runs now
-    assert cli.busy_machine_note(str(loadavg)) is None
-    monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.3, 0.2, 0.1))
+    assert cpu_share.busy_machine_note(**paths) is None
+    monkeypatch.setattr(cpu_share.os, "getloadavg", lambda: (0.3, 0.2, 0.1))
     loadavg.write_text("1.10 2.00 1.00 3/200 12345\n")
-    assert cli.busy_machine_note(str(loadavg)) is None
+    assert cpu_share.busy_machine_note(**paths) is None
