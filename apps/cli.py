@@ -266,35 +266,16 @@ def busy_cores(proc_loadavg: str = "/proc/loadavg", samples: int = 3, interval: 
     load_average = os.getloadavg()[0]
     if load_average < (os.cpu_count() or 1):
         return load_average
-    return min(load_average, runnable_others(proc_loadavg, samples, interval, default=load_average))
-
-
-def runnable_others(proc_loadavg: str = "/proc/loadavg", samples: int = 3, interval: float = 0.01, *,
-                    default: float = 0.0) -> float:
-    """The most threads seen runnable besides this one in ``samples`` reads of ``/proc/loadavg``
-    ``interval`` seconds apart; ``default`` where it cannot be read."""
     runnable = []
     for index in range(samples):
         try:
             with open(proc_loadavg) as handle:
                 runnable.append(int(handle.read().split()[3].split("/")[0]) - 1)  # "R/T": minus ourselves
         except (OSError, IndexError, ValueError):
-            return default
+            return load_average
         if index + 1 < samples:
             time.sleep(interval)
-    return float(max(runnable))
-
-
-def busy_machine_note(proc_loadavg: str = "/proc/loadavg") -> str | None:
-    """One line for a command about to fit, when other work keeps at least one core busy (the
-    load average and the threads runnable now both say so), else None: its steps run slower,
-    so a time-budgeted preset fits fewer of them."""
-    cores = os.cpu_count() or 1
-    busy = min(os.getloadavg()[0], runnable_others(proc_loadavg, samples=5, interval=0.02))
-    if busy < 1:
-        return None
-    return (f"note: other processes keep about {min(busy, cores):.0f} of this machine's {cores} cores busy: "
-            f"steps run slower, so a time-budgeted fit takes fewer of them (and a fixed step count takes longer)")
+    return min(load_average, max(runnable))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,7 +303,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         with warnings.catch_warnings():  # the command's own way of showing data warnings, undone after it
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _data_warnings_as_notes(warnings.showwarning)
             if getattr(args, "strict", False):
                 warnings.simplefilter("error", DataWarning)
             handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command.replace('-', '_')}")
@@ -343,15 +324,16 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A :class:`DataWarning` as one ``note:`` line (rank 0 only); other warnings as Python shows them."""
-    if issubclass(category, DataWarning):
-        _report(f"render3d: note: {message}")
-    else:
-        _DEFAULT_SHOW_WARNING(message, category, filename, lineno, file, line)
+def _data_warnings_as_notes(show_others):
+    """A ``warnings.showwarning`` that prints a :class:`DataWarning` as one ``note:`` line (rank 0
+    only) and passes any other warning to ``show_others``."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            _report(f"render3d: note: {message}")
+        else:
+            show_others(message, category, filename, lineno, file, line)
 
-
-_DEFAULT_SHOW_WARNING = warnings.showwarning
+    return show
 
 
 def _report(line: str) -> None:
