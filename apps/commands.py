@@ -25,7 +25,7 @@ def _echo(message: str) -> None:
 
 
 def _note_busy_machine() -> None:
-    from render3d.apps.cli import busy_machine_note
+    from render3d.cpu_share import busy_machine_note
 
     note = busy_machine_note()
     if note is not None:
@@ -505,8 +505,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = check_writable(args.out, "--out", folder=True)
     # The demo's settings are a preset's when one matches (on a CPU, then, a time budget); else its own config.
     preset = next((name for name, values in cls.presets.items() if values == cls.demo_config), None)
-    config = {} if preset is not None else {key: value for key, value in cls.demo_config.items() if key != "steps"}
-    steps = args.steps if args.steps is not None or preset is not None else cls.demo_config.get("steps")
+    config, steps = {}, args.steps
+    if preset is None:
+        config = {key: value for key, value in cls.demo_config.items() if key != "steps"}
+        steps = cls.demo_config.get("steps") if steps is None else steps
     _echo(f"render3d demo: fitting {method} to {data}")
     _note_busy_machine()
     # The demo is reproducible: running it again replaces the earlier demo run in the folder.
