@@ -19,7 +19,7 @@ def in_visual_hull(cameras: Cameras, masks: Tensor, points: Tensor, radius: floa
     """``[N]`` bool: whether world ``points [N,3]`` are seen by some camera and carved by none.
 
     With ``radius > 0`` the test is for balls of that radius around the points: a view carves a
-    ball only when no object pixel lies within its projected radius (``radius * f / depth``
+    ball only when no object pixel lies within its projected radius (``radius * max(fx, fy) / depth``
     pixels, by the mask's distance transform), so a part thinner than the balls (a table leg,
     a wire) keeps the cells it crosses even where none of their centres falls on it.
 
@@ -38,7 +38,7 @@ def in_visual_hull(cameras: Cameras, masks: Tensor, points: Tensor, radius: floa
         seen = (depth[0] > 0) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
         empty = torch.zeros_like(seen)
         if radius > 0:
-            reach = radius * float(cameras.K[view, 0, 0]) / depth[0][seen]
+            reach = radius * float(cameras.K[view, :2, :2].diagonal().max()) / depth[0][seen]
             empty[seen] = _distance_to_object(masks[view, ..., 0])[y[seen], x[seen]] > reach
         else:
             empty[seen] = to_unit_float(masks[view, ..., 0])[y[seen], x[seen]] <= 0.5
