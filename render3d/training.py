@@ -69,9 +69,8 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
     torch_device = resolve_device(device)
     preset = method_cls.default_preset(torch_device) if preset is None else preset
     method_cls.make_config(config, steps, preset)  # refuse a bad config before loading any data
-    if time_budget is not None:
-        parse_duration(time_budget)
-    preset_budget = None if time_budget is not None else method_cls.preset_budget(preset, torch_device, steps, config)
+    seconds = None if time_budget is None else parse_duration(time_budget)
+    preset_budget = None if seconds is not None else method_cls.preset_budget(preset, torch_device, steps, config)
     if not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
     if checkpoint_every is not None and (checkpoint_every < 1 or out is None):
@@ -86,7 +85,6 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
     data_root = dataset.root.resolve()
     data_defaults = method_cls.data_defaults(dataset, preset)
     method_config = method_cls.make_config(config, steps, preset, data_defaults=data_defaults)
-    seconds = None if time_budget is None else parse_duration(time_budget)
     payload = None
     if resume:  # the run keeps the budget (or step count) it was fit with, unless given a new budget
         payload = rundir.load_resumable(run_dir, method_cls.name, method_config, seed, torch_device)
