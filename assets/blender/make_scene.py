@@ -139,6 +139,24 @@ def voronoi_material() -> bpy.types.Material:
     return material
 
 
+def _wave_bands(tree: bpy.types.NodeTree, coordinates: bpy.types.NodeSocket, scale: float, threshold: float, *,
+                rings: bool = False, distortion: float = 0.0) -> bpy.types.NodeSocket:
+    """1 where a wave texture (bands along z, or rings) of ``coordinates`` exceeds ``threshold``, else 0."""
+    wave = tree.nodes.new("ShaderNodeTexWave")
+    if rings:
+        wave.wave_type = "RINGS"
+    else:
+        wave.bands_direction = "Z"
+    wave.inputs["Scale"].default_value = scale
+    wave.inputs["Distortion"].default_value = distortion
+    tree.links.new(coordinates, wave.inputs["Vector"])
+    band = tree.nodes.new("ShaderNodeMath")
+    band.operation = "GREATER_THAN"
+    band.inputs[1].default_value = threshold
+    tree.links.new(wave.outputs["Fac"], band.inputs[0])
+    return band.outputs["Value"]
+
+
 def checker_wave_material() -> bpy.types.Material:
     """A green/cream checker board crossed by sharp blue wave bands."""
     material, tree, bsdf = _principled("checker_wave")
@@ -148,18 +166,9 @@ def checker_wave_material() -> bpy.types.Material:
     checker.inputs["Color1"].default_value = (0.1, 0.55, 0.15, 1.0)
     checker.inputs["Color2"].default_value = (0.95, 0.9, 0.7, 1.0)
     tree.links.new(coords, checker.inputs["Vector"])
-    wave = tree.nodes.new("ShaderNodeTexWave")
-    wave.wave_type = "RINGS"
-    wave.inputs["Scale"].default_value = 2.5
-    wave.inputs["Distortion"].default_value = 4.0
-    tree.links.new(coords, wave.inputs["Vector"])
-    band = tree.nodes.new("ShaderNodeMath")
-    band.operation = "GREATER_THAN"
-    band.inputs[1].default_value = 0.8
-    tree.links.new(wave.outputs["Fac"], band.inputs[0])
     mix = tree.nodes.new("ShaderNodeMixRGB")
     mix.inputs["Color2"].default_value = (0.05, 0.15, 0.8, 1.0)
-    tree.links.new(band.outputs["Value"], mix.inputs["Fac"])
+    tree.links.new(_wave_bands(tree, coords, 2.5, 0.8, rings=True, distortion=4.0), mix.inputs["Fac"])
     tree.links.new(checker.outputs["Color"], mix.inputs["Color1"])
     tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
     return material
@@ -192,18 +201,10 @@ def stripes_material(scale: float, color1: tuple, color2: tuple, glossy: bool = 
     if glossy:
         bsdf.inputs["Roughness"].default_value = 0.3
         bsdf.inputs["Specular"].default_value = 0.6
-    wave = tree.nodes.new("ShaderNodeTexWave")
-    wave.bands_direction = "Z"
-    wave.inputs["Scale"].default_value = scale
-    tree.links.new(_object_coordinates(tree), wave.inputs["Vector"])
-    band = tree.nodes.new("ShaderNodeMath")
-    band.operation = "GREATER_THAN"
-    band.inputs[1].default_value = 0.5
-    tree.links.new(wave.outputs["Fac"], band.inputs[0])
     mix = tree.nodes.new("ShaderNodeMixRGB")
     mix.inputs["Color1"].default_value = (*color1, 1.0)
     mix.inputs["Color2"].default_value = (*color2, 1.0)
-    tree.links.new(band.outputs["Value"], mix.inputs["Fac"])
+    tree.links.new(_wave_bands(tree, _object_coordinates(tree), scale, 0.5), mix.inputs["Fac"])
     tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
     return material
 
