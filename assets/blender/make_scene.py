@@ -80,6 +80,17 @@ def _plane_coordinates(tree: bpy.types.NodeTree, u_axis: tuple, v_axis: tuple) -
     return plane.outputs["Vector"]
 
 
+def _multiply(tree: bpy.types.NodeTree, first: bpy.types.NodeSocket, second: bpy.types.NodeSocket,
+              fac: float = 1.0) -> bpy.types.NodeSocket:
+    """``first`` multiplied by ``second`` (a MixRGB in MULTIPLY mode, blended in by ``fac``)."""
+    mix = tree.nodes.new("ShaderNodeMixRGB")
+    mix.blend_type = "MULTIPLY"
+    mix.inputs["Fac"].default_value = fac
+    tree.links.new(first, mix.inputs["Color1"])
+    tree.links.new(second, mix.inputs["Color2"])
+    return mix.outputs["Color"]
+
+
 def brick_material() -> bpy.types.Material:
     """Bricks in two warm colours, dark mortar, speckled by fine noise."""
     material, tree, bsdf = _principled("brick")
@@ -102,12 +113,7 @@ def brick_material() -> bpy.types.Material:
     ramp.color_ramp.elements[1].position = 0.6
     ramp.color_ramp.elements[1].color = (1.0, 1.0, 1.0, 1.0)
     tree.links.new(speckle.outputs["Fac"], ramp.inputs["Fac"])
-    mix = tree.nodes.new("ShaderNodeMixRGB")
-    mix.blend_type = "MULTIPLY"
-    mix.inputs["Fac"].default_value = 1.0
-    tree.links.new(brick.outputs["Color"], mix.inputs["Color1"])
-    tree.links.new(ramp.outputs["Color"], mix.inputs["Color2"])
-    tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
+    tree.links.new(_multiply(tree, brick.outputs["Color"], ramp.outputs["Color"]), bsdf.inputs["Base Color"])
     return material
 
 
@@ -126,15 +132,11 @@ def voronoi_material() -> bpy.types.Material:
     edge.operation = "GREATER_THAN"
     edge.inputs[1].default_value = 0.04
     tree.links.new(borders.outputs["Distance"], edge.inputs[0])
-    mix = tree.nodes.new("ShaderNodeMixRGB")
-    mix.blend_type = "MULTIPLY"
-    mix.inputs["Fac"].default_value = 1.0
-    tree.links.new(cells.outputs["Color"], mix.inputs["Color1"])
-    tree.links.new(edge.outputs["Value"], mix.inputs["Color2"])
+    cell_colours = _multiply(tree, cells.outputs["Color"], edge.outputs["Value"])
     brighten = tree.nodes.new("ShaderNodeHueSaturation")
     brighten.inputs["Saturation"].default_value = 1.4
     brighten.inputs["Value"].default_value = 1.5
-    tree.links.new(mix.outputs["Color"], brighten.inputs["Color"])
+    tree.links.new(cell_colours, brighten.inputs["Color"])
     tree.links.new(brighten.outputs["Color"], bsdf.inputs["Base Color"])
     return material
 
@@ -186,12 +188,7 @@ def magic_material() -> bpy.types.Material:
     noise = tree.nodes.new("ShaderNodeTexNoise")
     noise.inputs["Scale"].default_value = 3.0
     tree.links.new(coords, noise.inputs["Vector"])
-    mix = tree.nodes.new("ShaderNodeMixRGB")
-    mix.blend_type = "MULTIPLY"
-    mix.inputs["Fac"].default_value = 0.6
-    tree.links.new(magic.outputs["Color"], mix.inputs["Color1"])
-    tree.links.new(noise.outputs["Color"], mix.inputs["Color2"])
-    tree.links.new(mix.outputs["Color"], bsdf.inputs["Base Color"])
+    tree.links.new(_multiply(tree, magic.outputs["Color"], noise.outputs["Color"], 0.6), bsdf.inputs["Base Color"])
     return material
 
 
