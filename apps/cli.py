@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_arguments(fit)
 
     render = commands.add_parser("render", help="render a fitted scene's test views or an orbit")
-    render.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file")
+    render.add_argument("run", help="run directory written by `render3d fit`, or a splat file (.ply, .glb)")
     views = render.add_mutually_exclusive_group()
     views.add_argument("--split", choices=["train", "val", "test"], help="render the cameras of this split (default test)")
     views.add_argument("--orbit", type=_positive_int, metavar="N", help="render N frames orbiting the scene")
@@ -143,12 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--fps", type=_positive_int, default=30, help="video frame rate (default 30)")
     render.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
     render.add_argument("--background", type=parse_rgb, metavar="R,G,B",
-                        help="background of a splat .ply in [0,1] (default 0,0,0; a run keeps its own)")
+                        help="background of a splat file in [0,1] (default 0,0,0; a run keeps its own)")
     render.add_argument("--device", help="cpu, cuda, cuda:N")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="PSNR/SSIM on a split; mesh metrics when the data has a ground-truth mesh")
-    evaluate.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file (needs --data;"
+    evaluate.add_argument("run", help="run directory written by `render3d fit`, or a splat file (.ply, .glb; needs --data;"
                           " rendered over the dataset's background)")
     evaluate.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
@@ -159,23 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="cpu, cuda, cuda:N")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    export = commands.add_parser("export", help="export a fitted scene as a mesh and/or a 3DGS splat PLY")
-    export.add_argument("run", help="run directory written by `render3d fit`, or a 3DGS splat .ply file")
+    export = commands.add_parser("export", help="export a fitted scene as a mesh and/or a splat (3DGS PLY or glTF)")
+    export.add_argument("run", help="run directory written by `render3d fit`, or a splat file (.ply, .glb)")
     export.add_argument("--mesh", help="output mesh file (.ply, .obj or .glb)")
-    export.add_argument("--splat", metavar="FILE.ply",
-                        help="output standard 3DGS PLY of the Gaussians (Gaussian methods such as 3dgs)")
+    export.add_argument("--splat", metavar="FILE.ply|FILE.glb",
+                        help="output the Gaussians (Gaussian methods such as 3dgs): .ply is the standard 3DGS PLY, "
+                             ".glb is glTF with KHR_gaussian_splatting (+z up turned to glTF's +y)")
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes cells per axis (default 256)")
     export.add_argument("--level", type=float, help="iso-level (default: the method's)")
     export.add_argument("--keep-all", action="store_true",
                         help="keep every piece of the mesh (default: drop floaters under 2%% of the largest piece's area)")
     export.add_argument("--device", help="cpu, cuda, cuda:N")
 
-    view = commands.add_parser("view", help="serve an interactive viewer of a run, a splat .ply or a mesh in the browser")
-    view.add_argument("path", help="run directory, 3DGS splat .ply, or mesh file (.ply with faces, .obj, .glb)")
+    view = commands.add_parser("view", help="serve an interactive viewer of a run, a splat file or a mesh in the browser")
+    view.add_argument("path", help="run directory, splat file (3DGS .ply, KHR_gaussian_splatting .glb), or mesh file (.ply with faces, .obj, .glb)")
     view.add_argument("--resolution", type=_positive_int, default=512,
                       help="pixels of the longer side of a still render (default 512; a slider changes it)")
     view.add_argument("--background", type=parse_rgb, metavar="R,G,B",
-                      help="background of a splat .ply in [0,1] (default 0,0,0; a run keeps its own)")
+                      help="background of a splat file in [0,1] (default 0,0,0; a run keeps its own)")
     view.add_argument("--device", help="cpu, cuda, cuda:N")
     _add_server_arguments(view)
 

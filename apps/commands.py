@@ -14,6 +14,7 @@ import render3d
 from render3d import rundir
 from render3d.errors import ConfigError, DataError
 from render3d.io.writable import check_writable
+from render3d.methods._splat_file import SUFFIXES as SPLAT_SUFFIXES, is_splat_file
 from render3d.rundir import RENDERS
 
 # Representations the demo prefers, best first, among those installed.
@@ -33,7 +34,7 @@ def _note_busy_machine() -> None:
 
 
 def _load_scene(args: argparse.Namespace) -> "render3d.Scene":
-    """The scene of ``args.run``: a run directory or a 3DGS splat ``.ply`` file."""
+    """The scene of ``args.run``: a run directory or a splat file (``.ply`` or ``.glb``)."""
     return render3d.Scene.load(args.run, device=getattr(args, "device", None),
                                background=getattr(args, "background", None))
 
@@ -43,7 +44,7 @@ def _data_for(scene: "render3d.Scene", data: str | None) -> Path:
         return Path(data)
     if scene.data_root is None:
         if scene.run_dir is None:
-            raise ConfigError("a splat .ply file has no dataset; pass --data DIR (or --orbit N to render)")
+            raise ConfigError("a splat file has no dataset; pass --data DIR (or --orbit N to render)")
         raise ConfigError("the run does not record its dataset folder; pass --data DIR")
     return scene.data_root
 
@@ -189,7 +190,7 @@ def _orbit_cameras(scene: "render3d.Scene", data: Path, n_frames: int) -> "rende
     return orbit_around(train.cameras, n_frames, train.center)
 
 
-# Orbit around a scene without an image dataset (a splat .ply, a shape run): horizontal field of view, elevation.
+# Orbit around a scene without an image dataset (a splat file, a shape run): horizontal field of view, elevation.
 _BOX_ORBIT_FOV_DEG = 50.0
 _BOX_ORBIT_ELEVATION_DEG = 20.0
 
@@ -213,7 +214,7 @@ def _box_orbit_cameras(scene: "render3d.Scene", n_frames: int) -> "render3d.Came
 
 
 def _default_render_folder(scene: "render3d.Scene", run: str, view: str) -> Path:
-    if scene.run_dir is None:  # a splat .ply: a folder beside it
+    if scene.run_dir is None:  # a splat file: a folder beside it
         return Path(run).with_name(f"{Path(run).stem}_renders") / view
     return Path(run) / RENDERS / view
 
@@ -256,19 +257,14 @@ def _check_video_path(path: str) -> None:
         raise ConfigError(f"--video: {path!r} must end in .mp4 or .gif")
 
 
-def _is_splat_file(run: str) -> bool:
-    """Whether ``run`` names a splat ``.ply`` file rather than a run directory (Scene.load's rule)."""
-    return Path(run).suffix.lower() == ".ply" and not Path(run).is_dir()
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.mesh_gt is not None:
         return _evaluate_against_mesh(args)
-    if _is_splat_file(args.run):  # rendered over the dataset's background, as a fitted run is
+    if is_splat_file(args.run):  # rendered over the dataset's background, as a fitted run is
         if not Path(args.run).is_file():
-            raise DataError(f"{args.run}: splat PLY file does not exist")
+            raise DataError(f"{args.run}: splat file does not exist")
         if args.data is None:
-            raise ConfigError("a splat .ply file has no dataset; pass --data DIR")
+            raise ConfigError("a splat file has no dataset; pass --data DIR")
         dataset = render3d.load_dataset(args.data, split=args.split)
         scene = render3d.Scene.load(args.run, device=args.device, background=dataset.background)
     else:
@@ -321,11 +317,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from render3d.mesh import MESH_EXTENSIONS, export_mesh
 
     if args.mesh is None and args.splat is None:
-        raise ConfigError("nothing to export: give --splat FILE.ply and/or --mesh FILE")
+        raise ConfigError("nothing to export: give --splat FILE.ply|FILE.glb and/or --mesh FILE")
     if args.mesh is not None and Path(args.mesh).suffix.lower() not in MESH_EXTENSIONS:
         raise ConfigError(f"--mesh: {args.mesh!r} must end in {', '.join(MESH_EXTENSIONS)}")
-    if args.splat is not None and Path(args.splat).suffix.lower() != ".ply":
-        raise ConfigError(f"--splat: {args.splat!r} must end in .ply (the 3DGS splat format)")
+    if args.splat is not None and Path(args.splat).suffix.lower() not in SPLAT_SUFFIXES:
+        raise ConfigError(f"--splat: {args.splat!r} must end in .ply (the 3DGS splat PLY) or .glb "
+                          "(glTF with KHR_gaussian_splatting)")
     for argument, path in (("--mesh", args.mesh), ("--splat", args.splat)):
         if path is not None:
             check_writable(path, argument)
@@ -345,7 +342,9 @@ def cmd_export(args: argparse.Namespace) -> int:
               + (f" ({dropped} small floating pieces dropped; --keep-all keeps them)" if dropped else ""))
     if args.splat is not None:
         size = scene.export_splat(args.splat).stat().st_size
-        _echo(f"wrote {args.splat}: 3DGS splat PLY, {size / 1e6:.3g} MB")
+        kind = "glTF KHR_gaussian_splatting, +z up turned to glTF's +y" if args.splat.lower().endswith(".glb") \
+            else "3DGS splat PLY"
+        _echo(f"wrote {args.splat}: {kind}, {size / 1e6:.3g} MB")
     return 0
 
 

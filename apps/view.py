@@ -31,6 +31,7 @@ import torch
 from render3d.cameras import Cameras
 from render3d.data.dataset import quantize
 from render3d.errors import ConfigError, DataError, first_line
+from render3d.io.splat_gltf import has_splats
 from render3d.io.splat_ply import read_ply_header
 
 # The camera counts as still (render at full resolution) after it has not moved this long.
@@ -118,8 +119,8 @@ def ply_kind(path: Path) -> str:
 
 
 def open_viewable(path: str, *, device=None, background=None) -> Viewable:
-    """Load a run directory, a 3DGS splat ``.ply`` or a mesh file (``.ply`` with faces, ``.obj``,
-    ``.glb``) for the viewer; a run brings its training cameras, SfM points and ground-truth
+    """Load a run directory, a splat file (a 3DGS ``.ply``, a ``KHR_gaussian_splatting`` ``.glb``)
+    or a mesh file (``.ply`` with faces, ``.obj``, ``.glb``) for the viewer; a run brings its training cameras, SfM points and ground-truth
     mesh when its dataset folder is still there."""
     import render3d
     from render3d.mesh import MESH_EXTENSIONS, load_mesh
@@ -131,13 +132,13 @@ def open_viewable(path: str, *, device=None, background=None) -> Viewable:
         scene = render3d.Scene.load(source, device=device, background=background)
         return _with_dataset(scene)
     suffix = source.suffix.lower()
-    if suffix == ".ply" and ply_kind(source) == "splat":
+    if (suffix == ".ply" and ply_kind(source) == "splat") or (suffix == ".glb" and has_splats(source)):
         return Viewable(scene=render3d.Scene.load(source, device=device, background=background))
     if suffix in MESH_EXTENSIONS:
         if background is not None:
             raise ConfigError("--background: a mesh file is shown as a mesh, not rendered")
         return Viewable(mesh=load_mesh(source))
-    raise DataError(f"{source}: not a run directory, a splat .ply or a mesh file ({', '.join(sorted(MESH_EXTENSIONS))})")
+    raise DataError(f"{source}: not a run directory, a splat file or a mesh file ({', '.join(sorted(MESH_EXTENSIONS))})")
 
 
 def _with_dataset(scene) -> Viewable:

@@ -11,6 +11,7 @@ Example::
 
     # Gaussian methods ("3dgs") also read and write the standard 3DGS splat PLY:
     scene.export_splat("demo_splat.ply")                 # opens in common splat viewers
+    scene.export_splat("demo_splat.glb")                 # glTF with KHR_gaussian_splatting
     splat = render3d.Scene.load("point_cloud.ply", background=(0, 0, 0))  # e.g. from the original 3DGS
     out = splat.render(scene_cameras)
 """
@@ -272,30 +273,39 @@ class Scene:
         """Whether :meth:`export_splat` works: the method has Gaussians (``gaussians()``)."""
         return callable(getattr(self.method, "gaussians", None))
 
-    def export_splat(self, path: str | os.PathLike) -> Path:
-        """Write the method's Gaussians as a standard 3DGS PLY (atomically); returns ``Path(path)``.
+    def export_splat(self, path: str | os.PathLike, *, up=(0.0, 0.0, 1.0)) -> Path:
+        """Write the method's Gaussians (atomically) as a standard 3DGS PLY (``.ply``) or as
+        glTF binary with the ``KHR_gaussian_splatting`` extension (``.glb``); returns ``Path(path)``.
 
-        The file holds ``means [N,3]``, wxyz ``quats [N,4]``, ``log_scales [N,3]``,
-        ``opacity_logits [N]`` and ``sh [N,K,3]`` in the layout of
-        :mod:`render3d.io.splat_ply`; :meth:`Scene.load` reads it back.
+        The PLY holds ``means [N,3]``, wxyz ``quats [N,4]``, ``log_scales [N,3]``,
+        ``opacity_logits [N]`` and ``sh [N,K,3]`` in the layout of :mod:`render3d.io.splat_ply`;
+        the glTF the same Gaussians as :mod:`render3d.io.splat_gltf` lays them out, turned so
+        that ``up`` (the world's up direction, ``[3]``; only used for ``.glb``) is glTF's +y.
+        :meth:`Scene.load` reads both back (a ``.glb`` with +z up).
 
         Raises:
-            ConfigError: ``path`` does not end in ``.ply``, or the method has no Gaussians.
+            ConfigError: ``path`` does not end in ``.ply`` or ``.glb``, a bad ``up``, or the
+            method has no Gaussians.
         """
+        from render3d.io.splat_gltf import save_splat_glb
         from render3d.io.splat_ply import save_splat_ply
 
         if not isinstance(path, (str, os.PathLike)):
-            raise ConfigError(f"path must be a file path ending in .ply, got {type(path).__name__}")
-        if Path(path).suffix.lower() != ".ply":
-            raise ConfigError(f"path: {str(path)!r} must end in .ply (the 3DGS splat format)")
+            raise ConfigError(f"path must be a file path ending in .ply or .glb, got {type(path).__name__}")
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".ply", ".glb"):
+            raise ConfigError(f"path: {str(path)!r} must end in .ply (the 3DGS splat PLY) or .glb "
+                              "(glTF with KHR_gaussian_splatting)")
         if not self.can_export_splat:
-            raise ConfigError(f"method {self.method.name!r} has no Gaussians to export as a splat PLY "
+            raise ConfigError(f"method {self.method.name!r} has no Gaussians to export as a splat "
                               f"(only Gaussian methods such as '3dgs' do; extract_mesh exports a mesh)")
         values = self.method.gaussians()
         if values["means"].shape[0] == 0:
             raise ConfigError(f"path: the scene has no Gaussians, so {str(path)!r} would be an empty splat")
-        return save_splat_ply(path, values["means"], values["quats"], values["log_scales"],
-                              values["opacity_logits"], values["sh"])
+        arrays = (values["means"], values["quats"], values["log_scales"], values["opacity_logits"], values["sh"])
+        if suffix == ".glb":
+            return save_splat_glb(path, *arrays, up=up)
+        return save_splat_ply(path, *arrays)
 
     @classmethod
     def load(
@@ -306,30 +316,31 @@ class Scene:
         background: tuple[float, float, float] | None = None,
     ) -> "Scene":
         """Rebuild a scene from a run directory (written by :meth:`fit` or :meth:`save`) or
-        from a standard 3DGS splat ``.ply`` file (e.g. written by :meth:`export_splat` or by the
-        original 3D Gaussian Splatting implementation).
+        from a splat file: a standard 3DGS ``.ply`` (e.g. written by :meth:`export_splat` or by the
+        original 3D Gaussian Splatting implementation) or a ``KHR_gaussian_splatting`` ``.glb``
+        (its +y turned to +z, as :meth:`export_splat` writes it by default).
 
         A splat file becomes a ``"3dgs"`` scene with the file's SH degree, an aabb around the
         0.5-99.5 % quantiles of the means (padded 10 %), near 0.01, width/height 800 and no
         dataset or run directory.
 
         Args:
-            path: run directory or ``.ply`` file.
+            path: run directory, ``.ply`` or ``.glb`` file.
             device: ``"cpu"``, ``"cuda"``…; default CUDA when available.
             background: RGB in [0,1] that a splat file is rendered over (default black, as
-                splat viewers do); only valid for ``.ply`` files (a run keeps its own).
+                splat viewers do); only valid for splat files (a run keeps its own).
 
         Raises:
-            DataError: missing or malformed run directory or PLY file (naming the file).
+            DataError: missing or malformed run directory or splat file (naming the file).
             ConfigError: bad ``device`` or ``background``.
         """
         path = Path(path)
-        if path.suffix.lower() == ".ply" and not path.is_dir():
-            from render3d.methods._splat_file import load_splat_method
+        from render3d.methods._splat_file import is_splat_file, load_splat_method
 
+        if is_splat_file(path):
             return cls(load_splat_method(path, background).to(resolve_device(device)).eval())
         if background is not None:
-            raise ConfigError(f"background: only valid when loading a .ply splat file; the run {str(path)!r} "
+            raise ConfigError(f"background: only valid when loading a splat file; the run {str(path)!r} "
                               "keeps the background it was fit with")
         run_dir = path
         torch_device = resolve_device(device)

@@ -150,39 +150,43 @@ def test_run_records_an_absolute_data_path(toy_method, data, tmp_path, monkeypat
     assert main(["eval", str(tmp_path / "r"), "--json"]) == 0
 
 
-def test_export_splat_then_render_and_eval_the_ply(data, tmp_path, capsys):
+@pytest.mark.parametrize("suffix, kind, magic", [
+    (".ply", "3DGS splat PLY", b"ply\n"),
+    (".glb", "glTF KHR_gaussian_splatting, +z up turned to glTF's +y", b"glTF"),
+])
+def test_export_splat_then_render_and_eval_the_file(data, tmp_path, capsys, suffix, kind, magic):
     run = tmp_path / "gs"
     assert main(["fit", str(data), "--method", "3dgs", "--out", str(run), "--steps", "10", "--quiet", "--no-eval",
                  "--config", "init_points=300"]) == 0
-    splat = tmp_path / "out" / "scene.ply"
+    splat = tmp_path / "out" / f"scene{suffix}"
     capsys.readouterr()
     assert main(["export", str(run), "--splat", str(splat)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed == [f"{printed[0].split(':')[0]}: 3DGS splat PLY, {splat.stat().st_size / 1e6:.3g} MB"]
-    assert printed[0].startswith(f"wrote {splat}") and splat.read_bytes().startswith(b"ply\n")
-    # No dataset behind a .ply: the orbit goes round its bounds, frames land beside it.
+    assert printed == [f"wrote {splat}: {kind}, {splat.stat().st_size / 1e6:.3g} MB"]
+    assert splat.read_bytes().startswith(magic)
+    # No dataset behind a splat file: the orbit goes round its bounds, frames land beside it.
     video = tmp_path / "orbit.mp4"
     assert main(["render", str(splat), "--orbit", "2", "--video", str(video), "--background", "1,1,1", "--quiet"]) == 0
     frames = sorted((tmp_path / "out" / "scene_renders" / "orbit").iterdir())
     assert [p.name for p in frames] == ["orbit_0000.png", "orbit_0001.png"]
     assert iio.imread(frames[0]).shape == (800, 800, 3) and iio.imread(video, index=None).shape[0] == 2
-    # Evaluated over the dataset's background, the PLY scores what the run scores.
+    # Evaluated over the dataset's background, the file scores what the run scores.
     capsys.readouterr()
     assert main(["eval", str(splat), "--data", str(data), "--json"]) == 0
-    from_ply = json.loads(capsys.readouterr().out)["mean"]
+    from_file = json.loads(capsys.readouterr().out)["mean"]
     assert main(["eval", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean"] == pytest.approx(from_ply, abs=1e-4)
+    assert json.loads(capsys.readouterr().out)["mean"] == pytest.approx(from_file, abs=1e-4)
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["export", "RUN"], "nothing to export: give --splat FILE.ply and/or --mesh FILE"),
+        (["export", "RUN"], "nothing to export: give --splat FILE.ply|FILE.glb and/or --mesh FILE"),
         (["export", "RUN", "--splat", "OUT/x.ply"], "--splat: method 'toy' has no Gaussians to export"),
         (["export", "RUN", "--splat", "OUT/x.splat"], "must end in .ply"),
         (["render", "OUT/bad.ply", "--orbit", "2"], "bad.ply: not a PLY file"),
         (["render", "OUT/missing.ply", "--orbit", "2"], "missing.ply: splat PLY file does not exist"),
-        (["render", "RUN", "--background", "1,1,1"], "background: only valid when loading a .ply"),
+        (["render", "RUN", "--background", "1,1,1"], "background: only valid when loading a splat file"),
         (["render", "RUN", "--background", "red"], "is not R,G,B"),
     ],
 )
@@ -292,9 +296,10 @@ def test_fit_without_a_test_split_evaluates_on_val_or_skips(toy_method, data, tm
     assert printed.index("note:") < printed.index("fitted toy")  # decided before fitting
 
 
-def test_eval_of_a_missing_ply_says_it_does_not_exist(capsys, tmp_path):
-    assert main(["eval", str(tmp_path / "nonexistent.ply")]) == 2
-    assert capsys.readouterr().err.strip().endswith("nonexistent.ply: splat PLY file does not exist")
+@pytest.mark.parametrize("name", ["nonexistent.ply", "nonexistent.glb"])
+def test_eval_of_a_missing_splat_file_says_it_does_not_exist(capsys, tmp_path, name):
+    assert main(["eval", str(tmp_path / name)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{name}: splat file does not exist")
 
 
 def test_info_and_fit_refuse_a_frame_with_a_zero_rotation(toy_method, data, tmp_path, capsys):

@@ -133,6 +133,6 @@ def test_load_errors_are_one_line_and_name_the_file(fitted, tmp_path):
         with pytest.raises(ConfigError, match="background must be 3 numbers"):
             render3d.Scene.load(path, background=background)
     run = fitted.save(tmp_path / "run")
-    with pytest.raises(ConfigError, match="background: only valid when loading a .ply"):
+    with pytest.raises(ConfigError, match="background: only valid when loading a splat file"):
         render3d.Scene.load(run, background=(0, 0, 0))
     assert render3d.Scene.load(run).method.name == "3dgs"

@@ -90,6 +90,17 @@ def test_ply_kind_reads_the_header(splat_path, tmp_path):
         open_viewable(str(tmp_path / "missing.ply"))
 
 
+def test_a_glb_opens_as_splats_or_as_a_mesh(splat_path, tmp_path):
+    import trimesh
+
+    glb = render3d.Scene.load(splat_path).export_splat(tmp_path / "splat.glb")
+    assert open_viewable(str(glb), device="cpu").scene is not None
+    mesh_path = tmp_path / "box.glb"
+    trimesh.creation.box().export(mesh_path)
+    shown = open_viewable(str(mesh_path))
+    assert shown.scene is None and len(shown.mesh.faces) == 12
+
+
 def test_view_command_refuses_bad_input_in_one_line(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     for target, expected in (("missing", "no such run directory or file"), ("notes.txt", "not a run directory")):

@@ -28,7 +28,7 @@ from torch import Tensor
 from render3d.errors import ConfigError, DataError
 from render3d.io.atomic import atomic_path
 
-__all__ = ["PlyHeader", "load_splat_ply", "read_ply_header", "save_splat_ply"]
+__all__ = ["PlyHeader", "check_splat_arrays", "load_splat_ply", "read_ply_header", "save_splat_ply"]
 
 _SH_COUNTS = {1: 0, 4: 1, 9: 2, 16: 3}  # K -> degree
 _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8", "uchar": "u1", "uint8": "u1",
@@ -53,6 +53,23 @@ def _check_shape(name: str, value: Tensor, shape: tuple) -> Tensor:
     return value.to(torch.float32).cpu()
 
 
+def check_splat_arrays(means, quats, log_scales, opacity_logits, sh) -> tuple[Tensor, ...]:
+    """The five Gaussian tensors (layout in the module doc) as detached float32 CPU tensors.
+
+    Raises:
+        ConfigError: a tensor of the wrong shape, or not 1, 4, 9 or 16 SH coefficients, naming it.
+    """
+    means = _check_shape("means", means, (None, 3))
+    n = means.shape[0]
+    quats = _check_shape("quats", quats, (n, 4))
+    log_scales = _check_shape("log_scales", log_scales, (n, 3))
+    opacity_logits = _check_shape("opacity_logits", opacity_logits, (n,))
+    sh = _check_shape("sh", sh, (n, None, 3))
+    if sh.shape[1] not in _SH_COUNTS:
+        raise ConfigError(f"sh must have 1, 4, 9 or 16 coefficients per channel, got {sh.shape[1]}")
+    return means, quats, log_scales, opacity_logits, sh
+
+
 def save_splat_ply(
     path: str | os.PathLike,
     means: Tensor,
@@ -67,14 +84,8 @@ def save_splat_ply(
         means: ``[N,3]`` centres. quats: ``[N,4]`` wxyz. log_scales: ``[N,3]``.
         opacity_logits: ``[N]``. sh: ``[N,K,3]`` SH coefficients, K in {1, 4, 9, 16}.
     """
-    means = _check_shape("means", means, (None, 3))
+    means, quats, log_scales, opacity_logits, sh = check_splat_arrays(means, quats, log_scales, opacity_logits, sh)
     n = means.shape[0]
-    quats = _check_shape("quats", quats, (n, 4))
-    log_scales = _check_shape("log_scales", log_scales, (n, 3))
-    opacity_logits = _check_shape("opacity_logits", opacity_logits, (n,))
-    sh = _check_shape("sh", sh, (n, None, 3))
-    if sh.shape[1] not in _SH_COUNTS:
-        raise ConfigError(f"sh must have 1, 4, 9 or 16 coefficients per channel, got {sh.shape[1]}")
     f_rest = sh[:, 1:, :].transpose(1, 2).reshape(n, 3 * (sh.shape[1] - 1))  # channel-major, as the original
     columns = [means, torch.zeros(n, 3), sh[:, 0, :], f_rest, opacity_logits[:, None], log_scales, quats]
     data = torch.cat(columns, dim=1).numpy().astype("<f4")

@@ -1,5 +1,6 @@
-"""A standard 3DGS splat PLY as a ready-to-render ``3dgs`` method (what :meth:`render3d.Scene.load`
-builds from a ``.ply`` file): the file's Gaussians and SH degree, and for what the file does not
+"""A splat file (a standard 3DGS PLY or a ``KHR_gaussian_splatting`` glTF binary) as a
+ready-to-render ``3dgs`` method (what :meth:`render3d.Scene.load` builds from a ``.ply`` or ``.glb``
+file): the file's Gaussians and SH degree, and for what the file does not
 say, splat viewers' conventions (near 0.01, far 1e4, 800x800 images, black background) and a box
 around the Gaussians that stray far-away ones do not blow up."""
 from __future__ import annotations
@@ -16,23 +17,32 @@ NEAR = 0.01
 FAR = 1.0e4
 IMAGE_SIZE = 800
 BACKGROUND = (0.0, 0.0, 0.0)
+SUFFIXES = (".ply", ".glb")
+
+
+def is_splat_file(path) -> bool:
+    """Whether ``path`` names a splat file (``.ply`` or ``.glb``, not a folder) rather than a run."""
+    path = Path(path)
+    return path.suffix.lower() in SUFFIXES and not path.is_dir()
 
 
 def load_splat_method(path: Path, background=None) -> Method:
-    """The ``3dgs`` method holding the Gaussians of the splat PLY ``path``, rendered over
-    ``background`` (RGB in [0, 1]; default black), on the CPU.
+    """The ``3dgs`` method holding the Gaussians of the splat file ``path`` (``.ply``, or
+    ``.glb`` read with +z up as :func:`render3d.io.splat_gltf.load_splat_glb` says), rendered
+    over ``background`` (RGB in [0, 1]; default black), on the CPU.
 
     Raises:
         ConfigError: a bad ``background``; DataError: a malformed or empty file (naming it).
     """
+    from render3d.io.splat_gltf import load_splat_glb
     from render3d.io.splat_ply import load_splat_ply
     from render3d.methods import get_method
 
     background = _checked_background(background)
-    values = load_splat_ply(path)
+    values = load_splat_glb(path) if Path(path).suffix.lower() == ".glb" else load_splat_ply(path)
     means = values["means"]
     if means.shape[0] == 0:
-        raise DataError(f"{path}: the splat PLY has no Gaussians")
+        raise DataError(f"{path}: the splat file has no Gaussians")
     degree = math.isqrt(values["sh"].shape[1]) - 1
     info = SceneInfo(aabb=splat_bounds(means), near=NEAR, far=FAR, background=background, width=IMAGE_SIZE,
                      height=IMAGE_SIZE)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from render3d.errors import ConfigError
 
-__all__ = ["spherical_harmonics_basis", "num_sh_bases"]
+__all__ = ["spherical_harmonics_basis", "num_sh_bases", "sh_rotation_matrix"]
 
 _C0 = 0.28209479177387814
 _C1 = 0.4886025119029199
@@ -77,3 +77,32 @@ def spherical_harmonics_basis(dirs: Tensor, degree: int) -> Tensor:
             _C3[6] * x * (xx - 3.0 * yy),
         ]
     return torch.stack(terms, dim=-1)
+
+
+def sh_rotation_matrix(rotation: Tensor, degree: int) -> Tensor:
+    """The ``[K, K]`` matrix ``D`` (``K = (degree+1)**2``) that rotates SH coefficients:
+    if ``f(d) = basis(d) @ c`` then ``f(R^T d) = basis(d) @ (D @ c)``, i.e. ``D @ c`` are the
+    coefficients of the function turned by ``rotation`` (what Wigner-D matrices do, block by
+    block, since each degree is closed under rotation).
+
+    Found by least squares on a fixed spread of directions (many more than ``K``), so it is
+    exact to float64 rounding without per-degree formulas.
+
+    Args:
+        rotation: ``[3, 3]`` rotation matrix. degree: 0, 1, 2 or 3.
+
+    Returns:
+        ``[K, K]`` float64 block-diagonal matrix.
+    """
+    rotation = torch.as_tensor(rotation, dtype=torch.float64).cpu()
+    if rotation.shape != (3, 3):
+        raise ConfigError(f"rotation must have shape [3, 3], got {list(rotation.shape)}")
+    count = 256  # a Fibonacci sphere: well spread, deterministic
+    index = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * index / count
+    radius = (1.0 - z * z).sqrt()
+    angle = index * (torch.pi * (3.0 - 5.0 ** 0.5))
+    dirs = torch.stack([radius * angle.cos(), radius * angle.sin(), z], dim=-1)
+    sampled = spherical_harmonics_basis(dirs, degree)
+    turned = spherical_harmonics_basis(dirs @ rotation, degree)  # rows are (R^T d)^T
+    return torch.linalg.lstsq(sampled, turned).solution

@@ -10,7 +10,7 @@ import trimesh
 
 from render3d.apps.cli import main
 from render3d.body import procedural_body
-from render3d.body.gltf import read_glb
+from render3d.io.glb import read_glb
 from tests.body.test_fitting import CAMERA, synthetic
 
 

@@ -7,7 +7,8 @@ import torch
 import trimesh
 
 from render3d.body import procedural_body
-from render3d.body.gltf import accessor_array, read_glb, write_skinned_glb
+from render3d.body.gltf import write_skinned_glb
+from render3d.io.glb import accessor_array, read_glb
 
 
 @pytest.fixture(scope="module")
