@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit within this wall-clock time, e.g. 90s, 10m, 1.5h: steps and schedule are set from"
                           " the measured speed")
     fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the preset's)")
+    fit.add_argument("--downscale", type=_positive_int, metavar="N",
+                     help="train on images shrunk N times (1: full size); default: large images are shrunk to suit"
+                          " the time budget (a longer side of 480 px for 12 minutes on a CPU, 1600 px without a"
+                          " budget); render and eval use the run's scale unless given --downscale")
     fit.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     fit.add_argument("--seed", type=int, help="random seed (default 0)")
     fit.add_argument("--config", type=parse_config_item, action="append", default=[], metavar="KEY=VALUE",
@@ -142,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--video", help="also write the frames as a video (.mp4 or .gif)")
     render.add_argument("--fps", type=_positive_int, default=30, help="video frame rate (default 30)")
     render.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
+    render.add_argument("--downscale", type=_positive_int, metavar="N",
+                        help="render the dataset's cameras shrunk N times (default: the scale the run was fit at;"
+                             " 1: the images' full size)")
     render.add_argument("--background", type=parse_rgb, metavar="R,G,B",
                         help="background of a splat file in [0,1] (default 0,0,0; a run keeps its own)")
     render.add_argument("--device", help="cpu, cuda, cuda:N")
@@ -152,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                           " rendered over the dataset's background)")
     evaluate.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
+    evaluate.add_argument("--downscale", type=_positive_int, metavar="N",
+                          help="evaluate on images shrunk N times (default: the scale the run was fit at; 1: full size)")
     evaluate.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes resolution for mesh metrics")
     evaluate.add_argument("--mesh-gt", metavar="MESH", help="ground-truth mesh file: report IoU, Chamfer-L1, normal consistency"
                           " and F-score of the run's mesh against it (implicit surfaces) instead of PSNR/SSIM")

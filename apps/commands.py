@@ -134,6 +134,7 @@ def _fit(args: argparse.Namespace, method: str, seed: int, config: dict, on_step
         progress=not args.quiet,
         on_step=on_step,
         share_cpu=True,
+        downscale=args.downscale,
     )
 
 
@@ -183,10 +184,10 @@ def _report_evaluation(scene: "render3d.Scene", data, split: str, progress: bool
     return result
 
 
-def _orbit_cameras(scene: "render3d.Scene", data: Path, n_frames: int) -> "render3d.Cameras":
+def _orbit_cameras(data: Path, n_frames: int, downscale: int) -> "render3d.Cameras":
     from render3d.camera_paths import orbit_around
 
-    train = render3d.load_dataset(data, split="train", images=False)
+    train = render3d.load_dataset(data, split="train", images=False, downscale=downscale)
     return orbit_around(train.cameras, n_frames, train.center)
 
 
@@ -228,15 +229,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable(args.out, "--out", folder=True)
     scene = _load_scene(args)
+    downscale = scene.downscale if args.downscale is None else args.downscale
     if args.orbit:
         view = "orbit"
         if args.data is None and (scene.data_root is None or scene.method.data_kind != "images"):
             cameras = _box_orbit_cameras(scene, args.orbit)
         else:
-            cameras = _orbit_cameras(scene, _data_for(scene, args.data), args.orbit)
+            cameras = _orbit_cameras(_data_for(scene, args.data), args.orbit, downscale)
     else:
         view = args.split or "test"
-        cameras = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False).cameras
+        cameras = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False,
+                                        downscale=downscale).cameras
     names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
     out = Path(args.out) if args.out else check_writable(_default_render_folder(scene, args.run, view),
                                                          "render folder", folder=True)
@@ -265,11 +268,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise DataError(f"{args.run}: splat file does not exist")
         if args.data is None:
             raise ConfigError("a splat file has no dataset; pass --data DIR")
-        dataset = render3d.load_dataset(args.data, split=args.split)
+        dataset = render3d.load_dataset(args.data, split=args.split, downscale=args.downscale or 1)
         scene = render3d.Scene.load(args.run, device=args.device, background=dataset.background)
     else:
         scene = _load_scene(args)
-        dataset = render3d.load_dataset(_data_for(scene, args.data), split=args.split)
+        downscale = scene.downscale if args.downscale is None else args.downscale
+        dataset = render3d.load_dataset(_data_for(scene, args.data), split=args.split, downscale=downscale)
     result = scene.evaluate(dataset, args.split, progress=not (args.quiet or args.json))
     if dataset.mesh_path is not None and scene.method.can_mesh:
         from render3d.mesh import load_mesh
@@ -514,7 +518,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scene = render3d.Scene.fit(data, method=method, steps=steps, device=args.device, config=config, preset=preset,
                                out=out / "run", overwrite=True, progress=not args.quiet, share_cpu=True)
     _report_evaluation(scene, data, "test", progress=not args.quiet)
-    frames = scene.render(_orbit_cameras(scene, data, 60), progress=not args.quiet)["rgb"].clamp(0, 1)
+    frames = scene.render(_orbit_cameras(data, 60, scene.downscale), progress=not args.quiet)["rgb"].clamp(0, 1)
     video = _write_demo_video(out, frames)
     written = [f"run directory: {out / 'run'}", f"novel-view video: {video}"]
     if scene.can_export_splat:

@@ -48,15 +48,16 @@ def checkpoint_payload(method, step: int, seed: int | None) -> dict:
             "step": step, "seed": seed, "state_dict": method.state_dict()}
 
 
-def write_config(run_dir: Path, method, *, seed: int | None, preset: str | None, data_root: Path | None) -> Path:
-    """``config.json``: the version, ``method``'s name, config and scene info, the seed, preset
-    and dataset folder of the fit (atomically)."""
+def write_config(run_dir: Path, method, *, seed: int | None, preset: str | None, data_root: Path | None,
+                 downscale: int = 1) -> Path:
+    """``config.json``: the version, ``method``'s name, config and scene info, the seed, preset,
+    dataset folder and the factor its images were shrunk by for the fit (atomically)."""
     from render3d import __version__
 
     return atomic_write_json(Path(run_dir) / CONFIG, {
         "render3d_version": __version__, "method": method.name, "config": method.config,
         "scene_info": method.scene_info.to_dict(), "seed": seed, "preset": preset,
-        "data": None if data_root is None else str(data_root)})
+        "data": None if data_root is None else str(data_root), "downscale": int(downscale)})
 
 
 def save_checkpoint(run_dir: Path, payload: dict) -> Path:

@@ -26,6 +26,7 @@ import torch
 from render3d import rundir
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
+from render3d.data.resolution import check_downscale
 from render3d.errors import ConfigError, DataError
 from render3d.methods import get_method
 from render3d.methods.base import Method, SceneInfo
@@ -33,12 +34,12 @@ from render3d.progress import progress_bar
 from render3d.training import DEFAULT_CHECKPOINT_MINUTES, fit_scene, resolve_device
 
 
-def _as_dataset(data: str | os.PathLike | Dataset, split: str) -> Dataset:
+def _as_dataset(data: str | os.PathLike | Dataset, split: str, downscale: int) -> Dataset:
     if isinstance(data, Dataset):
         return data
     from render3d.data import load_dataset
 
-    return load_dataset(data, split=split)
+    return load_dataset(data, split=split, downscale=downscale)
 
 
 class Scene:
@@ -48,12 +49,14 @@ class Scene:
     """
 
     def __init__(self, method: Method, *, run_dir: Path | None = None, data_root: Path | None = None, seed: int | None = None,
-                 preset: str | None = None):
+                 preset: str | None = None, downscale: int = 1):
         self.method = method
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.data_root = None if data_root is None else Path(data_root)
         self.seed = seed
         self.preset = preset
+        # The factor the training images were shrunk by (render3d.data.resolution); evaluate() uses it too.
+        self.downscale = downscale
         # After a fit: steps, seconds, final metrics (and time_budget, resumed_at), as in metrics.json["train"].
         self.train_summary: dict | None = None
 
@@ -78,6 +81,7 @@ class Scene:
         progress: bool = True,
         on_step: Callable[[Scene, int], None] | None = None,
         share_cpu: bool = False,
+        downscale: int | None = None,
     ) -> "Scene":
         """Fit ``method`` to the training split of ``data``.
 
@@ -130,6 +134,11 @@ class Scene:
                 and take them back when they are free (:mod:`render3d.cpu_share`; the CLI's
                 ``fit`` and ``demo`` do). Results are then reproducible only to float rounding,
                 as the thread count changes with the machine's load.
+            downscale: shrink the training images by this integer factor (1: full size). Default
+                (None): large images (phone photos, video frames) are shrunk to suit the time
+                budget, e.g. to a longer side of 480 px for 12 minutes on a CPU and 1600 px
+                without a budget (:mod:`render3d.data.resolution`); a resumed run keeps its own.
+                :meth:`evaluate` uses the same factor; the image files are not changed.
 
         In a ``torch.distributed`` process group (e.g. under ``torchrun``, see
         :mod:`render3d.distributed`) every rank calls ``fit`` with the same arguments and trains
@@ -144,7 +153,7 @@ class Scene:
         return fit_scene(cls, data, method, steps=steps, seed=seed, device=device, config=config, out=out,
                          checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                          overwrite=overwrite, resume=resume, preset=preset, time_budget=time_budget,
-                         progress=progress, on_step=on_step, share_cpu=share_cpu)
+                         progress=progress, on_step=on_step, share_cpu=share_cpu, downscale=downscale)
 
     # ------------------------------------------------------------------ using a scene
     @torch.no_grad()
@@ -175,11 +184,14 @@ class Scene:
         split: str = "test",
         *,
         progress: bool = False,
+        downscale: int | None = None,
     ) -> dict:
         """PSNR and SSIM of renders against the images of ``split``.
 
         Args:
             data: dataset folder or loaded Dataset; default the folder the scene was fit on.
+            downscale: shrink a folder's images by this factor; default the scale the scene
+                was fit at (:attr:`downscale`; 1 evaluates at full size).
 
         Returns:
             ``{"split", "images": [{"name", "psnr", "ssim"}...], "mean": {"psnr", "ssim"}}``;
@@ -191,7 +203,8 @@ class Scene:
             if self.data_root is None:
                 raise ConfigError("evaluate: no data given and the scene does not know its dataset folder")
             data = self.data_root
-        dataset = _as_dataset(data, split)
+        downscale = self.downscale if check_downscale(downscale) is None else downscale
+        dataset = _as_dataset(data, split, downscale)
         if len(dataset) == 0:
             raise DataError(f"{dataset.root}: split {split!r} has no images to evaluate")
         rendered = self.render(dataset.cameras, progress=progress)["rgb"].clamp(0, 1)
@@ -263,7 +276,8 @@ class Scene:
     def save(self, out: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``checkpoint.pt`` into ``out`` (atomically); returns it."""
         self.run_dir = rundir.prepare_output_dir(Path(out))
-        rundir.write_config(self.run_dir, self.method, seed=self.seed, preset=self.preset, data_root=self.data_root)
+        rundir.write_config(self.run_dir, self.method, seed=self.seed, preset=self.preset, data_root=self.data_root,
+                            downscale=self.downscale)
         step = int(self.method.config.get("steps", 0))
         rundir.save_checkpoint(self.run_dir, rundir.checkpoint_payload(self.method, step, self.seed))
         return self.run_dir
@@ -359,4 +373,4 @@ class Scene:
         config = rundir.read_json(run_dir / rundir.CONFIG)
         data_root = config.get("data")
         return cls(method, run_dir=run_dir, data_root=None if data_root is None else Path(data_root), seed=payload.get("seed"),
-                   preset=config.get("preset"))
+                   preset=config.get("preset"), downscale=int(config.get("downscale", 1)))

@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from tqdm.auto import tqdm
 
 from render3d import distributed, random_state, rundir
 from render3d.budget import StepBudget, parse_duration
 from render3d.cpu_share import ThreadShare
+from render3d.data.images import downscaled_size
+from render3d.data.resolution import check_downscale, max_training_side, training_downscale
 from render3d.errors import ConfigError, DataError, TrainingError, first_line
 from render3d.interruption import FitInterrupted, StopSignals
 from render3d.methods import get_method
@@ -63,9 +66,11 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
               seed: int, device, config: dict | None, out, checkpoint_every: int | None,
               checkpoint_minutes: float | None, overwrite: bool, resume: bool, preset: str | None,
               time_budget: float | str | None, progress: bool,
-              on_step: Callable[[Scene, int], None] | None, share_cpu: bool = False) -> Scene:
+              on_step: Callable[[Scene, int], None] | None, share_cpu: bool = False,
+              downscale: int | None = None) -> Scene:
     """:meth:`render3d.Scene.fit` (see there for the arguments and errors)."""
     method_cls = get_method(method)
+    downscale = check_downscale(downscale)
     torch_device = resolve_device(device)
     preset = method_cls.default_preset(torch_device) if preset is None else preset
     method_cls.make_config(config, steps, preset)  # refuse a bad config before loading any data
@@ -81,7 +86,10 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
     if resume and out is None:
         raise ConfigError("resume needs out=RUN_DIR, the run to continue")
     run_dir = None if out is None else rundir.check_output_dir(Path(out), overwrite=overwrite, resume=resume)
-    dataset = method_cls.load_training_data(data, torch_device)
+    recorded = rundir.read_json(run_dir / rundir.CONFIG) if resume else {}
+    downscale = _training_downscale(method_cls, data, downscale, recorded,
+                                    seconds if seconds is not None else preset_budget, progress)
+    dataset = method_cls.load_training_data(data, torch_device, downscale=downscale)
     data_root = dataset.root.resolve()
     data_defaults = method_cls.data_defaults(dataset, preset)
     method_config = method_cls.make_config(config, steps, preset, data_defaults=data_defaults)
@@ -89,7 +97,7 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
     if resume:  # the run keeps the budget (or step count) it was fit with, unless given a new budget
         payload = rundir.load_resumable(run_dir, method_cls.name, method_config, seed, torch_device)
         budget = _resumed_budget(payload, seconds, method_config)
-        _check_resumed_data(run_dir, data_root)
+        _check_resumed_data(recorded, run_dir, data_root)
     else:
         seconds = preset_budget if seconds is None else seconds
         budget = None if seconds is None else StepBudget(seconds, method_config["steps"])
@@ -103,7 +111,8 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
         model = method_cls(method_config, method_cls.scene_info_for(dataset)).to(torch_device)
         model.parallel = parallel
         model.setup(dataset)
-        scene = scene_cls(model, run_dir=writer_dir, data_root=data_root, seed=seed, preset=preset)
+        scene = scene_cls(model, run_dir=writer_dir, data_root=data_root, seed=seed, preset=preset,
+                          downscale=downscale)
         trainer = Trainer(scene, devices=devices, budget=budget, budget_is_preset=budget_is_preset,
                           checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
                           progress=progress and parallel.is_main, on_step=on_step, stoppable=run_dir is not None,
@@ -113,7 +122,7 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
         elif writer_dir is not None:
             # Only now that the method accepted its config and data: bad input leaves the folder as it was.
             rundir.prepare_output_dir(run_dir, overwrite=overwrite)
-            rundir.write_config(run_dir, model, seed=seed, preset=preset, data_root=data_root)
+            rundir.write_config(run_dir, model, seed=seed, preset=preset, data_root=data_root, downscale=downscale)
         training = {} if payload is None else payload["training"]
         trainer.run(method_config["steps"], start=training.get("step", 0), seconds=training.get("seconds", 0.0))
     return scene
@@ -344,8 +353,40 @@ def _signal_number(name: str | None) -> int:
     return 0 if name is None else signal.Signals[name].value
 
 
-def _check_resumed_data(run_dir: Path, data_root: Path) -> None:
-    """A resumed fit must train on the dataset folder its run recorded."""
-    recorded = rundir.read_json(run_dir / rundir.CONFIG).get("data")
-    if recorded is not None and Path(recorded) != data_root:
-        raise ConfigError(f"resume: {run_dir} was fit on {recorded}, not on {data_root}")
+def _check_resumed_data(recorded: dict, run_dir: Path, data_root: Path) -> None:
+    """A resumed fit must train on the dataset folder its run recorded (``recorded``: its config.json)."""
+    folder = recorded.get("data")
+    if folder is not None and Path(folder) != data_root:
+        raise ConfigError(f"resume: {run_dir} was fit on {folder}, not on {data_root}")
+
+
+def _training_downscale(method_cls: type[Method], data, downscale: int | None, recorded: dict,
+                        budget_seconds: float | None, progress: bool) -> int:
+    """The factor the training images are shrunk by (:mod:`render3d.data.resolution`): the
+    caller's, a resumed run's own, or the smallest that fits the budget's image size. Says so in
+    one line when it shrinks them."""
+    from render3d.data import load_dataset
+    from render3d.data.dataset import Dataset
+
+    if method_cls.data_kind != "images" or isinstance(data, Dataset):
+        if downscale not in (None, 1):
+            what = "a loaded Dataset (load it with load_dataset(..., downscale=N))" if isinstance(data, Dataset) \
+                else f"method {method_cls.name!r} (it trains on shapes, not images)"
+            raise ConfigError(f"downscale: not applicable to {what}")
+        return 1
+    if "downscale" in recorded:  # a resumed run keeps the resolution it was fit at
+        if downscale is not None and downscale != recorded["downscale"]:
+            raise ConfigError(f"downscale: the run was fit at downscale {recorded['downscale']}, not {downscale}")
+        return int(recorded["downscale"])
+    if downscale is not None:
+        return downscale
+    cameras = load_dataset(data, split="train", images=False).cameras  # headers only
+    max_side = max_training_side(budget_seconds)
+    chosen = training_downscale(cameras.width, cameras.height, max_side)
+    if chosen > 1 and progress and distributed.current().is_main:
+        width, height = downscaled_size(cameras.width, cameras.height, chosen)
+        reason = "without a time budget" if budget_seconds is None else f"for a {_duration(budget_seconds)} budget"
+        tqdm.write(f"training on images shrunk {chosen}x to {width}x{height} (from {cameras.width}x{cameras.height}; "
+                   f"longer side at most {max_side} px {reason}); --downscale 1 trains at full size, and render/eval "
+                   f"use the same scale unless given --downscale")
+    return chosen

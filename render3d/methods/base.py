@@ -132,13 +132,14 @@ class Method(torch.nn.Module, abc.ABC):
         self.parallel: DataParallel = SINGLE_PROCESS
 
     @classmethod
-    def load_training_data(cls, data, device: torch.device):
+    def load_training_data(cls, data, device: torch.device, *, downscale: int = 1):
         """The training data at ``data`` (a path, or data already loaded) for ``setup``; it
-        has a ``root`` path. Default: the image dataset's training split, on ``device``."""
+        has a ``root`` path. Default: the image dataset's training split with its images
+        shrunk by ``downscale``, on ``device``."""
         if not isinstance(data, Dataset):
             from render3d.data import load_dataset
 
-            data = load_dataset(data, split="train")
+            data = load_dataset(data, split="train", downscale=downscale)
         if data.images is None:
             raise ConfigError(f"{data.root}: the dataset was loaded with images=False (cameras only); "
                               "fitting needs its images")

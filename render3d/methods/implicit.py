@@ -125,7 +125,7 @@ class ImplicitShape(Method):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def load_training_data(cls, data, device: torch.device):
+    def load_training_data(cls, data, device: torch.device, *, downscale: int = 1):
         from render3d.data.shapes import ShapeData, load_shapes
 
         return data if isinstance(data, ShapeData) else load_shapes(data)
