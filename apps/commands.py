@@ -179,9 +179,19 @@ def _evaluation_split(data: Path) -> str | None:
 
 def _report_evaluation(scene: "render3d.Scene", data, split: str, progress: bool) -> dict:
     result = scene.evaluate(data, split, progress=progress)
-    mean = result["mean"]
-    _echo(f"{split}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {len(result['images'])} images")
+    _echo(_evaluation_line(scene, result))
     return result
+
+
+def _evaluation_line(scene: "render3d.Scene", result: dict) -> str:
+    """The line that sums up :meth:`Scene.evaluate`'s ``result``; a fit with per-image appearance
+    also gives the appearance-matched PSNR (its test images have exposures of their own)."""
+    mean = result["mean"]
+    line = f"{result['split']}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {len(result['images'])} images"
+    if scene.method.config.get("appearance", "off") != "off":
+        line += (f"; {mean['psnr_appearance']:.2f} dB on the right halves with each image's appearance matched "
+                 "on its left half")
+    return line
 
 
 def _orbit_cameras(data: Path, n_frames: int, downscale: int) -> "render3d.Cameras":
@@ -285,8 +295,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    mean = result["mean"]
-    _echo(f"{args.split}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {len(result['images'])} images")
+    _echo(_evaluation_line(scene, result))
     for key, value in result.get("mesh", {}).items():
         _echo(f"mesh {key}: {value:.5g}" if isinstance(value, float) else f"mesh {key}: {value}")
     return 0

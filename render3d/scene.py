@@ -194,10 +194,14 @@ class Scene:
                 was fit at (:attr:`downscale`; 1 evaluates at full size).
 
         Returns:
-            ``{"split", "images": [{"name", "psnr", "ssim"}...], "mean": {"psnr", "ssim"}}``;
-            written to ``metrics.json["eval"]`` when the scene has a run directory.
+            ``{"split", "images": [{"name", "psnr", "ssim", "psnr_appearance"}...], "mean": {...}}``;
+            ``psnr_appearance`` scores the right half of each image after matching its
+            appearance (an affine colour transform) on the left half, NeRF-W's protocol for fits
+            with per-image appearance (:mod:`render3d.metrics.appearance`). Written to
+            ``metrics.json["eval"]`` when the scene has a run directory.
         """
         from render3d.metrics import psnr, ssim
+        from render3d.metrics.appearance import right_half_psnr
 
         if data is None:
             if self.data_root is None:
@@ -216,9 +220,11 @@ class Scene:
                     "name": name,
                     "psnr": float(psnr(rendered[index], target)),
                     "ssim": float(ssim(rendered[index], target)),
+                    "psnr_appearance": right_half_psnr(rendered[index], target),
                 }
             )
-        mean = {key: sum(item[key] for item in per_image) / len(per_image) for key in ("psnr", "ssim")}
+        mean = {key: sum(item[key] for item in per_image) / len(per_image)
+                for key in ("psnr", "ssim", "psnr_appearance")}
         result = {"split": split, "images": per_image, "mean": mean}
         self.record_metrics("eval", result)
         return result

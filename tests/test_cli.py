@@ -369,3 +369,21 @@ def test_building_the_parser_does_not_import_torch():
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+def test_fit_and_eval_of_a_capture_report_the_appearance_matched_psnr(tmp_path, capsys):
+    """Captures fit with per-image appearance by default; their test images have exposures of
+    their own, so fit and eval also give NeRF-W's left-half-matched PSNR of the right halves."""
+    from tests.data.synthetic import write_colmap_scene
+
+    write_colmap_scene(tmp_path / "colmap", count=10)
+    out = tmp_path / "run"
+    assert main(["fit", str(tmp_path / "colmap"), "--method", "3dgs", "--steps", "3", "--out", str(out),
+                 "--quiet", "--config", "init_points=50"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["appearance"] == "affine"
+    assert main(["eval", str(out)]) == 0
+    fit_line, eval_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("test: PSNR")]
+    assert fit_line == eval_line and "dB on the right halves with each image's appearance matched" in eval_line
+    assert main(["eval", str(out), "--json"]) == 0
+    mean = json.loads(capsys.readouterr().out)["mean"]
+    assert 0 < mean["psnr"] < 60 and 0 < mean["psnr_appearance"] < 60

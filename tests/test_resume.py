@@ -27,6 +27,8 @@ TINY = {
     "3dgs-mcmc": ({"strategy": "mcmc", "init_points": 100, "cap_max": 150, "schedule_steps": 14, "refine_start": 2,
                    "refine_every": 3, "refine_stop": 12, "sh_degree_every": 4}, 14),
 }
+# The same with per-image appearance (its transforms and their Adam resume too).
+TINY |= {f"{name}-appearance": ({**TINY[name][0], "appearance": "affine"}, TINY[name][1]) for name in ("nerf", "3dgs")}
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def test_toy_interrupted_and_resumed_equals_uninterrupted(toy_method, data, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["nerf", "3dgs", "3dgs-mcmc"])
+@pytest.mark.parametrize("name", sorted(TINY))
 def test_method_interrupted_and_resumed_is_bit_exact(name, data, tmp_path, monkeypatch):
     """Optimiser moments, schedules, densification statistics and RNG states all resume: the
     parameters equal those of an uninterrupted fit bit for bit (same process, same threads)."""
@@ -82,6 +84,8 @@ def test_method_interrupted_and_resumed_is_bit_exact(name, data, tmp_path, monke
     full = render3d.Scene.fit(data, method, steps=steps, seed=3, config=config, progress=False)
     resumed = _interrupt_and_resume(monkeypatch, data, method, config, steps, tmp_path / "run")
     _assert_same_state(full.method.state_dict(), resumed.method.state_dict())
+    if "appearance" in name:  # the transforms were trained, not left at the identity
+        assert resumed.method.appearance.deltas.abs().max() > 0
     if method == "3dgs":  # densification really happened on both sides of the interruption
         assert resumed.method.num_gaussians != config["init_points"]
 

@@ -18,7 +18,11 @@ original, by default) with the mean over them of ``(1 - ssim_lambda) * L1 + ssim
 - the active SH degree rises by one every ``sh_degree_every`` steps up to ``sh_degree``;
 - densification by the original adaptive density control (``strategy="adc"``) or the
   capped 3DGS-MCMC strategy (``strategy="mcmc"``, at most ``cap_max`` Gaussians), see
-  :mod:`render3d.methods._densification`.
+  :mod:`render3d.methods._densification`;
+- with ``appearance="affine"`` (the default for captures: COLMAP, photo folders, nerfstudio) each
+  training image's render passes through its own affine colour transform before the loss
+  (:mod:`render3d.methods._appearance`), for auto-exposure and white balance; renders of
+  new views use none.
 
 The schedule keys (``refine_*``, ``reset_every``, ``sh_degree_every``) are given for a run of
 ``schedule_steps`` steps (the original 30000) and scaled to the actual ``steps``
@@ -37,6 +41,7 @@ from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import _splat_params as splats
 from render3d.methods import register
+from render3d.methods._appearance import ImageAppearance, appearance_defaults
 from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
 from render3d.methods._splat_volume import splat_density_volume
 from render3d.methods.base import Method, SceneInfo
@@ -72,6 +77,8 @@ class GaussianSplatting(Method):
         "lr_shN": 2.5e-3 / 20,
         "ssim_lambda": 0.2,
         "batch_views": 1,
+        "appearance": "off",
+        "lr_appearance": 5e-3,
         # schedule (for schedule_steps steps; scaled to `steps`)
         "schedule_steps": 30000,
         "sh_degree_every": 1000,
@@ -121,10 +128,11 @@ class GaussianSplatting(Method):
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
-        """In a process group, one view per rank per step (``batch_views`` = the process count),
-        so that ``--nproc N`` or ``torchrun`` trains without a ``--config``; a user's value wins."""
+        """Per-image appearance for captures (:func:`appearance_defaults`); in a process group,
+        one view per rank per step (``batch_views`` = the process count), so that ``--nproc N``
+        or ``torchrun`` trains without a ``--config``; a user's value wins."""
         processes = distributed.current().world_size
-        return {"batch_views": processes} if processes > 1 else {}
+        return appearance_defaults(data) | ({"batch_views": processes} if processes > 1 else {})
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
@@ -135,6 +143,7 @@ class GaussianSplatting(Method):
         self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
         self.register_buffer("active_sh_degree", torch.tensor(config["sh_degree"]))
         self.register_buffer("scene_scale", torch.tensor(1.0))
+        self.appearance = ImageAppearance(config["appearance"], config["lr_appearance"])
 
     # ------------------------------------------------------------------ schedule
     def _scheduled(self, key: str) -> int:
@@ -173,6 +182,7 @@ class GaussianSplatting(Method):
                           "log_scales": self.config["lr_scales"], "opacity_logits": self.config["lr_opacities"],
                           "sh0": self.config["lr_sh0"], "shN": self.config["lr_shN"]}
         self.optimizer = splats.make_optimizer(self.splats, learning_rates)
+        self.appearance.reset(len(dataset), device)
         self.strategy = self._make_strategy()
         self.active_sh_degree.fill_(0)
         self.view_order = torch.randperm(len(dataset), device=device)
@@ -256,6 +266,7 @@ class GaussianSplatting(Method):
         batch = self.config["batch_views"]
         views = self._next_views(step)[self.parallel.share(batch)]
         self.optimizer.zero_grad(set_to_none=True)
+        self.appearance.zero_grad()
         infos = []
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, mse: read once per step
         for index, view in enumerate(views):
@@ -265,6 +276,7 @@ class GaussianSplatting(Method):
             rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"])
             if info["means2d"].requires_grad:
                 info["means2d"].retain_grad()
+            rgb = self.appearance.apply(rgb, view)
             l1 = (rgb - target).abs().mean()
             lam = self.config["ssim_lambda"]
             view_loss = ((1 - lam) * l1 + lam * (1 - ssim(rgb, target).mean())) / batch
@@ -273,22 +285,25 @@ class GaussianSplatting(Method):
             view_loss.backward()
             infos.append(info)
             totals += torch.stack([view_loss.detach().double(), ((rgb.detach() - target) ** 2).mean().double() / batch])
-        self.parallel.sum_gradients(self.splats.values())
+        self.parallel.sum_gradients([*self.splats.values(), *self.appearance.parameters()])
         self.optimizer.step()
+        self.appearance.step()
         self.strategy.step(step, self.splats, self.optimizer, infos, self.cameras.width, self.cameras.height, lr_means,
                            views_per_step=batch)
         loss, mse = self.parallel.sum(totals.tolist())
         return {"loss": loss, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "gaussians": self.num_gaussians}
 
     def training_state(self) -> dict:
-        """Adam's moments (per Gaussian), the densification statistics and the view order."""
+        """Adam's moments (per Gaussian, and of the appearance), the densification statistics and
+        the view order."""
         return {"optimizer": self.optimizer.state_dict(), "strategy": self.strategy.state(),
-                "view_order": self.view_order.clone()}
+                "view_order": self.view_order.clone(), "appearance": self.appearance.training_state()}
 
     def load_training_state(self, state: dict) -> None:
         """After ``load_state_dict`` resized the Gaussians: a new Adam over them, then its state."""
         self.optimizer = splats.make_optimizer(self.splats, {name: 0.0 for name in splats.PARAM_NAMES})
         self.optimizer.load_state_dict(state["optimizer"])
+        self.appearance.load_training_state(state.get("appearance", {}))
         self.strategy.load_state(state["strategy"])
         self.view_order = state["view_order"].to(self.view_order.device)
 

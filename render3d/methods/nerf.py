@@ -5,7 +5,10 @@ grid (empty space skipped, early termination at low transmittance), evaluate the
 field on the packed samples, volume-render and minimise the MSE to the pixels. The number of
 rays per step adapts so that each step processes about ``target_samples`` samples. RGBA
 data is trained over random background colours (so that empty space must become
-transparent) and rendered over the dataset's background.
+transparent) and rendered over the dataset's background. With ``appearance="affine"`` (the
+default for captures: COLMAP, photo folders, nerfstudio) each ray's colour passes through its
+training image's affine colour transform before the loss (:mod:`render3d.methods._appearance`);
+renders of new views use none.
 
 With several processes (:mod:`render3d.distributed`) every rank draws the same global ray batch
 (the same random numbers) and renders its slice of it; the loss is the global batch's mean, the
@@ -25,6 +28,7 @@ from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import register
+from render3d.methods._appearance import ImageAppearance, appearance_defaults
 from render3d.methods._nerf_field import RadianceField
 from render3d.methods.base import Method, SceneInfo
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
@@ -57,6 +61,8 @@ class NeRF(Method):
         "initial_rays": 1024,
         "max_rays": 2**16,
         "background": "random",
+        "appearance": "off",
+        "lr_appearance": 2e-3,
         # ray marching
         "render_steps": 1024,
         "cone_angle": 0.0,
@@ -91,8 +97,14 @@ class NeRF(Method):
     # On a CPU fast and balanced are these many seconds of fitting (their steps are the plan on 2 cores).
     cpu_budgets = {"fast": 210.0, "balanced": 720.0}
 
+    @classmethod
+    def data_defaults(cls, data, preset: str) -> dict:
+        """Per-image appearance for captures (:func:`render3d.methods._appearance.appearance_defaults`)."""
+        return appearance_defaults(data)
+
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
+        self.appearance = ImageAppearance(config["appearance"], config["lr_appearance"])
         if config["background"] not in _BACKGROUNDS:
             raise ConfigError(f"background must be one of {', '.join(_BACKGROUNDS)}, got {config['background']!r}")
         aabb = scene_info.aabb_tensor()
@@ -125,6 +137,7 @@ class NeRF(Method):
             eps=1e-15,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.appearance.reset(n, dataset.images.device)
 
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up, then ×0.33 at 50 %, 75 % and 90 % of the steps (nerfacc's schedule)."""
@@ -137,10 +150,10 @@ class NeRF(Method):
     def _occupancy_eval(self, points: Tensor) -> Tensor:
         return self.field.density(points) * self.step_size
 
-    def _sample_batch(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _sample_batch(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """This rank's share of the step's random training pixels: origins ``[R,3]``, unit dirs
-        ``[R,3]``, target colours ``[R,3]`` composited over this step's background, and that
-        background ``[R,3]``."""
+        ``[R,3]``, target colours ``[R,3]`` composited over this step's background, that
+        background ``[R,3]`` and the rays' training images ``[R]``."""
         n, h, w = self.image_shape
         device = self.dataset_background.device
         index = torch.randint(0, n * h * w, (self.n_rays,), device=device)
@@ -151,7 +164,7 @@ class NeRF(Method):
         pixel = index % (h * w)
         xy = torch.stack([pixel % w, pixel // w], dim=-1).to(torch.float32) + 0.5
         origins, dirs = self.cameras.pixel_rays(camera, xy)
-        return origins, dirs, self.data.pixels(index, background), background
+        return origins, dirs, self.data.pixels(index, background), background, camera
 
     def _train_background(self, n_rays: int, device: torch.device) -> Tensor:
         mode = self.config["background"]
@@ -171,28 +184,33 @@ class NeRF(Method):
                 ema_decay=self.config["ema_decay"],
                 warmup_steps=self.config["grid_warmup_steps"],
             )
-        origins, dirs, target, background = self._sample_batch()
+        origins, dirs, target, background, images = self._sample_batch()
         out = self._render_rays(origins, dirs, background)
+        rgb = self.appearance.apply(out["rgb"], images)
         # The mean over the global batch: this rank's mean weighted by its share of the rays.
-        mse = torch.nn.functional.mse_loss(out["rgb"], target) * (len(target) / self.n_rays)
+        mse = torch.nn.functional.mse_loss(rgb, target) * (len(target) / self.n_rays)
         self.optimizer.zero_grad(set_to_none=True)
+        self.appearance.zero_grad()
         if out["n_samples"] > 0:
             mse.backward()
         loss, n_samples = self.parallel.sum([mse.item(), out["n_samples"]])
         if n_samples > 0:
-            self.parallel.sum_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+            self.parallel.sum_gradients([*(p for group in self.optimizer.param_groups for p in group["params"]),
+                                         *self.appearance.parameters()])
             self.optimizer.step()
+            self.appearance.step()
         self.scheduler.step()
         self._adapt_batch(int(n_samples))
         return {"loss": loss, "psnr": -10.0 * math.log10(max(loss, 1e-10)), "rays": self.n_rays}
 
     def training_state(self) -> dict:
-        """Adam, the learning-rate schedule and the adaptive ray count."""
-        return super().training_state() | {"n_rays": self.n_rays}
+        """Adam, the learning-rate schedule, the adaptive ray count and the appearance's Adam."""
+        return super().training_state() | {"n_rays": self.n_rays, "appearance": self.appearance.training_state()}
 
     def load_training_state(self, state: dict) -> None:
         super().load_training_state(state)
         self.n_rays = int(state["n_rays"])
+        self.appearance.load_training_state(state.get("appearance", {}))
 
     def _adapt_batch(self, n_samples: int) -> None:
         """Instant-NGP's dynamic batch: keep about ``target_samples`` samples per step."""
