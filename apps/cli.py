@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     fit = commands.add_parser("fit", help="fit a scene representation to a dataset folder")
-    fit.add_argument("data", help="dataset folder (NeRF-synthetic, nerfstudio, COLMAP or a folder of photos)")
+    fit.add_argument("data", help="dataset folder (NeRF-synthetic, nerfstudio, COLMAP or a folder of photos), "
+                                  "or a video file or folder of videos (frames and poses kept in RUN/capture)")
     fit.add_argument("--method", help="representation to fit (default: 3dgs for images, sdf for a mesh or point"
                                       " cloud; see `render3d info`)")
     fit.add_argument("--out", required=True, help="run directory to create (an empty or new folder)")
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit within this wall-clock time, e.g. 90s, 10m, 1.5h: steps and schedule are set from"
                           " the measured speed")
     fit.add_argument("--steps", type=_non_negative_int, help="optimisation steps (default: the preset's)")
+    fit.add_argument("--frames", type=_positive_int, metavar="N",
+                     help="for a video: keep N frames, the sharpest of N equal stretches of time (default 100, or"
+                          " the count of the capture the run already has)")
     fit.add_argument("--downscale", type=_positive_int, metavar="N",
                      help="train on images shrunk N times (1: full size); default: large images are shrunk to suit"
                           " the time budget (a longer side of 480 px for 12 minutes on a CPU, 1600 px without a"
@@ -190,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_arguments(view)
 
     info = commands.add_parser("info", help="describe a dataset folder or a shape, or the installation when none is given")
-    info.add_argument("data", nargs="?", help="dataset folder, mesh or point-cloud file, or folder of meshes")
+    info.add_argument("data", nargs="?", help="dataset folder, mesh or point-cloud file, folder of meshes, or video")
     for command in (fit, render, evaluate, info):
         command.add_argument("--strict", action="store_true",
                              help="refuse data that loads only in part (e.g. frames whose image file is missing)"

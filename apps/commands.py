@@ -78,6 +78,7 @@ def _fit_command(args: argparse.Namespace, parallel) -> int:
     if args.view and parallel.world_size > 1:
         raise ConfigError("--view shows a fit in one process; drop --view or fit in one process")
     method, seed, config = _fit_options(args)
+    args.data = str(_video_capture(args, seed))
     # Shapes (meshes, point clouds) have no images to evaluate on; `eval --mesh-gt` compares the surface.
     split = None if args.no_eval or is_shape_path(args.data) else _evaluation_split(Path(args.data))
     if not parallel.is_main:  # rank 0 reports (an interruption too) and evaluates
@@ -108,6 +109,21 @@ def _fit_command(args: argparse.Namespace, parallel) -> int:
         _echo(f"the viewer keeps showing the fitted scene at {viewer.url} (Ctrl-C to stop)")
         serve_until_stopped(viewer)
     return 0
+
+
+def _video_capture(args: argparse.Namespace, seed: int):
+    """``args.data``, or for a video the COLMAP scene of its frames made in ``RUN/capture``
+    (after the run folder was checked, so a refused ``--out`` costs no decoding)."""
+    from render3d import rundir
+    from render3d.data.video_capture import MIN_FRAMES, is_video_input
+    from render3d.training import video_capture
+
+    if args.frames is not None and not is_video_input(args.data):
+        raise ConfigError(f"--frames chooses the frames of a video; {args.data} is not one")
+    if args.frames is not None and args.frames < MIN_FRAMES:
+        raise ConfigError(f"--frames: a capture needs at least {MIN_FRAMES} frames, got {args.frames}")
+    run_dir = rundir.check_output_dir(Path(args.out), overwrite=args.overwrite, resume=args.resume)
+    return video_capture(args.data, run_dir, seed=seed, progress=not args.quiet, n_frames=args.frames)
 
 
 def _fit_viewer(args: argparse.Namespace):
@@ -399,6 +415,12 @@ def _print_dataset(path: Path) -> None:
 
     if is_shape_path(path) or path.suffix.lower() in SHAPE_EXTENSIONS:  # a missing shape file: say so
         for line in load_shapes(path).describe():
+            _echo(line)
+        return
+    from render3d.data.video_capture import describe_videos, is_video_input
+
+    if is_video_input(path):
+        for line in describe_videos(path):
             _echo(line)
         return
     fmt = render3d.detect_format(path)

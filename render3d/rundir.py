@@ -39,6 +39,9 @@ METRICS_LOG = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 CURVES = "curves.png"
 RUN_ENTRIES = (CONFIG, CHECKPOINT, METRICS, RENDERS, METRICS_LOG, TENSORBOARD, CURVES)
+# A run fitted from a video keeps its frames and their poses here (a COLMAP scene, reused by a
+# fit of the same video into the same folder: --overwrite and --resume keep it).
+CAPTURE = "capture"
 
 
 def checkpoint_payload(method, step: int, seed: int | None) -> dict:
@@ -111,14 +114,16 @@ def update_metrics(run_dir: Path, section: str, values: dict) -> Path:
 
 def check_output_dir(run_dir: Path, *, overwrite: bool = False, resume: bool = False) -> Path:
     """Refuse, without creating anything, a run directory path that cannot be written, or a
-    folder that is not empty unless ``overwrite`` or ``resume`` (which needs a folder)."""
+    folder that is not empty unless ``overwrite`` or ``resume`` (which needs a folder). A
+    folder that holds only a video's :data:`CAPTURE` (a fit that stopped after making it)
+    counts as empty."""
     from render3d.io.writable import check_writable
 
     run_dir = check_writable(run_dir, "out", folder=True)
     if resume:
         if not run_dir.is_dir():
             raise ConfigError(f"resume: {run_dir} does not exist, so there is no run to resume")
-    elif not overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+    elif not overwrite and run_dir.is_dir() and any(entry.name != CAPTURE for entry in run_dir.iterdir()):
         raise ConfigError(f"out: {run_dir} is not empty; pass --overwrite to replace the run in it "
                           "or --resume to continue it from its last checkpoint")
     return run_dir

@@ -103,8 +103,11 @@ class Scene:
         optimiser state, schedule and random numbers: the result equals an uninterrupted fit.
 
         Args:
-            data: a dataset folder (any format :func:`render3d.load_dataset` reads) or a
-                loaded training :class:`~render3d.Dataset`.
+            data: a dataset folder (any format :func:`render3d.load_dataset` reads), a
+                loaded training :class:`~render3d.Dataset`, or a video file or folder of
+                videos: its sharpest, evenly spaced frames and their poses from
+                structure-from-motion become the COLMAP scene ``out/capture`` first
+                (:mod:`render3d.data.video_capture`; needs ``out``; reused on a later fit).
             method: registered method name (``render3d.methods.available_methods()``).
             steps: optimisation steps (default: the preset's).
             seed: seeds every random choice; the same seed on the same device gives the same

@@ -62,6 +62,31 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
+def video_capture(data: str | os.PathLike | Dataset, run_dir: Path | None, *, seed: int, progress: bool,
+                  n_frames: int | None = None) -> str | os.PathLike | Dataset:
+    """``data`` itself, unless it is a video or a folder of videos: then the COLMAP scene of
+    ``n_frames`` of its sharpest frames made in ``run_dir/capture``
+    (:func:`render3d.data.video_capture.prepare_capture`, by the first process of a group;
+    reused when it is already there; ``n_frames=None``: the existing capture's count, else 100).
+
+    Raises:
+        ConfigError: a video without a run directory to keep its frames and poses in.
+    """
+    from render3d.data.dataset import Dataset
+    from render3d.data.video_capture import is_video_input, prepare_capture
+
+    if isinstance(data, Dataset) or not is_video_input(data):
+        return data
+    if run_dir is None:
+        raise ConfigError(f"data: fitting a video ({data}) needs out=RUN_DIR, where its frames and poses are kept")
+    folder = Path(run_dir) / rundir.CAPTURE
+    parallel = distributed.current()
+    if parallel.is_main:
+        prepare_capture(data, folder, n_frames=n_frames, seed=seed, progress=progress)
+    parallel.synchronize()
+    return folder
+
+
 def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method: str, *, steps: int | None,
               seed: int, device, config: dict | None, out, checkpoint_every: int | None,
               checkpoint_minutes: float | None, overwrite: bool, resume: bool, preset: str | None,
@@ -86,6 +111,7 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
     if resume and out is None:
         raise ConfigError("resume needs out=RUN_DIR, the run to continue")
     run_dir = None if out is None else rundir.check_output_dir(Path(out), overwrite=overwrite, resume=resume)
+    data = video_capture(data, run_dir, seed=seed, progress=progress)
     recorded = rundir.read_json(run_dir / rundir.CONFIG) if resume else {}
     downscale = _training_downscale(method_cls, data, downscale, recorded,
                                     seconds if seconds is not None else preset_budget, progress)

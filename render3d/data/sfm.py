@@ -1,7 +1,10 @@
 """Structure-from-motion for a bare folder of photos, through pycolmap (the ``sfm`` extra).
 
 :func:`reconstruct` runs COLMAP's classic pipeline — SIFT features, exhaustive matching,
-incremental mapping — and writes the largest model as a binary COLMAP ``sparse/0``.
+incremental mapping — and writes the largest model as a binary COLMAP ``sparse/0``. For the
+frames of a video, ``matching="sequential"`` matches each image only with its neighbours in
+name order (frames named in time order overlap with their neighbours): about
+:data:`SEQUENTIAL_OVERLAP` pairs per image instead of ``N-1``.
 
 The default camera model is ``SIMPLE_RADIAL`` (COLMAP's own default: one focal length and
 one radial distortion coefficient), which registers real photos better than a pinhole; the
@@ -27,9 +30,16 @@ import numpy as np
 from render3d.data.images import IMAGE_EXTENSIONS, list_image_files
 from render3d.errors import ConfigError, DataError, first_line
 
-__all__ = ["reconstruct", "similarity_alignment", "CAMERA_MODELS", "MIN_REGISTERED_FRACTION", "SMALL_IMAGE_SIDE"]
+__all__ = [
+    "reconstruct", "similarity_alignment", "CAMERA_MODELS", "MATCHING", "MIN_REGISTERED_FRACTION",
+    "SEQUENTIAL_OVERLAP", "SMALL_IMAGE_SIDE",
+]
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+MATCHING = ("exhaustive", "sequential")
+# Sequential matching pairs each image with the next SEQUENTIAL_OVERLAP images in name order
+# (COLMAP's default) and, by its quadratic overlap, with the images 2**k ahead, k < SEQUENTIAL_OVERLAP.
+SEQUENTIAL_OVERLAP = 10
 MIN_REGISTERED_FRACTION = 0.5
 SMALL_IMAGE_SIDE = 400
 _MIN_IMAGES = 3
@@ -88,9 +98,18 @@ def _pipeline_options(pycolmap, small_images: bool, seed: int):
     return extraction, mapping
 
 
+def _match(pycolmap, database: Path, matching: str) -> None:
+    """Match the features of the images in ``database``: all pairs, or neighbours in name order."""
+    if matching == "sequential":
+        pairing = pycolmap.SequentialPairingOptions(overlap=SEQUENTIAL_OVERLAP)
+        pycolmap.match_sequential(database, pairing_options=pairing)
+    else:
+        pycolmap.match_exhaustive(database)
+
+
 def _run_pipeline(pycolmap, image_dir: Path, names: list[str], work: Path, camera_model: str,
-                  single_camera: bool, seed: int, progress: bool):
-    """Features, exhaustive matching and incremental mapping; returns the largest reconstruction or None."""
+                  single_camera: bool, matching: str, seed: int, progress: bool):
+    """Features, matching and incremental mapping; returns the largest reconstruction or None."""
     from tqdm.auto import tqdm
 
     database = work / "database.db"
@@ -107,7 +126,7 @@ def _run_pipeline(pycolmap, image_dir: Path, names: list[str], work: Path, camer
             reader_options=reader, extraction_options=extraction,
         )
         bar.set_postfix_str("matching")
-        pycolmap.match_exhaustive(database)
+        _match(pycolmap, database, matching)
         bar.set_postfix_str("mapping")
         models_dir = work / "models"
         models_dir.mkdir()
@@ -126,12 +145,13 @@ def reconstruct(
     *,
     camera_model: str = "SIMPLE_RADIAL",
     single_camera: bool = True,
+    matching: str = "exhaustive",
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
     """Recover camera poses and sparse points of a folder of photos with pycolmap.
 
-    Runs SIFT feature extraction, exhaustive matching and incremental mapping, keeps the
+    Runs SIFT feature extraction, feature matching and incremental mapping, keeps the
     model that registered the most images and writes it as binary COLMAP
     (``cameras.bin``, ``images.bin``, ``points3D.bin``; image names are relative to
     ``image_dir``) into ``output_dir/sparse/0``, replacing a model already there. The work
@@ -143,6 +163,9 @@ def reconstruct(
         camera_model: COLMAP camera model, one of :data:`CAMERA_MODELS`. Distorted models
             (``SIMPLE_RADIAL``, ``RADIAL``, ``OPENCV``) are undistorted by the COLMAP loader.
         single_camera: all photos share one camera (one set of intrinsics).
+        matching: one of :data:`MATCHING`: ``"exhaustive"`` matches every pair of images (any
+            set of photos); ``"sequential"`` only neighbours in name order (video frames named
+            in time order; far fewer pairs, so much faster for a hundred frames or more).
         seed: seed of COLMAP's random sampling (RANSAC, initial pair trials).
         progress: show a progress bar of the registered images.
 
@@ -152,11 +175,14 @@ def reconstruct(
     Raises:
         DataError: pycolmap is not installed, the folder holds fewer than 3 images, or
             mapping registers fewer than half of the images.
-        ConfigError: ``camera_model`` is not one of :data:`CAMERA_MODELS`.
+        ConfigError: ``camera_model`` is not one of :data:`CAMERA_MODELS`, or ``matching``
+            not one of :data:`MATCHING`.
     """
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     if camera_model not in CAMERA_MODELS:
         raise ConfigError(f"reconstruct: camera_model must be one of {', '.join(CAMERA_MODELS)}, got {camera_model!r}")
+    if matching not in MATCHING:
+        raise ConfigError(f"reconstruct: matching must be one of {', '.join(MATCHING)}, got {matching!r}")
     names = _list_images(image_dir)
     pycolmap = _import_pycolmap()
 
@@ -164,18 +190,20 @@ def reconstruct(
     log_level = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = pycolmap.logging.WARNING  # COLMAP's per-step INFO lines drown the bar
     try:
-        return _reconstruct_in_temp(pycolmap, image_dir, names, output_dir, camera_model, single_camera, seed, progress)
+        return _reconstruct_in_temp(pycolmap, image_dir, names, output_dir, camera_model, single_camera, matching,
+                                    seed, progress)
     finally:
         pycolmap.logging.minloglevel = log_level
 
 
 def _reconstruct_in_temp(pycolmap, image_dir: Path, names: list[str], output_dir: Path, camera_model: str,
-                         single_camera: bool, seed: int, progress: bool) -> Path:
+                         single_camera: bool, matching: str, seed: int, progress: bool) -> Path:
     """Run the pipeline in a temporary folder inside ``output_dir``; move the model to ``sparse/0``."""
     with tempfile.TemporaryDirectory(prefix=".sfm-", dir=output_dir) as work:
         work = Path(work)
         try:
-            model = _run_pipeline(pycolmap, image_dir, names, work, camera_model, single_camera, seed, progress)
+            model = _run_pipeline(pycolmap, image_dir, names, work, camera_model, single_camera, matching, seed,
+                                  progress)
         except RuntimeError as error:  # pycolmap reports its failures as RuntimeError
             first = first_line(error)
             raise DataError(f"{image_dir}: structure-from-motion failed: {first}") from None
