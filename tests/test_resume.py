@@ -29,6 +29,8 @@ TINY = {
 }
 # The same with per-image appearance (its transforms and their Adam resume too).
 TINY |= {f"{name}-appearance": ({**TINY[name][0], "appearance": "affine"}, TINY[name][1]) for name in ("nerf", "3dgs")}
+# 3dgs with refined camera poses (their corrections and Adam resume too).
+TINY["3dgs-poses"] = ({**TINY["3dgs"][0], "optimize_poses": True, "lr_poses": 1e-2}, TINY["3dgs"][1])
 
 
 @pytest.fixture
@@ -86,6 +88,8 @@ def test_method_interrupted_and_resumed_is_bit_exact(name, data, tmp_path, monke
     _assert_same_state(full.method.state_dict(), resumed.method.state_dict())
     if "appearance" in name:  # the transforms were trained, not left at the identity
         assert resumed.method.appearance.deltas.abs().max() > 0
+    if "poses" in name:
+        assert resumed.method.poses.corrections.abs().max() > 0
     if method == "3dgs":  # densification really happened on both sides of the interruption
         assert resumed.method.num_gaussians != config["init_points"]
 

@@ -22,7 +22,9 @@ original, by default) with the mean over them of ``(1 - ssim_lambda) * L1 + ssim
 - with ``appearance="affine"`` (the default for captures: COLMAP, photo folders, nerfstudio) each
   training image's render passes through its own affine colour transform before the loss
   (:mod:`render3d.methods._appearance`), for auto-exposure and white balance; renders of
-  new views use none.
+  new views use none;
+- with ``optimize_poses=True`` each training camera gets a rigid correction learnt with the
+  scene (:mod:`render3d.methods._pose_refinement`), for captures with imperfect poses.
 
 The schedule keys (``refine_*``, ``reset_every``, ``sh_degree_every``) are given for a run of
 ``schedule_steps`` steps (the original 30000) and scaled to the actual ``steps``
@@ -41,8 +43,9 @@ from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import _splat_params as splats
 from render3d.methods import register
-from render3d.methods._appearance import ImageAppearance, appearance_defaults
+from render3d.methods._appearance import CAPTURE_FORMATS, ImageAppearance, appearance_defaults
 from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
+from render3d.methods._pose_refinement import PoseRefinement
 from render3d.methods._splat_volume import splat_density_volume
 from render3d.methods.base import Method, SceneInfo
 from render3d.metrics.ssim import ssim
@@ -64,6 +67,7 @@ class GaussianSplatting(Method):
         # initialisation
         "init": "auto",
         "init_points": 100_000,
+        "init_extent": 1.0,  # random initialisation fills the scene box scaled by this about its centre
         "init_opacity": 0.1,
         "init_scale": 1.0,
         "sh_degree": 3,
@@ -79,6 +83,9 @@ class GaussianSplatting(Method):
         "batch_views": 1,
         "appearance": "off",
         "lr_appearance": 5e-3,
+        "optimize_poses": False,
+        "lr_poses": 1e-4,
+        "lr_poses_final": 1e-6,
         # schedule (for schedule_steps steps; scaled to `steps`)
         "schedule_steps": 30000,
         "sh_degree_every": 1000,
@@ -128,11 +135,14 @@ class GaussianSplatting(Method):
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
-        """Per-image appearance for captures (:func:`appearance_defaults`); in a process group,
+        """Per-image appearance for captures (:func:`appearance_defaults`), a random
+        initialisation beyond the cameras' box for captures without SfM points
+        (:func:`_capture_init_defaults`); in a process group,
         one view per rank per step (``batch_views`` = the process count), so that ``--nproc N``
         or ``torchrun`` trains without a ``--config``; a user's value wins."""
         processes = distributed.current().world_size
-        return appearance_defaults(data) | ({"batch_views": processes} if processes > 1 else {})
+        return (appearance_defaults(data) | _capture_init_defaults(data)
+                | ({"batch_views": processes} if processes > 1 else {}))
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
@@ -144,6 +154,7 @@ class GaussianSplatting(Method):
         self.register_buffer("active_sh_degree", torch.tensor(config["sh_degree"]))
         self.register_buffer("scene_scale", torch.tensor(1.0))
         self.appearance = ImageAppearance(config["appearance"], config["lr_appearance"])
+        self.poses = PoseRefinement(config["optimize_poses"], config["lr_poses"], config["lr_poses_final"])
 
     # ------------------------------------------------------------------ schedule
     def _scheduled(self, key: str) -> int:
@@ -183,6 +194,7 @@ class GaussianSplatting(Method):
                           "sh0": self.config["lr_sh0"], "shN": self.config["lr_shN"]}
         self.optimizer = splats.make_optimizer(self.splats, learning_rates)
         self.appearance.reset(len(dataset), device)
+        self.poses.reset(len(dataset), float(self.scene_scale), device)
         self.strategy = self._make_strategy()
         self.active_sh_degree.fill_(0)
         self.view_order = torch.randperm(len(dataset), device=device)
@@ -202,8 +214,9 @@ class GaussianSplatting(Method):
                 points, colors = points[keep], colors[keep]
             return points, colors.float()
         aabb = dataset.aabb.to(device)
+        centre, half = aabb.mean(0), (aabb[1] - aabb[0]) / 2 * self.config["init_extent"]
         n = int(self.config["init_points"])
-        means = aabb[0] + (aabb[1] - aabb[0]) * torch.rand(n, 3, device=device)
+        means = centre - half + 2 * half * torch.rand(n, 3, device=device)
         return means, torch.rand(n, 3, device=device)
 
     def _set_gaussians(self, means: Tensor, colors: Tensor) -> None:
@@ -267,13 +280,14 @@ class GaussianSplatting(Method):
         views = self._next_views(step)[self.parallel.share(batch)]
         self.optimizer.zero_grad(set_to_none=True)
         self.appearance.zero_grad()
+        self.poses.zero_grad()
         infos = []
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, mse: read once per step
         for index, view in enumerate(views):
             # One view at a time (its graph freed after backward): the gradient of the batch mean.
             camera = self.cameras[view]
             target = self.data.float_images(slice(view, view + 1))
-            rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"])
+            rgb, _, info = self._render(camera, degree, with_depth=False, absgrad=self.config["absgrad"], view=view)
             if info["means2d"].requires_grad:
                 info["means2d"].retain_grad()
             rgb = self.appearance.apply(rgb, view)
@@ -285,9 +299,10 @@ class GaussianSplatting(Method):
             view_loss.backward()
             infos.append(info)
             totals += torch.stack([view_loss.detach().double(), ((rgb.detach() - target) ** 2).mean().double() / batch])
-        self.parallel.sum_gradients([*self.splats.values(), *self.appearance.parameters()])
+        self.parallel.sum_gradients([*self.splats.values(), *self.appearance.parameters(), *self.poses.parameters()])
         self.optimizer.step()
         self.appearance.step()
+        self.poses.step(step, self.config["steps"])
         self.strategy.step(step, self.splats, self.optimizer, infos, self.cameras.width, self.cameras.height, lr_means,
                            views_per_step=batch)
         loss, mse = self.parallel.sum(totals.tolist())
@@ -297,13 +312,15 @@ class GaussianSplatting(Method):
         """Adam's moments (per Gaussian, and of the appearance), the densification statistics and
         the view order."""
         return {"optimizer": self.optimizer.state_dict(), "strategy": self.strategy.state(),
-                "view_order": self.view_order.clone(), "appearance": self.appearance.training_state()}
+                "view_order": self.view_order.clone(), "appearance": self.appearance.training_state(),
+                "poses": self.poses.training_state()}
 
     def load_training_state(self, state: dict) -> None:
         """After ``load_state_dict`` resized the Gaussians: a new Adam over them, then its state."""
         self.optimizer = splats.make_optimizer(self.splats, {name: 0.0 for name in splats.PARAM_NAMES})
         self.optimizer.load_state_dict(state["optimizer"])
         self.appearance.load_training_state(state.get("appearance", {}))
+        self.poses.load_training_state(state.get("poses", {}))
         self.strategy.load_state(state["strategy"])
         self.view_order = state["view_order"].to(self.view_order.device)
 
@@ -312,11 +329,16 @@ class GaussianSplatting(Method):
         return int(self.splats["means"].shape[0])
 
     # ------------------------------------------------------------------ rendering
-    def _render(self, cameras: Cameras, degree: int, *, with_depth: bool, absgrad: bool = False):
+    def _render(self, cameras: Cameras, degree: int, *, with_depth: bool, absgrad: bool = False,
+                view: int | None = None):
+        """Render ``cameras``; for training view ``view`` (one camera) through its refined pose."""
         coeffs = torch.cat([self.splats["sh0"], self.splats["shN"]], dim=1)
+        means, quats = self.splats["means"], self.splats["quats"]
+        if view is not None:
+            means, quats = self.poses.move_gaussians(means, quats, view, cameras.w2c[0])
         return render_gaussians(
-            self.splats["means"],
-            self.splats["quats"],
+            means,
+            quats,
             self.splats["log_scales"],
             torch.sigmoid(self.splats["opacity_logits"]),
             coeffs,
@@ -400,13 +422,22 @@ def _validate_config(config: dict) -> None:
         raise ConfigError(f"init_opacity must be in (0, 1), got {config['init_opacity']!r}")
     if not 0.0 < config["prune_opacity"] < 0.5:
         raise ConfigError(f"prune_opacity must be in (0, 0.5), got {config['prune_opacity']!r}")
-    for key in ("init_scale", "lr_means", "lr_means_final"):
+    for key in ("init_scale", "init_extent", "lr_means", "lr_means_final", "lr_poses", "lr_poses_final"):
         if not config[key] > 0:
             raise ConfigError(f"{key} must be positive, got {config[key]!r}")
     for key in ("init_points", "cap_max", "schedule_steps", "sh_degree_every", "refine_every", "reset_every",
                 "batch_views"):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+
+
+def _capture_init_defaults(data) -> dict:
+    """``{"init_extent": 3.0}`` for a capture (COLMAP, nerfstudio) without SfM points: its box
+    is then only the cube around the cameras, and what they look at (the walls of a room, the
+    street behind an object) lies outside it; nerfstudio's splatfacto likewise spreads its random
+    initialisation over several times the cameras' extent."""
+    has_points = getattr(data, "points", None) is not None and data.points.shape[0] > 0
+    return {"init_extent": 3.0} if getattr(data, "format", "") in CAPTURE_FORMATS and not has_points else {}
 
 
 def _neighbour_distance(points: Tensor, k: int) -> Tensor:

@@ -91,6 +91,21 @@ def quaternion_to_axis_angle(quaternion: torch.Tensor) -> torch.Tensor:
     return scale[..., None] * xyz
 
 
+def quaternion_multiply(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Hamilton product ``first * second`` of ``[..., 4]`` quaternions ``wxyz`` (broadcast):
+    the rotation ``second`` followed by ``first``; norms multiply."""
+    _check_last(first, 4, "first", "quaternion_multiply")
+    _check_last(second, 4, "second", "quaternion_multiply")
+    w1, x1, y1, z1 = first.unbind(-1)
+    w2, x2, y2, z2 = second.unbind(-1)
+    return torch.stack([
+        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+    ], -1)
+
+
 def quaternion_to_matrix(quaternion: torch.Tensor) -> torch.Tensor:
     """``[..., 4]`` quaternions ``wxyz`` (normalised here) to ``[..., 3, 3]`` matrices."""
     _check_last(quaternion, 4, "quaternion", "quaternion_to_matrix")

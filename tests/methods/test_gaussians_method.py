@@ -104,6 +104,8 @@ def test_mcmc_respects_cap_max(scene_dir):
     ({"init_scale": -1.0}, "init_scale"),
     ({"batch_views": 0}, "batch_views must be a positive integer"),
     ({"batch_views": -2}, "batch_views must be a positive integer"),
+    ({"optimize_poses": "yes"}, "'optimize_poses' of method '3dgs' must be bool"),
+    ({"lr_poses": 0.0}, "lr_poses must be positive"),
 ])
 def test_bad_config_is_named_and_leaves_no_run_directory(scene_dir, override, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
@@ -166,3 +168,25 @@ def test_initialises_from_colmap_points():
     assert torch.equal(scene.method.splats["means"].detach(), train.points)
     colours = 0.5 + 0.28209479177387814 * scene.method.splats["sh0"].detach()[:, 0]
     assert torch.allclose(colours, train.point_colors, atol=1e-6)
+
+
+def test_a_capture_without_points_initialises_beyond_the_cameras_box(tmp_path):
+    """A COLMAP (or nerfstudio) capture without SfM points has only the cube around its cameras
+    for a box; the walls and background they look at lie outside it, so the random
+    initialisation spreads over three times that cube. With points, or for Blender scenes, the
+    box is the scene's."""
+    from tests.data.synthetic import write_colmap_scene
+
+    write_colmap_scene(tmp_path / "capture", count=10, n_points=0)
+    capture = render3d.load_dataset(tmp_path / "capture", "train")
+    assert capture.points is None or len(capture.points) == 0
+    scene = render3d.Scene.fit(capture, "3dgs", steps=0, config={"init_points": 2000}, progress=False)
+    assert scene.method.config["init_extent"] == 3.0
+    means, aabb = scene.method.splats["means"].detach(), capture.aabb
+    centre, half = aabb.mean(0), (aabb[1] - aabb[0]) / 2
+    reach = ((means - centre).abs() / half).amax(dim=1)
+    assert reach.max() <= 3.0 and reach.max() > 2.5 and (reach > 1).float().mean() > 0.9
+
+    write_colmap_scene(tmp_path / "with_points", count=10)
+    with_points = render3d.load_dataset(tmp_path / "with_points", "train")
+    assert render3d.Scene.fit(with_points, "3dgs", steps=0, progress=False).method.config["init_extent"] == 1.0

@@ -11,6 +11,7 @@ from render3d.ops.rotations import (
     matrix_to_axis_angle,
     matrix_to_quaternion,
     matrix_to_rotation_6d,
+    quaternion_multiply,
     quaternion_to_axis_angle,
     quaternion_to_matrix,
     rigid_transform,
@@ -120,3 +121,13 @@ def test_rigid_transform_bad_shapes_are_named():
         rigid_transform(torch.zeros(3, 3), torch.zeros(4))
     with pytest.raises(ConfigError, match="do not broadcast"):
         rigid_transform(torch.zeros(2, 3, 3), torch.zeros(5, 3))
+
+
+def test_quaternion_product_composes_rotations():
+    first, second = axis_angle_to_quaternion(_axis_angles(20, seed=1)), axis_angle_to_quaternion(_axis_angles(20, seed=2))
+    product = quaternion_multiply(first, 2.0 * second)
+    torch.testing.assert_close(quaternion_to_matrix(product), quaternion_to_matrix(first) @ quaternion_to_matrix(second),
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(product.norm(dim=-1), torch.full((20,), 2.0, dtype=torch.float64), atol=1e-12, rtol=0)
+    with pytest.raises(ConfigError, match="quaternion_multiply: second must have shape"):
+        quaternion_multiply(first, torch.zeros(20, 3))
