@@ -79,3 +79,22 @@ def test_checkpoint_of_another_method_is_refused(fitted, tmp_path, toy_method, s
     torch.save(payload, tmp_path / "toy" / "checkpoint.pt")
     with pytest.raises(DataError, match="checkpoint.pt"):
         render3d.Scene.load(tmp_path / "toy")
+
+
+def test_a_capture_without_points_gets_a_box_beyond_its_cameras(tmp_path):
+    """Without SfM points a capture's box is the cube around its cameras, and the room they
+    look at lies outside it: the field's box is three times that cube; with points it is the
+    scene's."""
+    from tests.data.synthetic import write_colmap_scene
+
+    write_colmap_scene(tmp_path / "capture", count=10, n_points=0)
+    capture = render3d.load_dataset(tmp_path / "capture", "train")
+    scene = render3d.Scene.fit(capture, "nerf", steps=0, progress=False)
+    centre, half = capture.aabb.mean(0), (capture.aabb[1] - capture.aabb[0]) / 2
+    torch.testing.assert_close(scene.method.field.aabb.cpu(), torch.stack([centre - 3 * half, centre + 3 * half]))
+    write_colmap_scene(tmp_path / "with_points", count=10)
+    with_points = render3d.load_dataset(tmp_path / "with_points", "train")
+    scene = render3d.Scene.fit(with_points, "nerf", steps=0, progress=False)
+    torch.testing.assert_close(scene.method.field.aabb.cpu(), with_points.aabb)
+    with pytest.raises(ConfigError, match="box_scale must be positive"):
+        render3d.Scene.fit(with_points, "nerf", steps=0, config={"box_scale": 0.0}, progress=False)

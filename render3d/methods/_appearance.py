@@ -18,18 +18,16 @@ import torch
 from torch import Tensor, nn
 
 from render3d.errors import ConfigError
+from render3d.methods._captures import is_capture
 
-__all__ = ["APPEARANCE_MODES", "CAPTURE_FORMATS", "ImageAppearance", "appearance_defaults", "check_appearance_mode"]
+__all__ = ["APPEARANCE_MODES", "ImageAppearance", "appearance_defaults", "check_appearance_mode"]
 
 APPEARANCE_MODES = ("off", "affine")
-# Dataset formats of captures (cameras that set their own exposure), where appearance is on by
-# default; NeRF-synthetic ("blender") scenes are renders of one exposure.
-CAPTURE_FORMATS = ("colmap", "nerfstudio")
 
 
 def appearance_defaults(data) -> dict:
-    """``{"appearance": "affine"}`` for training data in a capture format, else ``{}``."""
-    return {"appearance": "affine"} if getattr(data, "format", "") in CAPTURE_FORMATS else {}
+    """``{"appearance": "affine"}`` for a capture (cameras that set their own exposure), else ``{}``."""
+    return {"appearance": "affine"} if is_capture(data) else {}
 
 
 def check_appearance_mode(mode: str) -> str:

@@ -43,7 +43,8 @@ from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import _splat_params as splats
 from render3d.methods import register
-from render3d.methods._appearance import CAPTURE_FORMATS, ImageAppearance, appearance_defaults
+from render3d.methods._appearance import ImageAppearance, appearance_defaults
+from render3d.methods._captures import is_capture_without_points
 from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
 from render3d.methods._pose_refinement import PoseRefinement
 from render3d.methods._splat_volume import splat_density_volume
@@ -432,12 +433,10 @@ def _validate_config(config: dict) -> None:
 
 
 def _capture_init_defaults(data) -> dict:
-    """``{"init_extent": 3.0}`` for a capture (COLMAP, nerfstudio) without SfM points: its box
-    is then only the cube around the cameras, and what they look at (the walls of a room, the
-    street behind an object) lies outside it; nerfstudio's splatfacto likewise spreads its random
+    """``{"init_extent": 3.0}`` for a capture without SfM points (see
+    :mod:`render3d.methods._captures`); nerfstudio's splatfacto likewise spreads its random
     initialisation over several times the cameras' extent."""
-    has_points = getattr(data, "points", None) is not None and data.points.shape[0] > 0
-    return {"init_extent": 3.0} if getattr(data, "format", "") in CAPTURE_FORMATS and not has_points else {}
+    return {"init_extent": 3.0} if is_capture_without_points(data) else {}
 
 
 def _neighbour_distance(points: Tensor, k: int) -> Tensor:

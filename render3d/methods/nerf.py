@@ -29,6 +29,7 @@ from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import register
 from render3d.methods._appearance import ImageAppearance, appearance_defaults
+from render3d.methods._captures import is_capture_without_points
 from render3d.methods._nerf_field import RadianceField
 from render3d.methods.base import Method, SceneInfo
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
@@ -63,6 +64,7 @@ class NeRF(Method):
         "background": "random",
         "appearance": "off",
         "lr_appearance": 2e-3,
+        "box_scale": 1.0,  # the field's box: the scene's scaled about its centre
         # ray marching
         "render_steps": 1024,
         "cone_angle": 0.0,
@@ -99,8 +101,10 @@ class NeRF(Method):
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
-        """Per-image appearance for captures (:func:`render3d.methods._appearance.appearance_defaults`)."""
-        return appearance_defaults(data)
+        """Per-image appearance for captures (:func:`render3d.methods._appearance.appearance_defaults`);
+        a box three times the cameras' cube for captures without SfM points
+        (:mod:`render3d.methods._captures`)."""
+        return appearance_defaults(data) | ({"box_scale": 3.0} if is_capture_without_points(data) else {})
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
@@ -110,6 +114,9 @@ class NeRF(Method):
         aabb = scene_info.aabb_tensor()
         if not (aabb[1] > aabb[0]).all():
             raise ConfigError(f"scene aabb must have max > min on every axis, got {aabb.tolist()}")
+        if not config["box_scale"] > 0:
+            raise ConfigError(f"box_scale must be positive, got {config['box_scale']!r}")
+        aabb = aabb.mean(0) + (aabb - aabb.mean(0)) * config["box_scale"]
         self.field = RadianceField(aabb, config)
         self.grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
         self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
