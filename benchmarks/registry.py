@@ -20,6 +20,8 @@ from render3d.errors import ConfigError
 class Benchmark:
     description: str
     run: Callable[[torch.device, bool], list[dict]]
+    # Run by a bare ``render3d bench``; False for those that need more than the project (Blender).
+    in_default: bool = True
 
 
 def _marching_cubes(device: torch.device, quick: bool) -> list[dict]:
@@ -82,6 +84,12 @@ def _body(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
+def _capture(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.benchmarks.capture import bench
+
+    return bench(device, quick)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "marching_cubes": Benchmark("render3d.ops.marching_cubes vs scikit-image on a gyroid volume", _marching_cubes),
     "hash_encoding": Benchmark("hash_encode forward+backward: PyTorch reference vs Triton kernel", _hash_encoding),
@@ -99,6 +107,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                           "Chamfer, F@1%, NC and fit time", _implicit),
     "steps": Benchmark("ms per training step of every method on a fixed scene and schedule (min/median/max)",
                        _steps),
+    "capture": Benchmark("the CLI's fit (no flags) of a simulated 50-frame 1080x1920 phone capture of a room "
+                         "(rendered with Blender once; named only): command time, test PSNR/SSIM", _capture,
+                         in_default=False),
     "mise": Benchmark("MISE vs dense field evaluation at 256^3: fraction of points, speed-up, same mesh", _mise),
 }
 
@@ -130,13 +141,13 @@ def resolve_bench_device(device: str | None) -> torch.device:
 
 
 def run_benchmarks(names: list[str], device: str | None = None, quick: bool = False) -> dict:
-    """Run the named benchmarks (all when ``names`` is empty) and return their rows by name."""
+    """Run the named benchmarks (all those ``in_default`` when ``names`` is empty) and return their rows by name."""
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r} (available: {', '.join(BENCHMARKS)})")
     torch_device = resolve_bench_device(device)
     results = {}
-    for name in names or list(BENCHMARKS):
+    for name in names or [name for name, benchmark in BENCHMARKS.items() if benchmark.in_default]:
         print(f"== {name}: {BENCHMARKS[name].description} ({torch_device})", flush=True)
         results[name] = BENCHMARKS[name].run(torch_device, quick)
     return {"machine": machine_description(torch_device), "results": results}

@@ -75,6 +75,17 @@ class DataParallel:
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
         return tensor.tolist()
 
+    def from_main(self, tensor: Tensor) -> Tensor:
+        """Rank 0's ``tensor`` on every rank. The ranks agree on all but its first dimension
+        (another rank passes any tensor of that shape and dtype, e.g. ``[0, ...]``)."""
+        if self.world_size == 1:
+            return tensor
+        count = int(self.sum([float(tensor.shape[0]) if self.is_main else 0.0])[0])
+        shared = (tensor.to(self.device) if self.is_main
+                  else torch.zeros(count, *tensor.shape[1:], dtype=tensor.dtype, device=self.device))
+        torch.distributed.broadcast(shared, src=0)
+        return shared.to(tensor.device)
+
     def sum_gradients(self, parameters: Iterable[Tensor]) -> None:
         """Sum the ``.grad`` of ``parameters`` over the ranks in one collective. A parameter
         without a gradient on some rank gets zeros there; one without a gradient on every rank

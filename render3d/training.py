@@ -5,7 +5,8 @@ this module is how it runs.
 A fit goes:
 
 1. refuse a bad argument, config or output folder before loading anything;
-2. load the method's training data, build its config (preset < data defaults < user's values)
+2. load the method's training data (and what the method derives from it once, such as 3dgs's
+   points of a capture that has none), build its config (preset < data defaults < user's values)
    and, on a CPU, take the preset's time budget unless the user fixed the steps or a budget;
 3. build and ``setup`` the method under the seed, then restore a checkpoint (resume) or
    prepare the run directory (only now: bad input leaves the folder as it was);
@@ -116,6 +117,7 @@ def fit_scene(scene_cls: type[Scene], data: str | os.PathLike | Dataset, method:
     downscale = _training_downscale(method_cls, data, downscale, recorded,
                                     seconds if seconds is not None else preset_budget, progress)
     dataset = method_cls.load_training_data(data, torch_device, downscale=downscale)
+    dataset = method_cls.complete_training_data(dataset, config, progress=progress and distributed.current().is_main)
     data_root = dataset.root.resolve()
     data_defaults = method_cls.data_defaults(dataset, preset)
     method_config = method_cls.make_config(config, steps, preset, data_defaults=data_defaults)

@@ -138,6 +138,26 @@ def test_shares_split_a_batch_over_the_ranks():
         DataParallel(0, 2).check_divides(3, "batch_views")
 
 
+def _receive_from_main(rank: int, port: int, results) -> None:
+    """One rank of the from_main test: rank 0 holds 3 rows, rank 1 an empty tensor."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                         world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=60))
+    try:
+        mine = torch.arange(6.0).view(3, 2) + 0.5 if rank == 0 else torch.zeros(0, 2)
+        torch.save(DataParallel(rank, WORLD_SIZE).from_main(mine), results / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_every_rank_receives_rank_zeros_tensor(tmp_path):
+    mp.spawn(_receive_from_main, args=(_free_port(), tmp_path), nprocs=WORLD_SIZE)
+    expected = torch.arange(6.0).view(3, 2) + 0.5
+    for rank in range(WORLD_SIZE):
+        assert torch.equal(torch.load(tmp_path / f"rank{rank}.pt"), expected)
+    alone = torch.ones(2, 4)
+    assert SINGLE_PROCESS.from_main(alone) is alone
+
+
 def test_a_process_group_refuses_one_named_gpu_for_every_rank(monkeypatch):
     # Each rank trains on the GPU of its LOCAL_RANK; `cuda:0` would put every rank's model on
     # GPU 0 while its collectives ran on its own GPU. Refused before any group is joined.

@@ -21,8 +21,10 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ from render3d.data.images import IMAGE_EXTENSIONS, list_image_files
 from render3d.errors import ConfigError, DataError, first_line
 
 __all__ = [
-    "reconstruct", "similarity_alignment", "CAMERA_MODELS", "MATCHING", "MIN_REGISTERED_FRACTION",
+    "reconstruct", "similarity_alignment", "quiet_pycolmap", "extraction_options", "CAMERA_MODELS", "MATCHING", "MIN_REGISTERED_FRACTION",
     "SEQUENTIAL_OVERLAP", "SMALL_IMAGE_SIDE",
 ]
 
@@ -45,12 +47,23 @@ SMALL_IMAGE_SIDE = 400
 _MIN_IMAGES = 3
 
 
-def _import_pycolmap():
+@contextlib.contextmanager
+def quiet_pycolmap() -> Iterator:
+    """pycolmap with COLMAP's per-step INFO and WARNING lines (which drown a progress bar) silenced.
+
+    Raises:
+        DataError: pycolmap is not installed.
+    """
     try:
         import pycolmap
     except ImportError:
         raise DataError("structure-from-motion needs pycolmap: pip install 'render3d[sfm]'") from None
-    return pycolmap
+    log_level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = pycolmap.logging.ERROR
+    try:
+        yield pycolmap
+    finally:
+        pycolmap.logging.minloglevel = log_level
 
 
 def _list_images(image_dir: Path) -> list[str]:
@@ -88,14 +101,22 @@ def _pipeline_options(pycolmap, small_images: bool, seed: int):
     registration of further images accept 50 and 15 inliers instead of 100 and 30. On the
     160-pixel demo scene this turns two half models (36 of 52 images) into one of all 52.
     """
-    extraction = pycolmap.FeatureExtractionOptions()
+    extraction = extraction_options(pycolmap, small_images)
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.random_seed = seed
     if small_images:
-        extraction.sift.first_octave = -2
         mapping.mapper.init_min_num_inliers = 50
         mapping.mapper.abs_pose_min_num_inliers = 15
     return extraction, mapping
+
+
+def extraction_options(pycolmap, small_images: bool):
+    """COLMAP's SIFT options; for images under :data:`SMALL_IMAGE_SIDE` pixels SIFT starts one
+    octave lower (4x upsampling, about twice the features; see :func:`_pipeline_options`)."""
+    extraction = pycolmap.FeatureExtractionOptions()
+    if small_images:
+        extraction.sift.first_octave = -2
+    return extraction
 
 
 def _match(pycolmap, database: Path, matching: str) -> None:
@@ -184,16 +205,10 @@ def reconstruct(
     if matching not in MATCHING:
         raise ConfigError(f"reconstruct: matching must be one of {', '.join(MATCHING)}, got {matching!r}")
     names = _list_images(image_dir)
-    pycolmap = _import_pycolmap()
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    log_level = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = pycolmap.logging.WARNING  # COLMAP's per-step INFO lines drown the bar
-    try:
+    with quiet_pycolmap() as pycolmap:
+        output_dir.mkdir(parents=True, exist_ok=True)
         return _reconstruct_in_temp(pycolmap, image_dir, names, output_dir, camera_model, single_camera, matching,
                                     seed, progress)
-    finally:
-        pycolmap.logging.minloglevel = log_level
 
 
 def _reconstruct_in_temp(pycolmap, image_dir: Path, names: list[str], output_dir: Path, camera_model: str,

@@ -146,6 +146,13 @@ class Method(torch.nn.Module, abc.ABC):
         return data.to(device)
 
     @classmethod
+    def complete_training_data(cls, data, config: dict | None, *, progress: bool):
+        """The training ``data`` (from :meth:`load_training_data`) with what the method derives
+        from it once, before its data defaults and ``setup``, given the user's ``config``
+        overrides (None: none). Default: ``data`` as it is."""
+        return data
+
+    @classmethod
     def scene_info_for(cls, data) -> SceneInfo:
         """The :class:`SceneInfo` of training data from :meth:`load_training_data`."""
         return SceneInfo.from_dataset(data)

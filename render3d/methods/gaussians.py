@@ -44,7 +44,7 @@ from render3d.errors import ConfigError
 from render3d.methods import _splat_params as splats
 from render3d.methods import register
 from render3d.methods._appearance import ImageAppearance, appearance_defaults
-from render3d.methods._captures import is_capture_without_points
+from render3d.methods._captures import is_capture_without_points, with_triangulated_points
 from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
 from render3d.methods._pose_refinement import PoseRefinement
 from render3d.methods._splat_volume import splat_density_volume
@@ -133,6 +133,15 @@ class GaussianSplatting(Method):
     }
     # On a CPU fast and balanced are these many seconds of fitting (their steps are the plan on 2 cores).
     cpu_budgets = {"fast": 210.0, "balanced": 720.0}
+
+    @classmethod
+    def complete_training_data(cls, data, config: dict | None, *, progress: bool):
+        """A capture without structure-from-motion points gets the points its known cameras
+        triangulate (:func:`render3d.methods._captures.with_triangulated_points`), unless the
+        user chose ``init="random"``."""
+        if (config or {}).get("init") == "random":
+            return data
+        return with_triangulated_points(data, progress=progress)
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
