@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from render3d.errors import ConfigError, TrainingError
-from render3d.ops.ray_marching import OccupancyGrid, ray_aabb_intersect, ray_marching
+from render3d.ops.ray_marching import EARLY_STOP_ROUND, OccupancyGrid, ray_aabb_intersect, ray_marching
+from render3d.ops.volume_rendering import render_weights_from_density
 
 # The module itself: `render3d.ops.ray_marching` as an attribute is the re-exported function.
 rm = importlib.import_module("render3d.ops.ray_marching")
@@ -172,7 +173,9 @@ def test_early_stop_and_alpha_threshold():
         return torch.full_like(t_starts, sigma)
 
     ray_indices, t_starts, _ = ray_marching(o, d, None, aabb=BOX, step_size=step, sigma_fn=sigma_fn, early_stop_eps=eps)
-    assert calls == [2 * 150]  # the box is 1.5 deep: 150 steps per ray before filtering
+    # The box is 1.5 deep: 150 steps per ray. After the first round of 32 the transmittance
+    # exp(-32 * 0.2) = 0.0017 is under eps / 2: the other 118 steps of each ray are not evaluated.
+    assert calls == [2 * EARLY_STOP_ROUND]
     # T_i = exp(-i * sigma * step) >= eps keeps i <= ln(1/eps) / (sigma * step) = 23.03.
     kept = math.floor(math.log(1 / eps) / (sigma * step)) + 1
     assert torch.bincount(ray_indices).tolist() == [kept, kept]
@@ -180,6 +183,35 @@ def test_early_stop_and_alpha_threshold():
     # alpha = 1 - exp(-20 * 0.01) = 0.181 < 0.2: everything is dropped.
     dropped = ray_marching(o, d, None, aabb=BOX, step_size=step, sigma_fn=sigma_fn, alpha_thre=0.2)
     assert dropped[0].numel() == 0
+
+
+def _visible_all_at_once(sigma_fn, ray_indices, t_starts, t_ends, n_rays, alpha_thre, early_stop_eps):
+    """The early-stop and alpha filter with every sample's density evaluated (the definition)."""
+    sigmas = sigma_fn(t_starts, t_ends, ray_indices)
+    _, transmittance, alphas = render_weights_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+    return (transmittance >= early_stop_eps) & ((alphas >= alpha_thre) if alpha_thre > 0 else True)
+
+
+@pytest.mark.parametrize("alpha_thre, early_stop_eps", [(0.0, 1e-4), (0.01, 1e-3), (0.0, 0.0)])
+def test_rounds_of_density_evaluation_keep_what_evaluating_everything_keeps(alpha_thre, early_stop_eps):
+    generator = torch.Generator().manual_seed(3)
+    origins = torch.rand(300, 3, generator=generator) * 0.4 - torch.tensor([0.2, 0.2, 3.0])
+    dirs = torch.nn.functional.normalize(torch.rand(300, 3, generator=generator) * 0.4 + torch.tensor([-0.2, -0.2, 1.0]),
+                                         dim=-1)
+    centre = torch.tensor([0.0, 0.0, 0.3])
+
+    def sigma_fn(t_starts, t_ends, ray_indices):  # a soft ball: rays through it stop, others pass
+        points = origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) / 2)[:, None]
+        return 40.0 * torch.sigmoid(40.0 * (0.45 - (points - centre).norm(dim=-1)))
+
+    everything = ray_marching(origins, dirs, None, aabb=BOX, step_size=0.01)
+    keep = rm._visible(sigma_fn, *everything, 300, alpha_thre, early_stop_eps)
+    expected = _visible_all_at_once(sigma_fn, *everything, 300, alpha_thre, early_stop_eps)
+    assert torch.equal(keep, expected)
+    per_ray = torch.bincount(everything[0][keep], minlength=300)
+    if early_stop_eps > 0:
+        assert (per_ray < torch.bincount(everything[0], minlength=300)).sum() > 100  # rays through the ball stopped
+    assert per_ray.max() > EARLY_STOP_ROUND  # kept samples span several rounds
 
 
 def test_grid_warmup_updates_every_cell_in_chunks():
