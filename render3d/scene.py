@@ -246,7 +246,8 @@ class Scene:
             resolution: marching-cubes cells per axis (the grid has ``resolution + 1``
                 samples per axis; a power of two lets MISE refine a coarse grid).
             level: iso-level (default: the method's own).
-            bbox: ``[2,3]`` region to mesh (default: the scene's aabb).
+            bbox: ``[2,3]`` region to mesh, min corner then max corner (default: the scene's
+                aabb; for a capture, a box around the object keeps the room out of the mesh).
             keep_all: keep every connected piece; by default pieces with less than
                 ``render3d.mesh.MIN_COMPONENT_FRACTION`` (2 %) of the largest piece's area are
                 dropped (:func:`render3d.mesh.keep_large_components`).
@@ -261,7 +262,7 @@ class Scene:
             raise ConfigError(f"resolution must be an integer >= 1 (cells per axis), got {resolution!r}")
         if not self.method.can_mesh:
             raise ConfigError(f"method {self.method.name!r} cannot extract a mesh")
-        box = self.method.scene_info.aabb_tensor() if bbox is None else torch.as_tensor(bbox, dtype=torch.float32)
+        box = self.method.scene_info.aabb_tensor() if bbox is None else _checked_box(bbox)
         volume, default_level = self.method.density_volume(box, (resolution + 1,) * 3, progress=progress)
         mesh = mesh_from_volume(volume, box, default_level if level is None else level, inside="above")
         mesh, found, kept = keep_large_components(mesh, min_fraction=0.0 if keep_all else MIN_COMPONENT_FRACTION)
@@ -383,3 +384,15 @@ class Scene:
         data_root = config.get("data")
         return cls(method, run_dir=run_dir, data_root=None if data_root is None else Path(data_root), seed=payload.get("seed"),
                    preset=config.get("preset"), downscale=int(config.get("downscale", 1)))
+
+
+def _checked_box(bbox) -> torch.Tensor:
+    """``bbox`` as a ``[2,3]`` float32 tensor with max > min on every axis, or ConfigError."""
+    try:
+        box = torch.as_tensor(bbox, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"bbox: expected [[xmin, ymin, zmin], [xmax, ymax, zmax]], got {bbox!r}") from None
+    if box.shape != (2, 3) or not torch.isfinite(box).all() or not (box[1] > box[0]).all():
+        raise ConfigError(f"bbox: expected finite [[xmin, ymin, zmin], [xmax, ymax, zmax]] with max > min, "
+                          f"got {box.tolist()}")
+    return box

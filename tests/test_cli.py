@@ -62,6 +62,15 @@ def test_export_mesh(run, tmp_path, capsys):
     assert len(trimesh.load(mesh_path).faces) > 100
     assert "in 1 piece(s)" in capsys.readouterr().out
     assert main(["export", str(run), "--mesh", str(mesh_path), "--resolution", "32", "--keep-all"]) == 0
+    whole = trimesh.load(mesh_path)
+    low, high = whole.bounds
+    middle = (low + high) / 2
+    box = [*(low - 0.1).tolist(), float(middle[0]), *(high[1:] + 0.1).tolist()]  # the half with x < middle
+    assert main(["export", str(run), "--mesh", str(mesh_path), "--resolution", "32",
+                 "--box", *(str(v) for v in box)]) == 0
+    half = trimesh.load(mesh_path)
+    assert half.bounds[1][0] <= middle[0] + 1e-5 and half.bounds[0][0] == pytest.approx(low[0], abs=0.05)
+    assert len(half.faces) > 100  # (finer: the same 32 cells span half the width)
 
 
 def test_info_on_data_and_installation(toy_method, data, capsys):
@@ -184,6 +193,8 @@ def test_export_splat_then_render_and_eval_the_file(data, tmp_path, capsys, suff
         (["export", "RUN"], "nothing to export: give --splat FILE.ply|FILE.glb and/or --mesh FILE"),
         (["export", "RUN", "--splat", "OUT/x.ply"], "--splat: method 'toy' has no Gaussians to export"),
         (["export", "RUN", "--splat", "OUT/x.splat"], "must end in .ply"),
+        (["export", "RUN", "--mesh", "OUT/m.ply", "--box", "0", "0", "0", "1", "-1", "1"],
+         "--box: each maximum must exceed its minimum"),
         (["render", "OUT/bad.ply", "--orbit", "2"], "bad.ply: not a PLY file"),
         (["render", "OUT/missing.ply", "--orbit", "2"], "missing.ply: splat PLY file does not exist"),
         (["render", "RUN", "--background", "1,1,1"], "background: only valid when loading a splat file"),

@@ -66,6 +66,11 @@ def test_extract_mesh_from_the_density_field(toy_method, sphere_dataset):
     assert abs(float(distances.mean()) - radius) < 0.02
     assert radius == pytest.approx(0.3)  # untrained: the config's init_radius, not the truth
     assert SPHERE_RADIUS != radius
+    top = scene.extract_mesh(resolution=48, bbox=[[-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]])
+    assert float(top.vertices[:, 2].min()) >= -1e-6 and float(top.vertices[:, 2].max()) == pytest.approx(radius, abs=0.02)
+    for bad in ([[0.0, 0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0, 0.0], [1.0, -1.0, 1.0]], "box"):
+        with pytest.raises(ConfigError, match="bbox: expected"):
+            scene.extract_mesh(resolution=8, bbox=bad)
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(toy_method, sphere_dataset, tmp_path, monkeypatch):
