@@ -49,17 +49,22 @@ class AdaptiveDensityControl:
             Gaussian grows.
         grow_scale3d: Gaussians larger than ``grow_scale3d * scene_scale`` split, smaller clone.
         prune_opacity: opacity below which a Gaussian is removed.
-        prune_scale3d: after the first reset, Gaussians larger than this × scene_scale go.
+        prune_scale3d: after the first reset, Gaussians larger than this × scene_scale go; one
+            farther than scene_scale from ``centre`` is measured against this × its distance
+            (a far background Gaussian is large in the world but not on the screen).
         refine_start, refine_stop, refine_every, reset_every: the schedule, in steps.
         max_gaussians: upper bound on the count (0 = none).
         absgrad: use the absolute-gradient statistic (AbsGS) instead of the gradient norm.
         parallel: the ranks whose views' statistics are summed.
+        centre: ``[3]`` the scene's centre (the cameras' mean) for the distance-relative prune;
+            None: every Gaussian is measured against scene_scale.
     """
 
     def __init__(self, scene_scale: float, *, parallel: DataParallel = SINGLE_PROCESS, grow_grad2d: float, grow_scale3d: float, prune_opacity: float,
                  prune_scale3d: float, refine_start: int, refine_stop: int, refine_every: int, reset_every: int,
-                 max_gaussians: int, absgrad: bool) -> None:
+                 max_gaussians: int, absgrad: bool, centre: Tensor | None = None) -> None:
         self.scene_scale = scene_scale
+        self.centre = centre
         self.parallel = parallel
         self.grow_grad2d = grow_grad2d
         self.grow_scale3d = grow_scale3d
@@ -163,7 +168,10 @@ class AdaptiveDensityControl:
     def _prune(self, step: int, params: nn.ParameterDict, optimizer) -> None:
         prune = torch.sigmoid(params["opacity_logits"].detach()) < self.prune_opacity
         if step > self.reset_every:
-            prune |= params["log_scales"].detach().exp().amax(dim=-1) > self.prune_scale3d * self.scene_scale
+            reach = torch.full_like(prune, self.scene_scale, dtype=params["means"].dtype)
+            if self.centre is not None:
+                reach = (params["means"].detach() - self.centre).norm(dim=-1).clamp(min=self.scene_scale)
+            prune |= params["log_scales"].detach().exp().amax(dim=-1) > self.prune_scale3d * reach
         if prune.any() and not prune.all():
             splats.keep(params, optimizer, ~prune)
 

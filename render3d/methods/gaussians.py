@@ -44,7 +44,7 @@ from render3d.errors import ConfigError
 from render3d.methods import _splat_params as splats
 from render3d.methods import register
 from render3d.methods._appearance import ImageAppearance, appearance_defaults
-from render3d.methods._captures import is_capture_without_points, with_triangulated_points
+from render3d.methods._captures import is_capture, is_capture_without_points, with_triangulated_points
 from render3d.methods._densification import AdaptiveDensityControl, MarkovChainMonteCarlo
 from render3d.methods._pose_refinement import PoseRefinement
 from render3d.methods._splat_volume import splat_density_volume
@@ -70,6 +70,8 @@ class GaussianSplatting(Method):
         "init_points": 100_000,
         "init_extent": 1.0,  # random initialisation fills the scene box scaled by this about its centre
         "init_opacity": 0.1,
+        "background_shell": 0,  # Gaussians on a far sphere for sky and far walls (captures: 2000)
+        "shell_radius": 50.0,  # that sphere's radius, in scene scales about the cameras' centre
         "init_scale": 1.0,
         "sh_degree": 3,
         # optimisation
@@ -145,9 +147,9 @@ class GaussianSplatting(Method):
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
-        """Per-image appearance for captures (:func:`appearance_defaults`), a random
-        initialisation beyond the cameras' box for captures without SfM points
-        (:func:`_capture_init_defaults`); in a process group,
+        """Per-image appearance for captures (:func:`appearance_defaults`), a far background
+        shell for captures and a random initialisation beyond the cameras' box for those
+        without SfM points (:func:`_capture_init_defaults`); in a process group,
         one view per rank per step (``batch_views`` = the process count), so that ``--nproc N``
         or ``torchrun`` trains without a ``--config``; a user's value wins."""
         processes = distributed.current().world_size
@@ -157,6 +159,7 @@ class GaussianSplatting(Method):
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
         _validate_config(config)
+        self.centre: Tensor | None = None  # the cameras' mean, set by setup
         empty = {"means": (0, 3), "quats": (0, 4), "log_scales": (0, 3), "opacity_logits": (0,), "sh0": (0, 1, 3),
                  "shN": (0, num_sh_bases(config["sh_degree"]) - 1, 3)}
         self.splats = nn.ParameterDict({name: nn.Parameter(torch.zeros(shape)) for name, shape in empty.items()})
@@ -197,7 +200,9 @@ class GaussianSplatting(Method):
         # the scene box's half-diagonal when the cameras (nearly) coincide.
         extent = 1.1 * float((centers - centers.mean(0)).norm(dim=-1).max())
         self.scene_scale.fill_(extent if extent > 0.01 * dataset.radius else dataset.radius)
+        self.centre = centers.mean(0)
         means, colors = self._initial_points(dataset)
+        means, colors = self._with_background_shell(means, colors)
         self._set_gaussians(means, colors)
         learning_rates = {"means": self._lr_means(0), "quats": self.config["lr_quats"],
                           "log_scales": self.config["lr_scales"], "opacity_logits": self.config["lr_opacities"],
@@ -229,6 +234,17 @@ class GaussianSplatting(Method):
         means = centre - half + 2 * half * torch.rand(n, 3, device=device)
         return means, torch.rand(n, 3, device=device)
 
+    def _with_background_shell(self, means: Tensor, colors: Tensor) -> tuple[Tensor, Tensor]:
+        """``means [N,3]`` and ``colors [N,3]`` with ``background_shell`` grey Gaussians added,
+        uniformly on the sphere of ``shell_radius`` scene scales about the cameras' centre: what
+        lies beyond every point (sky, far walls) starts there instead of as floaters in front."""
+        count = int(self.config["background_shell"])
+        if count == 0:
+            return means, colors
+        directions = torch.nn.functional.normalize(torch.randn(count, 3, device=means.device), dim=-1)
+        shell = self.centre + directions * self.config["shell_radius"] * float(self.scene_scale)
+        return torch.cat([means, shell]), torch.cat([colors, torch.full_like(shell, 0.5)])
+
     def _set_gaussians(self, means: Tensor, colors: Tensor) -> None:
         n = means.shape[0]
         device = means.device
@@ -257,7 +273,8 @@ class GaussianSplatting(Method):
         return AdaptiveDensityControl(float(self.scene_scale), parallel=self.parallel, grow_grad2d=config["grow_grad2d"],
                                       grow_scale3d=config["grow_scale3d"], prune_opacity=config["prune_opacity"],
                                       prune_scale3d=config["prune_scale3d"], reset_every=self._scheduled("reset_every"),
-                                      max_gaussians=config["max_gaussians"], absgrad=config["absgrad"], **schedule)
+                                      max_gaussians=config["max_gaussians"], absgrad=config["absgrad"],
+                                      centre=self.centre, **schedule)
 
     def set_total_steps(self, steps: int) -> None:
         """Also rescale the densification schedule the strategy was built with."""
@@ -432,6 +449,11 @@ def _validate_config(config: dict) -> None:
         raise ConfigError(f"init_opacity must be in (0, 1), got {config['init_opacity']!r}")
     if not 0.0 < config["prune_opacity"] < 0.5:
         raise ConfigError(f"prune_opacity must be in (0, 0.5), got {config['prune_opacity']!r}")
+    if isinstance(config["background_shell"], bool) or not isinstance(config["background_shell"], int) \
+            or config["background_shell"] < 0:
+        raise ConfigError(f"background_shell must be an integer >= 0, got {config['background_shell']!r}")
+    if not config["shell_radius"] > 1:
+        raise ConfigError(f"shell_radius must be above 1 (scene scales), got {config['shell_radius']!r}")
     for key in ("init_scale", "init_extent", "lr_means", "lr_means_final", "lr_poses", "lr_poses_final"):
         if not config[key] > 0:
             raise ConfigError(f"{key} must be positive, got {config[key]!r}")
@@ -442,10 +464,12 @@ def _validate_config(config: dict) -> None:
 
 
 def _capture_init_defaults(data) -> dict:
-    """``{"init_extent": 3.0}`` for a capture without SfM points (see
-    :mod:`render3d.methods._captures`); nerfstudio's splatfacto likewise spreads its random
-    initialisation over several times the cameras' extent."""
-    return {"init_extent": 3.0} if is_capture_without_points(data) else {}
+    """For a capture (see :mod:`render3d.methods._captures`), a far background shell of 2000
+    Gaussians; without SfM points, also ``init_extent`` 3 (nerfstudio's splatfacto likewise
+    spreads its random initialisation over several times the cameras' extent)."""
+    if not is_capture(data):
+        return {}
+    return {"background_shell": 2000} | ({"init_extent": 3.0} if is_capture_without_points(data) else {})
 
 
 def _neighbour_distance(points: Tensor, k: int) -> Tensor:

@@ -88,6 +88,25 @@ def test_adc_clones_small_splits_large_and_prunes_transparent():
     adam_step(params, optimizer, seed=2)
 
 
+@pytest.mark.parametrize("centre", [None, torch.zeros(3)])
+def test_adc_prunes_huge_gaussians_relative_to_their_distance_from_the_centre(centre):
+    # After the first reset, scale > prune_scale3d (0.1) x max(scene_scale (1), distance) goes:
+    # a 0.5-wide Gaussian at the centre goes; one 0.5 wide at distance 20 (0.025 rad across,
+    # a background Gaussian) stays with a centre and goes without; one 5 wide at 20 always goes.
+    means = torch.tensor([[0.0, 0, 0], [20.0, 0, 0], [0, 20.0, 0], [0.5, 0, 0]])
+    log_scales = torch.log(torch.tensor([[0.5] * 3, [0.5] * 3, [5.0] * 3, [0.05] * 3]))
+    params, optimizer = make_params(means, log_scales, [0.5, 0.5, 0.5, 0.5])
+    adam_step(params, optimizer)
+    strategy = adc(prune_scale3d=0.1, reset_every=5, grow_grad2d=1e9, centre=centre)
+    strategy.step(10, params, optimizer, [info_with_grads([0.0] * 4)], 2, 2, lr_means=0.0)
+    kept_scales = params["log_scales"].detach().exp()[:, 0]
+    kept_far = (params["means"].detach().norm(dim=-1) > 10).tolist()
+    if centre is None:
+        assert kept_far == [False] and kept_scales.tolist() == pytest.approx([0.05], rel=0.1)
+    else:
+        assert kept_far == [True, False] and kept_scales.tolist() == pytest.approx([0.5, 0.05], rel=0.1)
+
+
 def test_adc_opacity_reset_clamps_logits_and_forgets_their_moments():
     means = torch.arange(4.0)[:, None].repeat(1, 3)
     params, optimizer = make_params(means, torch.full((4, 3), math.log(0.005)), [0.9, 0.5, 0.009, 0.001])

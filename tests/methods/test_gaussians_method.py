@@ -164,7 +164,7 @@ def test_initialises_from_colmap_points():
     from render3d.apps.commands import demo_data_path
 
     train = render3d.load_dataset(demo_data_path().parent / "demo_colmap", split="train")
-    scene = render3d.Scene.fit(train, method="3dgs", steps=0, config={"init": "points"}, progress=False)
+    scene = render3d.Scene.fit(train, method="3dgs", steps=0, config={"init": "points", "background_shell": 0}, progress=False)
     assert torch.equal(scene.method.splats["means"].detach(), train.points)
     colours = 0.5 + 0.28209479177387814 * scene.method.splats["sh0"].detach()[:, 0]
     assert torch.allclose(colours, train.point_colors, atol=1e-6)
@@ -180,7 +180,8 @@ def test_a_capture_without_points_initialises_beyond_the_cameras_box(tmp_path):
     write_colmap_scene(tmp_path / "capture", count=10, n_points=0)
     capture = render3d.load_dataset(tmp_path / "capture", "train")
     assert capture.points is None or len(capture.points) == 0
-    scene = render3d.Scene.fit(capture, "3dgs", steps=0, config={"init_points": 2000}, progress=False)
+    scene = render3d.Scene.fit(capture, "3dgs", steps=0, config={"init": "random", "init_points": 2000,
+                                                                 "background_shell": 0}, progress=False)
     assert scene.method.config["init_extent"] == 3.0
     means, aabb = scene.method.splats["means"].detach(), capture.aabb
     centre, half = aabb.mean(0), (aabb[1] - aabb[0]) / 2
@@ -190,3 +191,31 @@ def test_a_capture_without_points_initialises_beyond_the_cameras_box(tmp_path):
     write_colmap_scene(tmp_path / "with_points", count=10)
     with_points = render3d.load_dataset(tmp_path / "with_points", "train")
     assert render3d.Scene.fit(with_points, "3dgs", steps=0, progress=False).method.config["init_extent"] == 1.0
+
+
+def test_a_capture_gets_a_far_background_shell(tmp_path):
+    """Captures (not Blender scenes) add ``background_shell`` grey Gaussians on a sphere of
+    ``shell_radius`` scene scales about the cameras' centre, sized by their spacing."""
+    from tests.data.synthetic import write_colmap_scene
+
+    write_colmap_scene(tmp_path / "capture", count=10)
+    capture = render3d.load_dataset(tmp_path / "capture", "train")
+    scene = render3d.Scene.fit(capture, "3dgs", steps=0, config={"init": "points"}, progress=False)
+    method = scene.method
+    assert method.config["background_shell"] == 2000 and method.config["shell_radius"] == 50.0
+    means = method.splats["means"].detach()
+    assert means.shape[0] == capture.points.shape[0] + 2000
+    shell = means[capture.points.shape[0]:]
+    centre = capture.cameras.centers.mean(0)
+    radius = 50.0 * float(method.scene_scale)
+    torch.testing.assert_close((shell - centre).norm(dim=-1), torch.full((2000,), radius), rtol=1e-5, atol=0.0)
+    assert ((shell - centre) / radius).mean(0).abs().max() < 0.1  # spread over the whole sphere
+    spacing = (4 * math.pi * radius**2 / 2000) ** 0.5
+    scales = method.splats["log_scales"].detach()[capture.points.shape[0]:].exp()
+    assert 0.3 * spacing < float(scales.median()) < 1.5 * spacing
+    from render3d.apps.commands import demo_data_path
+
+    blender = render3d.Scene.fit(demo_data_path(), "3dgs", steps=0, progress=False)
+    assert blender.method.config["background_shell"] == 0
+    with pytest.raises(ConfigError, match="shell_radius must be above 1"):
+        render3d.Scene.fit(capture, "3dgs", steps=0, config={"shell_radius": 0.5}, progress=False)
