@@ -1,7 +1,5 @@
 """The nerf method end to end on a tiny synthetic scene (small grid, few steps): the loss
 falls, renders have the documented shapes, checkpoints round-trip, bad configs are clear."""
-import sys
-
 import pytest
 import torch
 
@@ -83,13 +81,12 @@ def test_checkpoint_of_another_method_is_refused(fitted, tmp_path, toy_method, s
         render3d.Scene.load(tmp_path / "toy")
 
 
-def test_a_capture_without_points_gets_a_box_beyond_its_cameras(tmp_path, monkeypatch):
-    """Without SfM points (and without pycolmap to triangulate some) a capture's box is the
-    cube around its cameras, and the room they look at lies outside it: the field's box is
-    three times that cube; with points it is the scene's."""
+def test_a_capture_without_points_gets_a_box_beyond_its_cameras(tmp_path):
+    """Without SfM points a capture's box is the cube around its cameras, and the room they
+    look at lies outside it: the field's box is three times that cube; with points it is the
+    scene's."""
     from tests.data.synthetic import write_colmap_scene
 
-    monkeypatch.setitem(sys.modules, "pycolmap", None)  # makes `import pycolmap` raise ImportError
     write_colmap_scene(tmp_path / "capture", count=10, n_points=0)
     capture = render3d.load_dataset(tmp_path / "capture", "train")
     scene = render3d.Scene.fit(capture, "nerf", steps=0, progress=False)

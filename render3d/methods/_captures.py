@@ -1,8 +1,8 @@
 """Which training data are captures (photos a camera took of a real or realistic place), for
 the data defaults that suit them: per-image appearance, and, without structure-from-motion
 points, a reach beyond the cube around the cameras (their only box then), because what they
-look at (a room's walls, the street behind an object) lies outside it — or, better, the points
-the known cameras triangulate, and the box they span."""
+look at (a room's walls, the street behind an object) lies outside it — or, for methods that
+start from points, the points the known cameras triangulate."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,6 @@ import torch
 from tqdm.auto import tqdm
 
 from render3d import distributed
-from render3d.data.bounds import bounds_from_points
 from render3d.errors import DataError
 
 __all__ = ["CAPTURE_FORMATS", "MIN_TRIANGULATED_POINTS", "is_capture", "is_capture_without_points",
@@ -37,9 +36,9 @@ def is_capture_without_points(data) -> bool:
 
 def with_triangulated_points(data, *, progress: bool):
     """``data`` (a Dataset), with the points its known cameras triangulate
-    (:func:`render3d.data.triangulation.triangulate`) when it is a capture without any, and the
-    box, near and far those points give (:func:`render3d.data.bounds.bounds_from_points`, as
-    the loaders do for a capture that came with points); as it is otherwise, or, with a one-line notice, when pycolmap is missing or finds fewer than
+    (:func:`render3d.data.triangulation.triangulate`) when it is a capture without any (its box
+    stays the cameras': the points' box, 1st-99th percentile, cuts a room's ceiling and windows
+    off); as it is otherwise, or, with a one-line notice, when pycolmap is missing or finds fewer than
     :data:`MIN_TRIANGULATED_POINTS`. In a process group rank 0 triangulates and the others
     receive its points, so every rank starts from the same ones."""
     if not is_capture_without_points(data):
@@ -64,7 +63,4 @@ def with_triangulated_points(data, *, progress: bool):
         tqdm.write(f"{data.root}: no structure-from-motion points; starting from {cloud.shape[0]} points "
                    "triangulated from the known cameras")
     device = data.images.device
-    points = cloud[:, :3].to(device)
-    aabb, near, far = bounds_from_points(points, data.cameras)
-    return dataclasses.replace(data, points=points, point_colors=cloud[:, 3:].to(device), aabb=aabb.to(device),
-                               near=near, far=far)
+    return dataclasses.replace(data, points=cloud[:, :3].to(device), point_colors=cloud[:, 3:].to(device))

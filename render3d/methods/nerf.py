@@ -29,7 +29,7 @@ from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import register
 from render3d.methods._appearance import ImageAppearance, appearance_defaults
-from render3d.methods._captures import is_capture_without_points, with_triangulated_points
+from render3d.methods._captures import is_capture_without_points
 from render3d.methods._nerf_field import RadianceField
 from render3d.methods.base import Method, SceneInfo
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
@@ -100,17 +100,10 @@ class NeRF(Method):
     cpu_budgets = {"fast": 210.0, "balanced": 720.0}
 
     @classmethod
-    def complete_training_data(cls, data, config: dict | None, *, progress: bool):
-        """A capture without structure-from-motion points gets the box of the points its known
-        cameras triangulate (:func:`render3d.methods._captures.with_triangulated_points`): a
-        room's walls, not the cube around the cameras."""
-        return with_triangulated_points(data, progress=progress)
-
-    @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
         """Per-image appearance for captures (:func:`render3d.methods._appearance.appearance_defaults`);
-        a box three times the cameras' cube for captures still without SfM points after
-        :meth:`complete_training_data` (:mod:`render3d.methods._captures`)."""
+        a box three times the cameras' cube for captures without SfM points
+        (:mod:`render3d.methods._captures`)."""
         return appearance_defaults(data) | ({"box_scale": 3.0} if is_capture_without_points(data) else {})
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:

@@ -16,9 +16,7 @@ from render3d.data import load_dataset
 from render3d.data.triangulation import neighbour_pairs, triangulate
 from render3d.errors import DataError
 from render3d.methods._captures import MIN_TRIANGULATED_POINTS, with_triangulated_points
-from render3d.data.bounds import bounds_from_cameras, bounds_from_points
 from render3d.methods.gaussians import GaussianSplatting
-from render3d.methods.nerf import NeRF
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -83,14 +81,3 @@ def test_without_pycolmap_a_capture_keeps_its_random_start_with_a_notice(capture
     out = capsys.readouterr().out
     assert "needs pycolmap: pip install 'render3d[sfm]'; starting from a random cloud" in out
     assert len(out.strip().splitlines()) == 1
-
-
-def test_nerf_fits_a_capture_without_points_in_the_box_of_triangulated_ones(capture_without_points):
-    completed = NeRF.complete_training_data(capture_without_points, None, progress=False)
-    expected, near, far = bounds_from_points(completed.points, capture_without_points.cameras)
-    torch.testing.assert_close(completed.aabb, expected)
-    assert (completed.near, completed.far) == (near, far)
-    assert "box_scale" not in NeRF.data_defaults(completed, "balanced")
-    # The demo object sits well inside the cube around its cameras.
-    cameras_cube, _, _ = bounds_from_cameras(capture_without_points.cameras.centers)
-    assert ((completed.aabb[1] - completed.aabb[0]) < 0.5 * (cameras_cube[1] - cameras_cube[0])).all()
