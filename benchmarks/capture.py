@@ -9,8 +9,8 @@ poses, no points; every 8th frame is a test view) is rendered by
 ``assets/blender/make_capture.py`` into ``--capture`` (default: a folder per frame count and seed
 under the system's temporary folder) unless it is already there. That takes Blender, and about
 27 s a 1080x1920 frame on 2 cores (8 samples, half-scale render): 23 minutes for 50 frames,
-once. ``--quick`` renders 10 frames at 270x480 and fits 30 steps: a smoke run of the pipeline,
-not a measurement.
+once. ``--quick`` renders 10 frames at 270x480 and fits 30 steps on them shrunk 4x: a smoke run
+of the pipeline, not a measurement.
 
 Each row: the command's wall time (loading, triangulation, fit, evaluation of the test views),
 its steps, and the test PSNR, NeRF-W's right-half PSNR (each test image's appearance fitted on
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,21 +29,33 @@ import tempfile
 import time
 from pathlib import Path
 
-from render3d.errors import ConfigError
+from render3d.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURE_SCRIPT = REPO / "assets" / "blender" / "make_capture.py"
 METHODS = ("3dgs", "nerf")
 TARGET_SECONDS = 900.0
 TARGET_PSNR = 25.0
-# (frames, width, height, samples, render scale, steps): the measured capture and the smoke run.
-FULL = (50, 1080, 1920, 8, 0.5, None)
-QUICK = (10, 270, 480, 4, 1.0, 30)
+# (frames, width, height, samples, render scale, extra fit flags): the measured capture (no
+# flags) and the smoke run (30 steps on 68 x 120 images: an untrained nerf renders slowly).
+FULL = (50, 1080, 1920, 8, 0.5, ())
+QUICK = (10, 270, 480, 4, 1.0, ("--steps", "30", "--downscale", "4"))
 
 
 def capture_folder(frames: int, seed: int, width: int) -> Path:
     """The default folder of a capture of ``frames`` frames, ``seed`` and ``width`` pixels across."""
     return Path(tempfile.gettempdir()) / "render3d-bench-capture" / f"room{frames}-seed{seed}-{width}px"
+
+
+def blender_environment() -> dict:
+    """This process's environment without its interpreter's folder on ``PATH``: a Blender that
+    uses the system's Python otherwise takes this (virtual) environment's, and misses the
+    ``python3-numpy`` its scripts need."""
+    here = os.path.dirname(sys.executable)
+    environment = dict(os.environ)
+    environment["PATH"] = os.pathsep.join(part for part in environment.get("PATH", "").split(os.pathsep)
+                                          if part != here)
+    return environment
 
 
 def ensure_capture(folder: Path, frames: int, seed: int, width: int, height: int, samples: int,
@@ -52,6 +65,7 @@ def ensure_capture(folder: Path, frames: int, seed: int, width: int, height: int
 
     Raises:
         ConfigError: Blender is not installed.
+        DataError: Blender failed (the line gives the command to run to see why).
     """
     if (folder / "transforms.json").is_file():
         return 0.0
@@ -62,17 +76,19 @@ def ensure_capture(folder: Path, frames: int, seed: int, width: int, height: int
     command = [blender, "-b", "--factory-startup", "--python-exit-code", "1", "-P", str(CAPTURE_SCRIPT), "--",
                "--out", str(folder), "--frames", str(frames), "--seed", str(seed), "--width", str(width),
                "--height", str(height), "--samples", str(samples), "--render-scale", str(render_scale)]
+    folder.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                      env=blender_environment()).returncode != 0:
+        raise DataError(f"Blender could not render the capture into {folder}; to see why, run: {' '.join(command)}")
     return time.perf_counter() - start
 
 
-def fit_capture(capture: Path, method: str, run_dir: Path, steps: int | None = None) -> dict:
-    """Run the CLI's fit of ``capture`` (evaluation included) into ``run_dir``; one result row."""
+def fit_capture(capture: Path, method: str, run_dir: Path, flags: tuple[str, ...] = ()) -> dict:
+    """Run the CLI's fit of ``capture`` (evaluation included) into ``run_dir`` with the extra
+    ``flags`` (none: a user's command); one result row."""
     command = [sys.executable, "-m", "render3d.apps.cli", "fit", str(capture), "--method", method, "--out",
-               str(run_dir), "--quiet"]
-    if steps is not None:
-        command += ["--steps", str(steps)]
+               str(run_dir), "--quiet", *flags]
     start = time.perf_counter()
     subprocess.run(command, check=True)
     seconds = time.perf_counter() - start
@@ -106,7 +122,7 @@ def bench(device, quick: bool, methods: tuple[str, ...] = METHODS, capture: Path
           seed: int = 0) -> list[dict]:
     """Rows of :func:`fit_capture` for ``methods`` on the capture (``render3d bench capture``;
     the CLI picks the device, CUDA when there is one)."""
-    frames, width, height, samples, render_scale, steps = QUICK if quick else FULL
+    frames, width, height, samples, render_scale, flags = QUICK if quick else FULL
     capture = capture_folder(frames, seed, width) if capture is None else Path(capture)
     render_s = ensure_capture(capture, frames, seed, width, height, samples, render_scale)
     if render_s:
@@ -114,7 +130,7 @@ def bench(device, quick: bool, methods: tuple[str, ...] = METHODS, capture: Path
     rows = []
     with tempfile.TemporaryDirectory(prefix="render3d-bench-capture-") as runs:
         for method in methods:
-            rows.append(fit_capture(capture, method, Path(runs) / method, steps))
+            rows.append(fit_capture(capture, method, Path(runs) / method, flags))
     print_table(rows)
     return rows
 

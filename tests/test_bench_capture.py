@@ -1,14 +1,16 @@
 """``render3d bench capture`` (benchmarks/capture.py): the capture is rendered once and reused,
 a machine without Blender gets one line, and a row reports the CLI fit it timed."""
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from render3d.benchmarks import capture as bench_capture
 from render3d.benchmarks.registry import BENCHMARKS, run_benchmarks
-from render3d.errors import ConfigError
+from render3d.errors import ConfigError, DataError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -18,13 +20,22 @@ def test_a_capture_already_there_is_reused_and_blender_is_needed_only_to_render_
     with pytest.raises(ConfigError, match="renders its capture with Blender: apt-get install blender"):
         bench_capture.ensure_capture(tmp_path / "room", 10, 0, 270, 480, 4, 1.0)
     assert not (tmp_path / "room").exists()
+    monkeypatch.setattr(shutil, "which", lambda name: "/bin/false")  # a Blender that fails
+    with pytest.raises(DataError, match="Blender could not render the capture into .*; to see why, run: /bin/false -b"):
+        bench_capture.ensure_capture(tmp_path / "nested" / "room", 10, 0, 270, 480, 4, 1.0)
     (tmp_path / "room").mkdir()
     (tmp_path / "room" / "transforms.json").write_text("{}")
     assert bench_capture.ensure_capture(tmp_path / "room", 10, 0, 270, 480, 4, 1.0) == 0.0
 
 
+def test_blender_runs_without_this_interpreters_folder_on_the_path(monkeypatch):
+    here = os.path.dirname(sys.executable)
+    monkeypatch.setenv("PATH", os.pathsep.join([here, "/usr/bin", here, "/bin"]))
+    assert bench_capture.blender_environment()["PATH"] == os.pathsep.join(["/usr/bin", "/bin"])
+
+
 def test_a_row_reports_the_cli_fit_of_a_capture(tmp_path, capsys):
-    row = bench_capture.fit_capture(ASSETS / "demo_colmap", "3dgs", tmp_path / "run", steps=3)
+    row = bench_capture.fit_capture(ASSETS / "demo_colmap", "3dgs", tmp_path / "run", ("--steps", "3"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert row["method"] == "3dgs" and row["capture"] == "demo_colmap" and row["steps"] == 3
     assert row["test_views"] == len(metrics["eval"]["images"]) > 0
