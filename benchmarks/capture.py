@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from render3d.benchmarks.blender import blender_environment
 from render3d.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,17 +45,6 @@ QUICK = (10, 270, 480, 4, 1.0, ("--steps", "30", "--downscale", "4"))
 def capture_folder(frames: int, seed: int, width: int) -> Path:
     """The default folder of a capture of ``frames`` frames, ``seed`` and ``width`` pixels across."""
     return Path(tempfile.gettempdir()) / "render3d-bench-capture" / f"room{frames}-seed{seed}-{width}px"
-
-
-def blender_environment() -> dict:
-    """This process's environment without its interpreter's folder on ``PATH``: a Blender that
-    uses the system's Python otherwise takes this (virtual) environment's, and misses the
-    ``python3-numpy`` its scripts need."""
-    here = os.path.dirname(sys.executable)
-    environment = dict(os.environ)
-    environment["PATH"] = os.pathsep.join(part for part in environment.get("PATH", "").split(os.pathsep)
-                                          if part != here)
-    return environment
 
 
 def ensure_capture(folder: Path, frames: int, seed: int, width: int, height: int, samples: int,

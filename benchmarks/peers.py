@@ -49,6 +49,7 @@ from typing import Callable
 
 import torch
 
+from render3d.benchmarks.blender import blender_environment
 from render3d.benchmarks.hash_encoding import CONFIG as INSTANT_NGP_GRID
 from render3d.benchmarks.timing import backend, timed
 from render3d.errors import ConfigError, first_line
@@ -536,7 +537,8 @@ def blender_scene(path: Path | None, cache: Path, make: bool = True) -> tuple[Pa
     print(f"blender scene: rendering it once into {cache} (about two minutes on 16 cores)", flush=True)
     try:
         subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "1", "-P", str(script), "--",
-                        "--out", str(scratch), *BLENDER_SCENE_ARGS], check=True, stdout=subprocess.DEVNULL)
+                        "--out", str(scratch), *BLENDER_SCENE_ARGS], check=True, stdout=subprocess.DEVNULL,
+                       env=blender_environment())
     except subprocess.CalledProcessError as error:
         shutil.rmtree(scratch, ignore_errors=True)
         return None, f"Blender 400x400 scene skipped: make_scene.py failed with exit status {error.returncode}"

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from render3d.benchmarks.blender import blender_environment
 from render3d.data.sfm import reconstruct, similarity_alignment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def render_scene(out: Path, args: argparse.Namespace) -> float:
         "--camera-angle-x", str(args.camera_angle_x), "--distance", str(args.distance),
     ]
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=blender_environment())
     return time.perf_counter() - start
 
 

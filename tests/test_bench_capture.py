@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from render3d.benchmarks import capture as bench_capture
+from render3d.benchmarks.blender import blender_environment
 from render3d.benchmarks.registry import BENCHMARKS, run_benchmarks
 from render3d.errors import ConfigError, DataError
 
@@ -31,7 +32,7 @@ def test_a_capture_already_there_is_reused_and_blender_is_needed_only_to_render_
 def test_blender_runs_without_this_interpreters_folder_on_the_path(monkeypatch):
     here = os.path.dirname(sys.executable)
     monkeypatch.setenv("PATH", os.pathsep.join([here, "/usr/bin", here, "/bin"]))
-    assert bench_capture.blender_environment()["PATH"] == os.pathsep.join(["/usr/bin", "/bin"])
+    assert blender_environment()["PATH"] == os.pathsep.join(["/usr/bin", "/bin"])
 
 
 def test_a_row_reports_the_cli_fit_of_a_capture(tmp_path, capsys):
