@@ -15,10 +15,11 @@ Gaussians and radiance fields and cannot change geometry or view-dependent colou
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from render3d.errors import ConfigError
 from render3d.methods._captures import is_capture
+from render3d.methods._per_image import PerImageParameters
 
 __all__ = ["APPEARANCE_MODES", "ImageAppearance", "appearance_defaults", "check_appearance_mode"]
 
@@ -37,26 +38,17 @@ def check_appearance_mode(mode: str) -> str:
     return mode
 
 
-class ImageAppearance(nn.Module):
-    """One affine colour transform per training image, stored as deviations ``[N,3,4]`` from
-    ``[I | 0]`` and trained by its own Adam (N = 0 until :meth:`reset`; loading a checkpoint
-    takes its N). With ``mode="off"`` it holds nothing and every call leaves colours as they
-    are, so a method calls it the same way either way (and old checkpoints still load).
+class ImageAppearance(PerImageParameters):
+    """One affine colour transform per training image, stored as deviations ``deltas [N,3,4]``
+    from ``[I | 0]`` and trained by its own Adam (:class:`PerImageParameters`). With
+    ``mode="off"`` it holds nothing and every call leaves colours as they are.
     """
 
-    def __init__(self, mode: str = "off", lr: float = 5e-3) -> None:
-        super().__init__()
-        self.enabled = check_appearance_mode(mode) != "off"
-        self.lr = float(lr)
-        if self.enabled:
-            self.deltas = nn.Parameter(torch.zeros(0, 3, 4))
-            self.optimizer = torch.optim.Adam([self.deltas], lr=self.lr)
+    name = "deltas"
+    row_shape = (3, 4)
 
-    def reset(self, n_images: int, device: torch.device) -> None:
-        """Identity transforms for ``n_images`` training images, on ``device``, and a fresh Adam."""
-        if self.enabled:
-            self.deltas = nn.Parameter(torch.zeros(n_images, 3, 4, device=device))
-            self.optimizer = torch.optim.Adam([self.deltas], lr=self.lr)
+    def __init__(self, mode: str = "off", lr: float = 5e-3) -> None:
+        super().__init__(check_appearance_mode(mode) != "off", lr)
 
     def transforms(self) -> Tensor:
         """``[N,3,4]`` transforms ``[A_i | b_i]`` whose mean over the images is ``[I | 0]``."""
@@ -72,10 +64,6 @@ class ImageAppearance(nn.Module):
             return rgb @ chosen[:, :3].T + chosen[:, 3]
         return (chosen[..., :3] @ rgb[..., None])[..., 0] + chosen[..., 3]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        if self.enabled:
-            self.optimizer.zero_grad(set_to_none=set_to_none)
-
     def step(self) -> None:
         """One Adam step of the transforms (after their gradients were summed over the ranks),
         then re-centred so that their mean stays the identity."""
@@ -83,19 +71,3 @@ class ImageAppearance(nn.Module):
             self.optimizer.step()
             with torch.no_grad():
                 self.deltas -= self.deltas.mean(dim=0, keepdim=True)
-
-    def training_state(self) -> dict:
-        """Adam's state, for an exact resume (``{}`` when off)."""
-        return {"optimizer": self.optimizer.state_dict()} if self.enabled else {}
-
-    def load_training_state(self, state: dict) -> None:
-        """Restore :meth:`training_state` after the transforms were loaded from a checkpoint."""
-        if self.enabled:
-            self.optimizer = torch.optim.Adam([self.deltas], lr=self.lr)
-            self.optimizer.load_state_dict(state["optimizer"])
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        stored = state_dict.get(prefix + "deltas")
-        if self.enabled and stored is not None:
-            self.deltas = nn.Parameter(torch.empty_like(stored, device=self.deltas.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -19,39 +19,43 @@ Off (the default) it holds nothing, and every call leaves the Gaussians as they 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from render3d.methods._per_image import PerImageParameters
 from render3d.ops.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_multiply
 
 __all__ = ["PoseRefinement"]
 
 
-class PoseRefinement(nn.Module):
-    """Per-image camera corrections ``[N,6]`` (translation in scene-scale units, axis-angle),
-    trained by their own Adam with an exponentially decaying rate. N = 0 until :meth:`reset`;
-    loading a checkpoint takes its N."""
+class PoseRefinement(PerImageParameters):
+    """Per-image camera corrections ``corrections [N,6]`` (translation in scene-scale units,
+    axis-angle), trained by their own Adam (:class:`PerImageParameters`) with an exponentially
+    decaying rate."""
+
+    name = "corrections"
+    row_shape = (6,)
 
     def __init__(self, enabled: bool = False, lr: float = 1e-4, lr_final: float = 1e-6) -> None:
-        super().__init__()
-        self.enabled = bool(enabled)
-        self.lr, self.lr_final = float(lr), float(lr_final)
+        super().__init__(enabled, lr)
+        self.lr_final = float(lr_final)
         if self.enabled:
-            self.corrections = nn.Parameter(torch.zeros(0, 6))
             self.register_buffer("scale", torch.tensor(1.0))
-            self.optimizer = torch.optim.Adam([self.corrections], lr=self.lr)
 
     def reset(self, n_images: int, scale: float, device: torch.device) -> None:
         """No correction for ``n_images`` images in a scene of size ``scale``; a fresh Adam."""
+        super().reset(n_images, device)
         if self.enabled:
-            self.corrections = nn.Parameter(torch.zeros(n_images, 6, device=device))
             self.scale = torch.tensor(float(scale), device=device)
-            self.optimizer = torch.optim.Adam([self.corrections], lr=self.lr)
 
     def camera_corrections(self) -> Tensor:
         """``[N,4,4]`` corrections ``D_i`` (camera frame; identity when untrained)."""
-        rotation = axis_angle_to_matrix(self.corrections[:, 3:])
+        return self._corrections(self.corrections)
+
+    def _corrections(self, rows: Tensor) -> Tensor:
+        """``[M,4,4]`` corrections of ``rows [M,6]`` of :attr:`corrections`."""
+        rotation = axis_angle_to_matrix(rows[:, 3:])
         bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], device=rotation.device).expand(len(rotation), 1, 4)
-        top = torch.cat([rotation, self.scale * self.corrections[:, :3, None]], dim=-1)
+        top = torch.cat([rotation, self.scale * rows[:, :3, None]], dim=-1)
         return torch.cat([top, bottom], dim=1)
 
     def refined_w2c(self, w2c: Tensor) -> Tensor:
@@ -64,15 +68,11 @@ class PoseRefinement(nn.Module):
         the scene through the corrected camera. Unchanged when off."""
         if not self.enabled:
             return means, quats
-        moved = torch.linalg.inv(w2c) @ self.camera_corrections()[image] @ w2c
+        moved = torch.linalg.inv(w2c) @ self._corrections(self.corrections[image : image + 1])[0] @ w2c
         means = means @ moved[:3, :3].T + moved[:3, 3]
         # M's rotation is W^T R(w) W = R(W^T w) for the camera's rotation W.
         turn = axis_angle_to_quaternion(self.corrections[image, 3:] @ w2c[:3, :3])
         return means, quaternion_multiply(turn, quats)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        if self.enabled:
-            self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, step: int, total_steps: int) -> None:
         """One Adam step (after the gradients were summed over the ranks) at step ``step``'s rate."""
@@ -81,19 +81,3 @@ class PoseRefinement(nn.Module):
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr * (self.lr_final / self.lr) ** fraction
             self.optimizer.step()
-
-    def training_state(self) -> dict:
-        """Adam's state, for an exact resume (``{}`` when off)."""
-        return {"optimizer": self.optimizer.state_dict()} if self.enabled else {}
-
-    def load_training_state(self, state: dict) -> None:
-        """Restore :meth:`training_state` after the corrections were loaded from a checkpoint."""
-        if self.enabled:
-            self.optimizer = torch.optim.Adam([self.corrections], lr=self.lr)
-            self.optimizer.load_state_dict(state["optimizer"])
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        stored = state_dict.get(prefix + "corrections")
-        if self.enabled and stored is not None:
-            self.corrections = nn.Parameter(torch.empty_like(stored, device=self.corrections.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
