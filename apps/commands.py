@@ -352,6 +352,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.splat is not None and Path(args.splat).suffix.lower() not in SPLAT_SUFFIXES:
         raise ConfigError(f"--splat: {args.splat!r} must end in .ply (the 3DGS splat PLY) or .glb "
                           "(glTF with KHR_gaussian_splatting)")
+    box = None if args.box is None else [args.box[:3], args.box[3:]]
+    if box is not None and not all(high > low for low, high in zip(*box)):
+        raise ConfigError(f"--box: each maximum must exceed its minimum, got {args.box}")
     for argument, path in (("--mesh", args.mesh), ("--splat", args.splat)):
         if path is not None:
             check_writable(path, argument)
@@ -361,9 +364,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--splat: method {scene.method.name!r} has no Gaussians to export (use --mesh)")
     if args.mesh is not None and not scene.method.can_mesh:
         raise ConfigError(f"--mesh: method {scene.method.name!r} cannot extract a mesh")
-    box = None if args.box is None else [args.box[:3], args.box[3:]]
-    if box is not None and not all(high > low for low, high in zip(*box)):
-        raise ConfigError(f"--box: each maximum must exceed its minimum, got {args.box}")
     # The mesh first: it is the one that can still be refused (e.g. empty at this level).
     if args.mesh is not None:
         mesh = scene.extract_mesh(resolution=args.resolution, level=args.level, bbox=box, keep_all=args.keep_all)

@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from render3d.data.dataset import Dataset, quantize
 from render3d.data.sfm import SMALL_IMAGE_SIDE, extraction_options, quiet_pycolmap
 from render3d.errors import DataError, first_line
-
-if TYPE_CHECKING:
-    from render3d.data.dataset import Dataset
 
 __all__ = ["triangulate", "neighbour_pairs", "NEIGHBOURS"]
 
@@ -122,7 +118,7 @@ def _write_images(dataset: Dataset, image_dir: Path) -> list[str]:
     names = []
     for index in range(len(dataset)):
         name = f"{index:05d}.png"
-        pixels = (dataset.image(index).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
+        pixels = quantize(dataset.image(index)).cpu().numpy()
         Image.fromarray(pixels).save(image_dir / name)
         names.append(name)
     return names

@@ -168,9 +168,8 @@ class AdaptiveDensityControl:
     def _prune(self, step: int, params: nn.ParameterDict, optimizer) -> None:
         prune = torch.sigmoid(params["opacity_logits"].detach()) < self.prune_opacity
         if step > self.reset_every:
-            reach = torch.full_like(prune, self.scene_scale, dtype=params["means"].dtype)
-            if self.centre is not None:
-                reach = (params["means"].detach() - self.centre).norm(dim=-1).clamp(min=self.scene_scale)
+            reach = (self.scene_scale if self.centre is None
+                     else (params["means"].detach() - self.centre).norm(dim=-1).clamp(min=self.scene_scale))
             prune |= params["log_scales"].detach().exp().amax(dim=-1) > self.prune_scale3d * reach
         if prune.any() and not prune.all():
             splats.keep(params, optimizer, ~prune)

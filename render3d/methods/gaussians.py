@@ -159,7 +159,6 @@ class GaussianSplatting(Method):
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
         _validate_config(config)
-        self.centre: Tensor | None = None  # the cameras' mean, set by setup
         empty = {"means": (0, 3), "quats": (0, 4), "log_scales": (0, 3), "opacity_logits": (0,), "sh0": (0, 1, 3),
                  "shN": (0, num_sh_bases(config["sh_degree"]) - 1, 3)}
         self.splats = nn.ParameterDict({name: nn.Parameter(torch.zeros(shape)) for name, shape in empty.items()})
@@ -200,9 +199,8 @@ class GaussianSplatting(Method):
         # the scene box's half-diagonal when the cameras (nearly) coincide.
         extent = 1.1 * float((centers - centers.mean(0)).norm(dim=-1).max())
         self.scene_scale.fill_(extent if extent > 0.01 * dataset.radius else dataset.radius)
-        self.centre = centers.mean(0)
         means, colors = self._initial_points(dataset)
-        means, colors = self._with_background_shell(means, colors)
+        means, colors = self._with_background_shell(means, colors, centers.mean(0))
         self._set_gaussians(means, colors)
         learning_rates = {"means": self._lr_means(0), "quats": self.config["lr_quats"],
                           "log_scales": self.config["lr_scales"], "opacity_logits": self.config["lr_opacities"],
@@ -210,7 +208,7 @@ class GaussianSplatting(Method):
         self.optimizer = splats.make_optimizer(self.splats, learning_rates)
         self.appearance.reset(len(dataset), device)
         self.poses.reset(len(dataset), float(self.scene_scale), device)
-        self.strategy = self._make_strategy()
+        self.strategy = self._make_strategy(centers.mean(0))
         self.active_sh_degree.fill_(0)
         self.view_order = torch.randperm(len(dataset), device=device)
         self.parallel.check_divides(self.config["batch_views"], "batch_views")
@@ -234,15 +232,15 @@ class GaussianSplatting(Method):
         means = centre - half + 2 * half * torch.rand(n, 3, device=device)
         return means, torch.rand(n, 3, device=device)
 
-    def _with_background_shell(self, means: Tensor, colors: Tensor) -> tuple[Tensor, Tensor]:
+    def _with_background_shell(self, means: Tensor, colors: Tensor, centre: Tensor) -> tuple[Tensor, Tensor]:
         """``means [N,3]`` and ``colors [N,3]`` with ``background_shell`` grey Gaussians added,
-        uniformly on the sphere of ``shell_radius`` scene scales about the cameras' centre: what
+        uniformly on the sphere of ``shell_radius`` scene scales about ``centre [3]`` (the cameras' mean): what
         lies beyond every point (sky, far walls) starts there instead of as floaters in front."""
         count = int(self.config["background_shell"])
         if count == 0:
             return means, colors
         directions = torch.nn.functional.normalize(torch.randn(count, 3, device=means.device), dim=-1)
-        shell = self.centre + directions * self.config["shell_radius"] * float(self.scene_scale)
+        shell = centre + directions * self.config["shell_radius"] * float(self.scene_scale)
         return torch.cat([means, shell]), torch.cat([colors, torch.full_like(shell, 0.5)])
 
     def _set_gaussians(self, means: Tensor, colors: Tensor) -> None:
@@ -263,7 +261,8 @@ class GaussianSplatting(Method):
         for name, value in values.items():
             self.splats[name] = nn.Parameter(value.contiguous())
 
-    def _make_strategy(self):
+    def _make_strategy(self, centre: Tensor):
+        """The densification strategy; ``centre [3]`` (the cameras' mean) for ADC's far-Gaussian prune."""
         config = self.config
         schedule = {key: self._scheduled(key) for key in ("refine_start", "refine_stop", "refine_every")}
         if config["strategy"] == "mcmc":
@@ -274,7 +273,7 @@ class GaussianSplatting(Method):
                                       grow_scale3d=config["grow_scale3d"], prune_opacity=config["prune_opacity"],
                                       prune_scale3d=config["prune_scale3d"], reset_every=self._scheduled("reset_every"),
                                       max_gaussians=config["max_gaussians"], absgrad=config["absgrad"],
-                                      centre=self.centre, **schedule)
+                                      centre=centre, **schedule)
 
     def set_total_steps(self, steps: int) -> None:
         """Also rescale the densification schedule the strategy was built with."""
