@@ -261,8 +261,9 @@ class GaussianSplatting(Method):
         for name, value in values.items():
             self.splats[name] = nn.Parameter(value.contiguous())
 
-    def _make_strategy(self, centre: Tensor):
-        """The densification strategy; ``centre [3]`` (the cameras' mean) for ADC's far-Gaussian prune."""
+    def _make_strategy(self, centre: Tensor | None = None):
+        """The densification strategy; ``centre [3]`` (the cameras' mean) for ADC's far-Gaussian
+        prune (None: every Gaussian is measured against the scene scale)."""
         config = self.config
         schedule = {key: self._scheduled(key) for key in ("refine_start", "refine_stop", "refine_every")}
         if config["strategy"] == "mcmc":
