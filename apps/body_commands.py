@@ -8,9 +8,9 @@
   ``RUN/overlay.png``.
 - ``export-body RUN --glb out.glb``: the fitted body of a run as a skinned glTF.
 
-Pose files (JSON): ``{"joint_name": [ax, ay, az], ...}`` (axis-angle in the joint's rest
-frame, radians; other joints at rest), optionally with ``"transl": [x, y, z]``; or a run's
-``params.json``. Bad input is one line and exit status 2 (the CLI's contract).
+Pose files (JSON, :mod:`render3d.body.poses`): ``{"joint_name": [ax, ay, az], ...}`` (axis-angle
+in the joint's rest frame, radians; other joints at rest), optionally with ``"transl": [x, y, z]``;
+or a run's ``params.json``. Bad input is one line and exit status 2 (the CLI's contract).
 """
 from __future__ import annotations
 
@@ -80,40 +80,6 @@ def _check_mesh_path(path: str, argument: str) -> Path:
     return check_writable(out, argument)
 
 
-def _read_pose(path: str, model) -> tuple:
-    """``(pose [1, J, 3], transl [1, 3])`` from a pose file (module doc)."""
-    import torch
-
-    from render3d.body.io import read_json_object
-    from render3d.errors import DataError
-
-    source = Path(path)
-    data = read_json_object(source, "pose")
-    pose = torch.zeros(1, model.n_joints, 3)
-    transl = torch.zeros(1, 3)
-    if "pose_axis_angle" in data:
-        values = torch.tensor(data["pose_axis_angle"], dtype=torch.float32)
-        if values.shape != (model.n_joints, 3):
-            raise DataError(f"{source}: pose_axis_angle has shape {list(values.shape)}, the model has {model.n_joints} joints")
-        pose[0] = values
-        data = {"transl": data.get("transl", [0, 0, 0])}
-    for name, value in data.items():
-        try:
-            vector = torch.tensor(value, dtype=torch.float32)
-        except (TypeError, ValueError):
-            raise DataError(f"{source}: {name} must be three numbers") from None
-        if vector.shape != (3,) or not torch.isfinite(vector).all():
-            raise DataError(f"{source}: {name} must be three finite numbers")
-        if name == "transl":
-            transl[0] = vector
-        elif name in model.joint_names:
-            pose[0, model.joint_names.index(name)] = vector
-        else:
-            raise DataError(f"{source}: unknown joint {name!r} (the {model.name} model's joints start "
-                            f"{', '.join(model.joint_names[:6])}, ...)")
-    return pose, transl
-
-
 def _write_mesh(path: Path, model, betas, pose, transl) -> None:
     import torch
     import trimesh
@@ -136,6 +102,7 @@ def cmd_pose_body(args: argparse.Namespace) -> int:
     import torch
 
     from render3d.body import load_body_model
+    from render3d.body.poses import BodyPose, read_pose
 
     out = _check_mesh_path(args.out, "--out")
     if args.render:
@@ -148,7 +115,8 @@ def cmd_pose_body(args: argparse.Namespace) -> int:
             raise ConfigError(f"--render: {args.render} must end in .png, .jpg or .jpeg")
         check_writable(args.render, "--render")
     model = load_body_model(args.model, _parse_phenotype(args.phenotype))
-    pose, transl = _read_pose(args.pose, model) if args.pose else (torch.zeros(1, model.n_joints, 3), torch.zeros(1, 3))
+    body_pose = read_pose(args.pose, model) if args.pose else BodyPose.rest(model.n_joints)
+    pose, transl = body_pose.pose[None], body_pose.transl[None]
     _write_mesh(out, model, torch.zeros(1, model.n_betas), pose, transl)
     if args.render:
         from render3d.body.render import BodyScene, front_camera

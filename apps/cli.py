@@ -148,13 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", help="folder for the PNG frames (default RUN/renders/SPLIT or RUN/renders/orbit;"
                                       " FILE_renders/... next to a .ply)")
     render.add_argument("--video", help="also write the frames as a video (.mp4 or .gif)")
-    render.add_argument("--fps", type=_positive_int, default=30, help="video frame rate (default 30)")
+    render.add_argument("--fps", type=_positive_int, help="video frame rate (default 30; a --motion's own)")
     render.add_argument("--data", help="dataset folder (default: the one the run was fit on)")
     render.add_argument("--downscale", type=_positive_int, metavar="N",
                         help="render the dataset's cameras shrunk N times (default: the scale the run was fit at;"
                              " 1: the images' full size)")
     render.add_argument("--background", type=parse_rgb, metavar="R,G,B",
                         help="background of a splat file in [0,1] (default 0,0,0; a run keeps its own)")
+    body = render.add_mutually_exclusive_group()
+    body.add_argument("--pose", metavar="POSE.json",
+                      help="an avatar in this body pose (joint rotations by name, or pose_axis_angle; see "
+                           "render3d.body.poses)")
+    body.add_argument("--motion", metavar="MOTION.json",
+                      help="an avatar animated through these poses ({\"fps\", \"frames\": [POSE, ...]}), one frame per "
+                           "pose seen by the split's first camera (with --orbit N: turning once every N frames)")
     render.add_argument("--device", help="cpu, cuda, cuda:N")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -178,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--splat", metavar="FILE.ply|FILE.glb",
                         help="output the Gaussians (Gaussian methods such as 3dgs): .ply is the standard 3DGS PLY, "
                              ".glb is glTF with KHR_gaussian_splatting (+z up turned to glTF's +y)")
+    export.add_argument("--pose", metavar="POSE.json", help="an avatar's --splat posed in this body pose (default its first frame)")
+    export.add_argument("--body", metavar="FILE.glb",
+                        help="an avatar's fitted body as a skinned glTF, with its Gaussians in the rest pose beside it "
+                             "(FILE.gaussians.ply)")
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes cells per axis (default 256)")
     export.add_argument("--level", type=float, help="iso-level (default: the method's)")
     export.add_argument("--box", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),

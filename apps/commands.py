@@ -203,7 +203,10 @@ def _evaluation_line(scene: "render3d.Scene", result: dict) -> str:
     """The line that sums up :meth:`Scene.evaluate`'s ``result``; a fit with per-image appearance
     also gives the appearance-matched PSNR (its test images have exposures of their own)."""
     mean = result["mean"]
-    line = f"{result['split']}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {len(result['images'])} images"
+    line = f"{result['split']}: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}"
+    if "mask_iou" in mean:
+        line += f", mask IoU {mean['mask_iou']:.3f}"
+    line += f" over {len(result['images'])} images"
     if scene.method.config.get("appearance", "off") != "off":
         line += (f"; {mean['psnr_appearance']:.2f} dB on the right halves with each image's appearance matched "
                  "on its left half")
@@ -255,6 +258,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable(args.out, "--out", folder=True)
     scene = _load_scene(args)
+    pose = None if args.pose is None else _read_body_pose(scene, args.pose, "--pose")
+    motion, fps = _read_body_motion(scene, args.motion) if args.motion is not None else (None, args.fps or 30)
+    fps = args.fps or fps
     downscale = scene.downscale if args.downscale is None else args.downscale
     if args.orbit:
         view = "orbit"
@@ -266,19 +272,59 @@ def cmd_render(args: argparse.Namespace) -> int:
         view = args.split or "test"
         cameras = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False,
                                         downscale=downscale).cameras
-    names = [f"{view}_{index:04d}.png" for index in range(len(cameras))]
+    if motion is not None:
+        view = "motion"
+        frames = _render_motion(scene, cameras if args.orbit else cameras[:1], motion, quiet=args.quiet)
+    else:
+        frames = scene.render(cameras, pose=pose, progress=not args.quiet)["rgb"].clamp(0, 1)
+    names = [f"{view}_{index:04d}.png" for index in range(len(frames))]
     out = Path(args.out) if args.out else check_writable(_default_render_folder(scene, args.run, view),
                                                          "render folder", folder=True)
-    frames = scene.render(cameras, progress=not args.quiet)["rgb"].clamp(0, 1)
     for name, frame in zip(names, frames):
         save_image(out / name, frame)
     _echo(f"wrote {len(names)} frames to {out}")
     if args.video is not None:
         from render3d.io.video import save_video
 
-        save_video(args.video, frames, fps=args.fps)
+        save_video(args.video, frames, fps=fps)
         _echo(f"wrote video {args.video}")
     return 0
+
+
+def _posable_body(scene: "render3d.Scene", argument: str):
+    """The body model of a scene whose method renders poses (an avatar); ConfigError naming
+    ``argument`` otherwise."""
+    if "pose" not in scene.method.render_conditions:
+        raise ConfigError(f"{argument}: method {scene.method.name!r} has no body to pose (the 'avatar' method has)")
+    return scene.method.body
+
+
+def _read_body_pose(scene: "render3d.Scene", path: str, argument: str):
+    from render3d.body.poses import read_pose
+
+    return read_pose(path, _posable_body(scene, argument))
+
+
+def _read_body_motion(scene: "render3d.Scene", path: str):
+    from render3d.body.poses import read_motion
+
+    return read_motion(path, _posable_body(scene, "--motion"))
+
+
+def _render_motion(scene: "render3d.Scene", cameras, poses: list, *, quiet: bool):
+    """``[T, H, W, 3]``: pose ``t`` seen by camera ``t mod C`` (one camera: a still view; an
+    orbit of ``C`` cameras: a turn every ``C`` frames)."""
+    import torch
+
+    from render3d.progress import progress_bar
+
+    frames = []
+    with progress_bar(len(poses), "render", enabled=not quiet, unit="frame") as bar:
+        for index, pose in enumerate(poses):
+            camera = cameras[index % len(cameras)]
+            frames.append(scene.render(camera, pose=pose)["rgb"][0].clamp(0, 1))
+            bar.update(1)
+    return torch.stack(frames)
 
 
 def _check_video_path(path: str) -> None:
@@ -345,8 +391,8 @@ def _evaluate_against_mesh(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from render3d.mesh import MESH_EXTENSIONS, export_mesh
 
-    if args.mesh is None and args.splat is None:
-        raise ConfigError("nothing to export: give --splat FILE.ply|FILE.glb and/or --mesh FILE")
+    if args.mesh is None and args.splat is None and args.body is None:
+        raise ConfigError("nothing to export: give --splat FILE.ply|FILE.glb, --mesh FILE and/or --body FILE.glb")
     if args.mesh is not None and Path(args.mesh).suffix.lower() not in MESH_EXTENSIONS:
         raise ConfigError(f"--mesh: {args.mesh!r} must end in {', '.join(MESH_EXTENSIONS)}")
     if args.splat is not None and Path(args.splat).suffix.lower() not in SPLAT_SUFFIXES:
@@ -355,10 +401,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     box = None if args.box is None else [args.box[:3], args.box[3:]]
     if box is not None and not all(high > low for low, high in zip(*box)):
         raise ConfigError(f"--box: each maximum must exceed its minimum, got {args.box}")
-    for argument, path in (("--mesh", args.mesh), ("--splat", args.splat)):
+    if args.body is not None and Path(args.body).suffix.lower() != ".glb":
+        raise ConfigError(f"--body: {args.body!r} must end in .glb (a skinned glTF)")
+    for argument, path in (("--mesh", args.mesh), ("--splat", args.splat), ("--body", args.body)):
         if path is not None:
             check_writable(path, argument)
     scene = _load_scene(args)
+    pose = None if args.pose is None else _read_body_pose(scene, args.pose, "--pose")
+    if args.body is not None:
+        _posable_body(scene, "--body")
     # Check every request before writing anything, so a refused one leaves no partial export.
     if args.splat is not None and not scene.can_export_splat:
         raise ConfigError(f"--splat: method {scene.method.name!r} has no Gaussians to export (use --mesh)")
@@ -373,11 +424,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         _echo(f"wrote {args.mesh}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces in {pieces['kept']} piece(s)"
               + (f" ({dropped} small floating pieces dropped; --keep-all keeps them)" if dropped else ""))
     if args.splat is not None:
-        size = scene.export_splat(args.splat).stat().st_size
+        size = scene.export_splat(args.splat, pose=pose).stat().st_size
         kind = "glTF KHR_gaussian_splatting, +z up turned to glTF's +y" if args.splat.lower().endswith(".glb") \
             else "3DGS splat PLY"
         _echo(f"wrote {args.splat}: {kind}, {size / 1e6:.3g} MB")
+    if args.body is not None:
+        gaussians = _export_body(scene, Path(args.body))
+        _echo(f"wrote {args.body} (skinned glTF of the fitted body) and {gaussians} (its Gaussians in the rest pose)")
     return 0
+
+
+def _export_body(scene: "render3d.Scene", path: Path) -> Path:
+    """An avatar's fitted body as a skinned glTF at ``path`` (its shape, the rest pose) and its
+    Gaussians in the rest pose as a 3DGS PLY beside it; the PLY's path."""
+    import torch
+
+    from render3d.body.gltf import write_skinned_glb
+    from render3d.body.poses import BodyPose
+
+    body = scene.method.body
+    rest = BodyPose.rest(body.n_joints)
+    gaussians = path.with_suffix(".gaussians.ply")
+    check_writable(gaussians, "--body")
+    scene.export_splat(gaussians, pose=rest)
+    betas = scene.method.betas.detach().cpu()
+    write_skinned_glb(path, body.cpu(), betas, rest.pose[None], torch.zeros(1, 3))
+    return gaussians
 
 
 def cmd_view(args: argparse.Namespace) -> int:

@@ -160,20 +160,32 @@ class Scene:
 
     # ------------------------------------------------------------------ using a scene
     @torch.no_grad()
-    def render(self, cameras: Cameras, *, progress: bool = False) -> dict[str, torch.Tensor]:
+    def render(self, cameras: Cameras, *, pose=None, progress: bool = False) -> dict[str, torch.Tensor]:
         """Render ``cameras`` one at a time (bounded memory), outputs on the CPU.
+
+        Args:
+            pose: for a method with a body (``avatar``), the :class:`render3d.body.poses.BodyPose`
+                to render it in (default: its first frame's).
 
         Returns:
             ``rgb [C,H,W,3]`` float32 in [0,1], ``depth [C,H,W]``, ``alpha [C,H,W]``.
         """
         if not isinstance(cameras, Cameras):
             raise ConfigError(f"cameras must be render3d.Cameras, got {type(cameras).__name__}")
+        if pose is not None and "pose" not in self.method.render_conditions:
+            raise ConfigError(f"pose: method {self.method.name!r} has no body to pose (the 'avatar' method has)")
+        conditions = None if pose is None else [{"pose": pose}] * len(cameras)
+        return self._render_views(cameras, conditions, progress)
+
+    def _render_views(self, cameras: Cameras, conditions: list[dict] | None, progress: bool) -> dict[str, torch.Tensor]:
+        """Render ``cameras``, the ``i``-th with the method's render keyword arguments ``conditions[i]``."""
         self.method.eval()
         cameras = cameras.to(self.method.device)
         outputs: dict[str, list[torch.Tensor]] = {}
         with progress_bar(len(cameras), "render", enabled=progress, unit="view") as bar:
             for index in range(len(cameras)):
-                for key, value in self.method.render(cameras[index]).items():
+                extra = {} if conditions is None else conditions[index]
+                for key, value in self.method.render(cameras[index], **extra).items():
                     outputs.setdefault(key, []).append(value.detach().float().cpu())
                 bar.update(1)
         if not outputs:
@@ -197,13 +209,16 @@ class Scene:
                 was fit at (:attr:`downscale`; 1 evaluates at full size).
 
         Returns:
-            ``{"split", "images": [{"name", "psnr", "ssim", "psnr_appearance"}...], "mean": {...}}``;
+            ``{"split", "images": [{"name", "psnr", "ssim", "psnr_appearance", "mask_iou"}...], "mean": {...}}``
+            (``mask_iou``, :func:`render3d.metrics.mask_iou` of the rendered opacity, when the
+            images have masks);
             ``psnr_appearance`` scores the right half of each image after matching its
             appearance (an affine colour transform) on the left half, NeRF-W's protocol for fits
             with per-image appearance (:mod:`render3d.metrics.appearance`). Written to
             ``metrics.json["eval"]`` when the scene has a run directory.
         """
-        from render3d.metrics import psnr, ssim
+        from render3d.data.dataset import to_unit_float
+        from render3d.metrics import mask_iou, psnr, ssim
         from render3d.metrics.appearance import right_half_psnr
 
         if data is None:
@@ -214,20 +229,22 @@ class Scene:
         dataset = _as_dataset(data, split, downscale)
         if len(dataset) == 0:
             raise DataError(f"{dataset.root}: split {split!r} has no images to evaluate")
-        rendered = self.render(dataset.cameras, progress=progress)["rgb"].clamp(0, 1)
+        renders = self._render_views(dataset.cameras, self.method.conditions_for(dataset), progress)
+        rendered = renders["rgb"].clamp(0, 1)
         per_image = []
         for index, name in enumerate(dataset.image_names):
             target = dataset.image(index).cpu()  # one image in float at a time
-            per_image.append(
-                {
-                    "name": name,
-                    "psnr": float(psnr(rendered[index], target)),
-                    "ssim": float(ssim(rendered[index], target)),
-                    "psnr_appearance": right_half_psnr(rendered[index], target),
-                }
-            )
-        mean = {key: sum(item[key] for item in per_image) / len(per_image)
-                for key in ("psnr", "ssim", "psnr_appearance")}
+            scores = {
+                "name": name,
+                "psnr": float(psnr(rendered[index], target)),
+                "ssim": float(ssim(rendered[index], target)),
+                "psnr_appearance": right_half_psnr(rendered[index], target),
+            }
+            if dataset.masks is not None:
+                scores["mask_iou"] = mask_iou(renders["alpha"][index], to_unit_float(dataset.masks[index, ..., 0]).cpu())
+            per_image.append(scores)
+        keys = ("psnr", "ssim", "psnr_appearance") + (("mask_iou",) if dataset.masks is not None else ())
+        mean = {key: sum(item[key] for item in per_image) / len(per_image) for key in keys}
         result = {"split": split, "images": per_image, "mean": mean}
         self.record_metrics("eval", result)
         return result
@@ -297,7 +314,7 @@ class Scene:
         """Whether :meth:`export_splat` works: the method has Gaussians (``gaussians()``)."""
         return callable(getattr(self.method, "gaussians", None))
 
-    def export_splat(self, path: str | os.PathLike, *, up=(0.0, 0.0, 1.0)) -> Path:
+    def export_splat(self, path: str | os.PathLike, *, up=(0.0, 0.0, 1.0), pose=None) -> Path:
         """Write the method's Gaussians (atomically) as a standard 3DGS PLY (``.ply``) or as
         glTF binary with the ``KHR_gaussian_splatting`` extension (``.glb``); returns ``Path(path)``.
 
@@ -305,7 +322,8 @@ class Scene:
         ``opacity_logits [N]`` and ``sh [N,K,3]`` in the layout of :mod:`render3d.io.splat_ply`;
         the glTF the same Gaussians as :mod:`render3d.io.splat_gltf` lays them out, turned so
         that ``up`` (the world's up direction, ``[3]``; only used for ``.glb``) is glTF's +y.
-        :meth:`Scene.load` reads both back (a ``.glb`` with +z up).
+        :meth:`Scene.load` reads both back (a ``.glb`` with +z up). An avatar's Gaussians are
+        written posed in ``pose`` (a :class:`render3d.body.poses.BodyPose`; default its first frame).
 
         Raises:
             ConfigError: ``path`` does not end in ``.ply`` or ``.glb``, a bad ``up``, or the
@@ -323,7 +341,9 @@ class Scene:
         if not self.can_export_splat:
             raise ConfigError(f"method {self.method.name!r} has no Gaussians to export as a splat "
                               f"(only Gaussian methods such as '3dgs' do; extract_mesh exports a mesh)")
-        values = self.method.gaussians()
+        if pose is not None and "pose" not in self.method.render_conditions:
+            raise ConfigError(f"pose: method {self.method.name!r} has no body to pose (the 'avatar' method has)")
+        values = self.method.gaussians() if pose is None else self.method.gaussians(pose=pose)
         if values["means"].shape[0] == 0:
             raise ConfigError(f"path: the scene has no Gaussians, so {str(path)!r} would be an empty splat")
         arrays = (values["means"], values["quats"], values["log_scales"], values["opacity_logits"], values["sh"])

@@ -190,7 +190,7 @@ def test_export_splat_then_render_and_eval_the_file(data, tmp_path, capsys, suff
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["export", "RUN"], "nothing to export: give --splat FILE.ply|FILE.glb and/or --mesh FILE"),
+        (["export", "RUN"], "nothing to export: give --splat FILE.ply|FILE.glb, --mesh FILE and/or --body FILE.glb"),
         (["export", "RUN", "--splat", "OUT/x.ply"], "--splat: method 'toy' has no Gaussians to export"),
         (["export", "RUN", "--splat", "OUT/x.splat"], "must end in .ply"),
         (["export", "RUN", "--mesh", "OUT/m.ply", "--box", "0", "0", "0", "1", "-1", "1"],

@@ -300,14 +300,32 @@ class BodyModel(torch.nn.Module):
             features = (rotations[:, 1:] - eye).reshape(batch, -1)
             correctives = (self.pose_dirs.t() @ features.t()).view(self.n_vertices, 3, batch).permute(2, 0, 1)
             posed_rest = shaped + correctives  # keeps the bodies-innermost layout of both
-        local, inverse_frames = _local_transforms(self.parents, frames, rotations)
-        world = forward_kinematics(local, self.parents)
-        offset = torch.zeros(batch, 1, 4, 4, dtype=world.dtype, device=world.device)
-        offset[:, 0, :3, 3] = transl
-        world = world + offset  # transl added to every joint's translation column
-        skinning = world @ inverse_frames
+        world, skinning = self._posed_frames(frames, rotations, transl)
         vertices = linear_blend_skinning(posed_rest, skinning, self.skinning_weights)
         return BodyOutput(vertices=vertices, joints=world[..., :3, 3], transforms=world, rest_frames=frames)
+
+    def _posed_frames(self, frames: torch.Tensor, rotations: torch.Tensor, transl: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """World transforms ``G [B, J, 4, 4]`` (with ``transl``) and skinning transforms
+        ``G inv(P) [B, J, 4, 4]`` for rest frames ``P``, rotations ``[B, J, 3, 3]``, ``transl [B, 3]``."""
+        local, inverse_frames = _local_transforms(self.parents, frames, rotations)
+        world = forward_kinematics(local, self.parents)
+        offset = torch.zeros(rotations.shape[0], 1, 4, 4, dtype=world.dtype, device=world.device)
+        offset[:, 0, :3, 3] = transl
+        world = world + offset  # transl added to every joint's translation column
+        return world, world @ inverse_frames
+
+    def skinning_transforms(self, betas: torch.Tensor | None = None, pose: torch.Tensor | None = None,
+                            transl: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What posing applies to rest space, for anything attached to the body (e.g. Gaussians):
+        ``(shaped [B, V, 3], skinning [B, J, 4, 4])``, the shaped rest vertices (before pose
+        correctives) and the transforms ``G_k inv(P_k)`` that linear blend skinning blends.
+        Arguments as :meth:`forward`."""
+        betas, rotations, transl = self._batch(betas, pose, transl)
+        shaped, frames = self.rest_frames(betas)
+        if frames.shape[0] != rotations.shape[0]:
+            shaped, frames = shaped.expand(rotations.shape[0], -1, -1), frames.expand(rotations.shape[0], -1, -1, -1)
+        return shaped, self._posed_frames(frames, rotations, transl)[1]
 
     def keypoints(self, output: BodyOutput, convention: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, K, 3]`` 3D keypoints in a 2D convention (``coco17`` or ``body25``) and a

@@ -124,6 +124,9 @@ class Method(torch.nn.Module, abc.ABC):
     data_kind: ClassVar[str] = "images"
     # Whether train_step splits its batch over the ranks of a process group (render3d.distributed).
     supports_data_parallel: ClassVar[bool] = False
+    # Keyword arguments ``render`` takes besides the cameras (e.g. ``pose`` for a body): what else a
+    # view depends on. Scene.render passes them on; :meth:`conditions_for` gives them per image.
+    render_conditions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__()
@@ -260,6 +263,11 @@ class Method(torch.nn.Module, abc.ABC):
             ``depth [C,H,W]`` (expected ray distance, 0 where nothing was hit),
             ``alpha [C,H,W]`` accumulated opacity in [0,1].
         """
+
+    def conditions_for(self, dataset: Dataset) -> list[dict] | None:
+        """The :attr:`render_conditions` of each image of ``dataset`` (e.g. the pose of the body
+        it shows), for evaluation; None when the cameras alone decide a view (the default)."""
+        return None
 
     def density_field(self) -> tuple[Callable[[Tensor], Tensor], float]:
         """A field ``[N,3] world points -> [N] values`` and the iso-level of the surface.

@@ -1,0 +1,382 @@
+"""An animatable person: 3D Gaussians bound to a skinned body, fitted to images of the person in
+one or several poses and rendered in any new pose (registry name ``"avatar"``).
+
+The chapter-11 recipe (template-based capture, §11.3.2, with the skinning model of animatable
+implicit surfaces, §11.3.3) with 3D Gaussian Splatting as the appearance:
+
+- the body (anny by default, any :func:`render3d.body.load_body_model` model) in its rest pose
+  carries ``samples_per_triangle`` Gaussians per triangle (:mod:`render3d.body.gaussian_binding`);
+  a Gaussian's rest-space centre is its surface point on the *shaped* body plus a learnt offset,
+  so the body's shape moves it;
+- its skinning weights are its triangle's, interpolated, kept to ``weight_slots`` joints and
+  refined (a learnt logit per slot on top of the body's log-weights, softmax-normalised);
+- a pose-dependent correction, SMPL's pose blend shapes at low rank: the rotation features
+  ``R_k - I`` of every non-root joint, projected on ``corrective_rank`` learnt directions,
+  give each Gaussian a rest-space offset (zero at the start);
+- per frame, the body's skinning transforms (forward kinematics op) pose the Gaussians by linear
+  blend skinning (skinning op; :func:`render3d.body.gaussian_binding.skin_gaussians`); the
+  Gaussians are rasterized by the 3DGS op with SH colours as ``3dgs``;
+- the body's shape (``betas``) and every training frame's pose and translation start from
+  ``body.json`` (:mod:`render3d.data.body_frames`) and are refined with the Gaussians
+  (``lr_betas``, ``lr_poses``; 0 keeps them fixed);
+- loss per training image: ``(1 - ssim_lambda) L1 + ssim_lambda (1 - SSIM)`` on the colour,
+  ``mask_lambda`` L1 between the rendered opacity and the person's mask (the images' alpha or a
+  ``masks/`` folder), and ``offset_reg`` times the mean squared offset in centimetres.
+
+No densification: the body's triangles are a complete, even start (anny: 27,420 Gaussians
+at one per triangle); opacity and scale decide what each contributes.
+
+Rendering: :meth:`render` takes ``pose=BodyPose`` (any pose of the model) or ``frame=k`` (a
+frame of ``body.json``: the fitted pose for training frames, the file's for the others, such as
+held-out test poses); with neither, the first frame.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from render3d.body.gaussian_binding import (barycentric_samples, binding_weights, skin_gaussians, surface_points,
+                                            triangle_frames)
+from render3d.body.loading import BUILT_IN, load_body_model
+from render3d.body.poses import BodyPose
+from render3d.cameras import Cameras
+from render3d.data.body_frames import BodyFrames, read_body_frames
+from render3d.data.dataset import Dataset, to_unit_float
+from render3d.errors import ConfigError
+from render3d.methods import register
+from render3d.methods.base import Method, SceneInfo
+from render3d.metrics.ssim import ssim
+from render3d.ops.gaussian_rendering import render_gaussians
+from render3d.ops.rotations import axis_angle_to_matrix, matrix_to_quaternion
+from render3d.ops.spherical_harmonics import num_sh_bases
+
+SH_C0 = 0.28209479177387814
+FLATNESS = 0.2  # initial thickness of a surface Gaussian, relative to its in-plane radius
+CENTIMETRE = 0.01
+
+
+@dataclass
+class AvatarData:
+    """Training data of an avatar: the images (``Dataset``), their ``body.json`` and the
+    ``[N]`` frame of each image."""
+
+    images: Dataset
+    body: BodyFrames
+    frames: Tensor
+
+    @property
+    def root(self) -> Path:
+        return self.images.root
+
+
+@functools.lru_cache(maxsize=2)
+def _body_model(spec: str):
+    """The body model named ``spec`` (built once per process: anny's takes seconds)."""
+    return load_body_model(spec)
+
+
+def _model_spec(name: str, root: Path) -> str:
+    """A ``body.json`` model name as a config value: built-in names as they are, files resolved
+    against the dataset folder."""
+    return name if name in BUILT_IN else str((root / name).resolve())
+
+
+@register
+class Avatar(Method):
+    name = "avatar"
+    description = "animatable person: 3D Gaussians bound to a skinned body (anny), posed by LBS, any new pose"
+    default_config = {
+        "steps": 30000,
+        "body_model": "anny",
+        "samples_per_triangle": 1,
+        "weight_slots": 8,
+        "corrective_rank": 8,
+        "sh_degree": 1,
+        "sh_degree_every": 1000,
+        "schedule_steps": 30000,
+        "init_opacity": 0.9,
+        "lr_offsets": 2e-4,
+        "lr_offsets_final": 2e-6,
+        "lr_quats": 1e-3,
+        "lr_scales": 5e-3,
+        "lr_opacities": 5e-2,
+        "lr_sh0": 2.5e-3,
+        "lr_shN": 2.5e-3 / 20,
+        "lr_weights": 1e-2,
+        "lr_correctives": 1e-3,
+        "lr_betas": 1e-4,
+        "lr_poses": 1e-4,
+        "ssim_lambda": 0.2,
+        "mask_lambda": 0.1,
+        "offset_reg": 1e-3,
+        "near": 0.01,
+    }
+    # Sized for 2 CPU cores (benchmarks/RESULTS.md, "An animatable avatar"): steps are the plan,
+    # cpu_budgets the promise.
+    presets = {
+        "fast": {"steps": 700, "schedule_steps": 700, "sh_degree_every": 150},
+        "balanced": {"steps": 2400, "schedule_steps": 2400, "sh_degree_every": 500},
+        "full": {},
+    }
+    cpu_budgets = {"fast": 180.0, "balanced": 600.0}
+    render_conditions = ("pose", "frame")
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def load_training_data(cls, data, device: torch.device, *, downscale: int = 1) -> AvatarData:
+        """The training images (as every image method) with their ``body.json``."""
+        if isinstance(data, AvatarData):
+            return data
+        images = super().load_training_data(data, device, downscale=downscale)
+        if images.masks is None:
+            raise ConfigError(f"{images.root}: the avatar method needs the person's mask: RGBA images or a masks/ folder")
+        body = read_body_frames(images.root, lambda name: _body_model(_model_spec(name, images.root)))
+        return AvatarData(images=images, body=body, frames=body.frames_of(images.image_names).to(device))
+
+    @classmethod
+    def scene_info_for(cls, data: AvatarData) -> SceneInfo:
+        return SceneInfo.from_dataset(data.images)
+
+    @classmethod
+    def data_defaults(cls, data: AvatarData, preset: str) -> dict:
+        """The body model ``body.json`` names."""
+        return {"body_model": _model_spec(data.body.model, data.root)}
+
+    # ------------------------------------------------------------------ model
+    def __init__(self, config: dict, scene_info: SceneInfo) -> None:
+        super().__init__(config, scene_info)
+        _validate_config(config)
+        self.body = _body_model(config["body_model"])
+        body = self.body
+        samples = barycentric_samples(config["samples_per_triangle"])
+        n_faces = body.faces.shape[0]
+        triangles = torch.arange(n_faces).repeat_interleave(samples.shape[0])
+        barycentric = samples.repeat(n_faces, 1)
+        indices, values = binding_weights(body.dense_weights, body.faces, triangles, barycentric, config["weight_slots"])
+        self.register_buffer("triangles", triangles)
+        self.register_buffer("barycentric", barycentric)
+        self.register_buffer("weight_indices", indices)
+        self.register_buffer("log_weights", values.clamp_min(1e-8).log())
+        n = triangles.shape[0]
+        features = 9 * (body.n_joints - 1)
+        rank = config["corrective_rank"]
+        self.splats = nn.ParameterDict({
+            "offsets": nn.Parameter(torch.zeros(n, 3)),
+            "quats": nn.Parameter(torch.zeros(n, 4)),
+            "log_scales": nn.Parameter(torch.zeros(n, 3)),
+            "opacity_logits": nn.Parameter(torch.zeros(n)),
+            "sh0": nn.Parameter(torch.zeros(n, 1, 3)),
+            "shN": nn.Parameter(torch.zeros(n, num_sh_bases(config["sh_degree"]) - 1, 3)),
+            "weight_logits": nn.Parameter(torch.zeros(n, indices.shape[1])),
+            "corrective_offsets": nn.Parameter(torch.zeros(n, rank, 3)),
+        })
+        self.corrective_basis = nn.Parameter(torch.zeros(features, rank))
+        self.betas = nn.Parameter(torch.zeros(1, body.n_betas))
+        self.frame_poses = nn.Parameter(torch.zeros(0, body.n_joints, 3))
+        self.frame_transl = nn.Parameter(torch.zeros(0, 3))
+        self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
+        self.register_buffer("active_sh_degree", torch.tensor(config["sh_degree"]))
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.triangles.shape[0])
+
+    def setup(self, data: AvatarData) -> None:
+        if not isinstance(data, AvatarData):
+            raise ConfigError("avatar: setup needs the data of Avatar.load_training_data")
+        dataset = data.images
+        if len(dataset) == 0:
+            raise ConfigError("avatar: the training split has no images")
+        device = dataset.images.device
+        self.data, self.cameras, self.image_frames = dataset, dataset.cameras, data.frames.to(device)
+        self.betas.data.copy_(data.body.betas[None].to(device))
+        self.frame_poses = nn.Parameter(data.body.poses.to(device).clone())
+        self.frame_transl = nn.Parameter(data.body.transl.to(device).clone())
+        self._initialise_gaussians()
+        generator = torch.Generator().manual_seed(0)
+        basis = torch.randn(self.corrective_basis.shape, generator=generator) / math.sqrt(self.corrective_basis.shape[0])
+        self.corrective_basis.data.copy_(basis.to(device))
+        self.optimizer = self._make_optimizer()
+        self.active_sh_degree.fill_(0)
+        self.view_order = torch.randperm(len(dataset), device=device)
+
+    def _initialise_gaussians(self) -> None:
+        """Each Gaussian flat on its triangle of the shaped rest body: a disc of the triangle's
+        share of area, grey, opacity ``init_opacity``."""
+        with torch.no_grad():
+            shaped, _ = self.body.rest_frames(self.betas)
+            frames, area = triangle_frames(shaped[0], self.body.faces)
+            per_triangle = self.config["samples_per_triangle"]
+            radius = torch.sqrt(area / (math.pi * per_triangle))[self.triangles]
+            log_radius = radius.log()[:, None]
+            p = self.config["init_opacity"]
+            values = {
+                "quats": matrix_to_quaternion(frames)[self.triangles],
+                "log_scales": torch.cat([log_radius, log_radius, log_radius + math.log(FLATNESS)], 1),
+                "opacity_logits": torch.full_like(radius, math.log(p / (1 - p))),
+            }
+            for name, value in values.items():
+                self.splats[name].data.copy_(value)
+            for name in ("offsets", "sh0", "shN", "weight_logits", "corrective_offsets"):
+                self.splats[name].data.zero_()
+
+    def _make_optimizer(self) -> torch.optim.Adam:
+        rates = {"offsets": self.config["lr_offsets"], "quats": self.config["lr_quats"],
+                 "log_scales": self.config["lr_scales"], "opacity_logits": self.config["lr_opacities"],
+                 "sh0": self.config["lr_sh0"], "shN": self.config["lr_shN"], "weight_logits": self.config["lr_weights"],
+                 "corrective_offsets": self.config["lr_correctives"]}
+        groups = [{"params": [self.splats[name]], "lr": rate, "name": name} for name, rate in rates.items()]
+        groups += [{"params": [self.corrective_basis], "lr": self.config["lr_correctives"], "name": "corrective_basis"},
+                   {"params": [self.betas], "lr": self.config["lr_betas"], "name": "betas"},
+                   {"params": [self.frame_poses, self.frame_transl], "lr": self.config["lr_poses"], "name": "poses"}]
+        return torch.optim.Adam(groups, eps=1e-15)
+
+    # ------------------------------------------------------------------ posing
+    def _frame_pose(self, frame: int) -> BodyPose:
+        if not 0 <= frame < self.frame_poses.shape[0]:
+            raise ConfigError(f"avatar: frame {frame} is not one of the {self.frame_poses.shape[0]} frames of its body.json")
+        return BodyPose(self.frame_poses[frame], self.frame_transl[frame])
+
+    def posed_gaussians(self, pose: BodyPose) -> dict[str, Tensor]:
+        """The Gaussians in ``pose``: ``means [N, 3]``, ``quats [N, 4]``, ``log_scales [N, 3]``,
+        ``opacities [N]`` and SH ``coeffs [N, K, 3]`` (differentiable in every parameter)."""
+        device = self.betas.device
+        body_pose, transl = pose.pose.to(device)[None], pose.transl.to(device)[None]
+        if body_pose.shape[1:] != (self.body.n_joints, 3):
+            raise ConfigError(f"avatar: pose must be [J, 3] = [{self.body.n_joints}, 3] axis-angle, "
+                              f"got {list(pose.pose.shape)}")
+        shaped, skinning = self.body.skinning_transforms(self.betas, body_pose, transl)
+        anchors = surface_points(shaped[0], self.body.faces, self.triangles, self.barycentric)
+        means = anchors + self.splats["offsets"] + self._corrective_offsets(body_pose[0])
+        weights = torch.softmax(self.log_weights + self.splats["weight_logits"], dim=1)
+        means, quats = skin_gaussians(means, self.splats["quats"], (self.weight_indices, weights), skinning[0])
+        return {"means": means, "quats": quats, "log_scales": self.splats["log_scales"],
+                "opacities": torch.sigmoid(self.splats["opacity_logits"]),
+                "coeffs": torch.cat([self.splats["sh0"], self.splats["shN"]], dim=1)}
+
+    def _corrective_offsets(self, pose: Tensor) -> Tensor:
+        """``[N, 3]`` rest-space offsets for ``pose [J, 3]`` (module doc)."""
+        if self.corrective_basis.shape[1] == 0 or self.body.n_joints < 2:
+            return torch.zeros_like(self.splats["offsets"])
+        features = (axis_angle_to_matrix(pose[1:]) - torch.eye(3, device=pose.device)).reshape(-1)
+        return torch.einsum("r,nrc->nc", features @ self.corrective_basis, self.splats["corrective_offsets"])
+
+    def _render(self, gaussians: dict[str, Tensor], camera: Cameras, degree: int, *, with_depth: bool):
+        return render_gaussians(gaussians["means"], gaussians["quats"], gaussians["log_scales"], gaussians["opacities"],
+                                gaussians["coeffs"], camera.w2c, camera.K, camera.width, camera.height,
+                                sh_degree=degree, backgrounds=self.render_background, with_depth=with_depth,
+                                near=self.config["near"])
+
+    # ------------------------------------------------------------------ training
+    def _scheduled(self, key: str) -> int:
+        return max(1, round(self.config[key] * self.config["steps"] / max(self.config["schedule_steps"], 1)))
+
+    def _next_view(self, step: int) -> int:
+        n = self.view_order.shape[0]
+        if step > 0 and step % n == 0:
+            self.view_order = torch.randperm(n, device=self.view_order.device)
+        return int(self.view_order[step % n])
+
+    def train_step(self, step: int) -> dict[str, float]:
+        degree = max(min(step // self._scheduled("sh_degree_every"), self.config["sh_degree"]),
+                     int(self.active_sh_degree))
+        self.active_sh_degree.fill_(degree)
+        fraction = min(step / max(self.config["steps"], 1), 1.0)
+        start, end = self.config["lr_offsets"], self.config["lr_offsets_final"]
+        for group in self.optimizer.param_groups:
+            if group["name"] == "offsets":
+                group["lr"] = start * (end / start) ** fraction
+        view = self._next_view(step)
+        camera = self.cameras[view]
+        target = self.data.float_images(slice(view, view + 1))
+        mask = to_unit_float(self.data.masks[view:view + 1])[..., 0]
+        self.optimizer.zero_grad(set_to_none=True)
+        gaussians = self.posed_gaussians(self._frame_pose(int(self.image_frames[view])))
+        rgb, alpha, _ = self._render(gaussians, camera, degree, with_depth=False)
+        lam = self.config["ssim_lambda"]
+        colour = (1 - lam) * (rgb - target).abs().mean() + lam * (1 - ssim(rgb, target).mean())
+        silhouette = (alpha[..., 0] - mask).abs().mean()
+        offsets = (self.splats["offsets"] / CENTIMETRE).square().sum(1).mean()
+        loss = colour + self.config["mask_lambda"] * silhouette + self.config["offset_reg"] * offsets
+        loss.backward()
+        self.optimizer.step()
+        mse = float(((rgb.detach() - target) ** 2).mean())
+        return {"loss": float(loss.detach()), "psnr": -10.0 * math.log10(max(mse, 1e-10))}
+
+    def training_state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "view_order": self.view_order.clone()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.optimizer = self._make_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.view_order = state["view_order"].to(self.view_order.device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Take the checkpoint's number of frames before loading it."""
+        for name in ("frame_poses", "frame_transl"):
+            if name in state_dict:
+                setattr(self, name, nn.Parameter(torch.empty_like(state_dict[name])))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # ------------------------------------------------------------------ rendering
+    def conditions_for(self, dataset: Dataset) -> list[dict]:
+        """Each image of ``dataset`` rendered in its ``body.json`` frame (the one this avatar was
+        fitted with: the same frames)."""
+        body = read_body_frames(dataset.root, lambda name: self.body)
+        if len(body) != self.frame_poses.shape[0]:
+            raise ConfigError(f"{body.path}: {len(body)} frames, but the avatar was fitted with "
+                              f"{self.frame_poses.shape[0]}: evaluate it on the dataset it was fitted on")
+        return [{"frame": int(frame)} for frame in body.frames_of(dataset.image_names)]
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, pose: BodyPose | None = None, frame: int | None = None) -> dict[str, Tensor]:
+        """Render every camera with the body in ``pose``, or in body.json frame ``frame``
+        (default the first)."""
+        if pose is None:
+            pose = self._frame_pose(0 if frame is None else int(frame))
+        gaussians = self.posed_gaussians(pose)
+        degree = int(self.active_sh_degree)
+        rgb, depth, alpha = [], [], []
+        from render3d.methods.gaussians import _ray_length_per_depth
+
+        for index in range(len(cameras)):
+            camera = cameras[index]
+            features, alphas, _ = self._render(gaussians, camera, degree, with_depth=True)
+            rgb.append(features[..., :3].clamp(0, 1))
+            depth.append(features[..., 3] * _ray_length_per_depth(camera))
+            alpha.append(alphas[..., 0])
+        return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "alpha": torch.cat(alpha)}
+
+    @torch.no_grad()
+    def gaussians(self, pose: BodyPose | None = None) -> dict[str, Tensor]:
+        """The Gaussians in ``pose`` (default the first frame's) in the 3DGS PLY layout: means,
+        quats, log_scales, opacity_logits, sh (detached)."""
+        posed = self.posed_gaussians(self._frame_pose(0) if pose is None else pose)
+        return {"means": posed["means"].clone(), "quats": posed["quats"].clone(),
+                "log_scales": posed["log_scales"].clone(), "opacity_logits": self.splats["opacity_logits"].clone(),
+                "sh": posed["coeffs"].clone()}
+
+
+def _validate_config(config: dict) -> None:
+    for key in ("samples_per_triangle", "weight_slots", "schedule_steps", "sh_degree_every"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"avatar: {key} must be a positive integer, got {config[key]!r}")
+    if isinstance(config["corrective_rank"], bool) or not isinstance(config["corrective_rank"], int) \
+            or config["corrective_rank"] < 0:
+        raise ConfigError(f"avatar: corrective_rank must be an integer >= 0, got {config['corrective_rank']!r}")
+    if config["sh_degree"] not in (0, 1, 2, 3):
+        raise ConfigError(f"avatar: sh_degree must be 0, 1, 2 or 3, got {config['sh_degree']!r}")
+    if not 0.0 < config["init_opacity"] < 1.0:
+        raise ConfigError(f"avatar: init_opacity must be in (0, 1), got {config['init_opacity']!r}")
+    for key in ("lr_offsets", "lr_offsets_final"):
+        if not config[key] > 0:
+            raise ConfigError(f"avatar: {key} must be positive, got {config[key]!r}")
+    for key in ("lr_quats", "lr_scales", "lr_opacities", "lr_sh0", "lr_shN", "lr_weights", "lr_correctives", "lr_betas",
+                "lr_poses", "ssim_lambda", "mask_lambda", "offset_reg"):
+        if not config[key] >= 0:
+            raise ConfigError(f"avatar: {key} must be >= 0, got {config[key]!r}")
