@@ -270,11 +270,13 @@ def cmd_render(args: argparse.Namespace) -> int:
             cameras = _orbit_cameras(_data_for(scene, args.data), args.orbit, downscale)
     else:
         view = args.split or "test"
-        cameras = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False,
-                                        downscale=downscale).cameras
+        dataset = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False, downscale=downscale)
+        cameras = dataset.cameras
     if motion is not None:
         view = "motion"
         frames = _render_motion(scene, cameras if args.orbit else cameras[:1], motion, quiet=args.quiet)
+    elif pose is None and not args.orbit:  # each view as its image was taken (an avatar: in its frame's pose)
+        frames = scene.render_dataset(dataset, progress=not args.quiet)["rgb"].clamp(0, 1)
     else:
         frames = scene.render(cameras, pose=pose, progress=not args.quiet)["rgb"].clamp(0, 1)
     names = [f"{view}_{index:04d}.png" for index in range(len(frames))]

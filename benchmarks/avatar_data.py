@@ -7,9 +7,14 @@ What is made (a NeRF-synthetic folder plus the body, the layout ``render3d fit -
 - ``train/`` (poses 0-5) and ``test/`` (poses 6-7, held out entirely: never seen in training)
   RGBA PNGs, ``--size`` square, the alpha channel the person's mask; ``transforms_train.json``
   and ``transforms_test.json`` (OpenGL camera-to-world matrices, ``camera_angle_x``);
-- ``body.json``: the model (anny at the default phenotype), its shape and the true pose of
-  every frame (``frames``: ``pose_axis_angle [J, 3]`` in each joint's rest frame, ``transl``),
-  and the frame of every image (``images``: ``{"train/p0_v00.png": 0, ...}``).
+- ``body.json``: the model (anny), its shape (``--betas``, default the mean phenotype) and the
+  true pose of every frame (``frames``: ``pose_axis_angle [J, 3]`` in each joint's rest frame,
+  ``transl``), and the frame of every image (``images``: ``{"train/p0_v00.png": 0, ...}``);
+- ``keypoints/<split>/<image>.json``: simulated COCO-17 detections of each image (the true
+  keypoints projected, Gaussian noise of ``--keypoint-noise`` pixels, confidence 0.9;
+  occluded ones too, as a detector guesses them), and ``body_keypoints.json``: ``body.json``
+  without the body parameters (``frames`` is the count), for fitting from keypoints
+  (copy it over ``body.json`` in a copy of the folder; ``benchmarks/avatar.py`` does).
 
 The body: anny's mesh coloured per vertex by the bone that moves it most: skin (head, neck,
 forearms, hands), a shirt with white stripes 8 cm apart (torso, shoulders, upper arms; the
@@ -145,7 +150,21 @@ def orbit_cameras(views: int, generator: np.random.Generator) -> list[np.ndarray
     return cameras
 
 
-def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0, samples: int = 16) -> float:
+def keypoint_detections(points: np.ndarray, c2w_gl: np.ndarray, size: int, noise: float,
+                        generator: np.random.Generator) -> list[list[float]]:
+    """``[[x, y, confidence], ...]`` pixels of world ``points [K, 3]`` in the OpenGL camera
+    ``c2w_gl`` of the square renders, with Gaussian noise of ``noise`` pixels."""
+    w2c = np.linalg.inv(c2w_gl)
+    camera = points @ w2c[:3, :3].T + w2c[:3, 3]
+    focal = 0.5 * size / math.tan(0.5 * FIELD_OF_VIEW)
+    x = focal * camera[:, 0] / -camera[:, 2] + size / 2  # OpenGL: looking down -z, y up
+    y = -focal * camera[:, 1] / -camera[:, 2] + size / 2
+    pixels = np.stack([x, y], 1) + generator.normal(0.0, noise, (len(points), 2))
+    return [[float(u), float(v), 0.9] for u, v in pixels]
+
+
+def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0, samples: int = 16,
+                     betas: list[float] | None = None, keypoint_noise: float = 1.5) -> float:
     """Write the benchmark data into ``out`` (module doc); the seconds it took.
 
     Raises:
@@ -164,21 +183,25 @@ def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0,
     start = time.perf_counter()
     model = from_anny()
     generator = np.random.default_rng(seed)
+    noise_generator = np.random.default_rng(seed + 1000)  # its own, so the cameras do not depend on the noise
     albedo = vertex_albedo(model)
     faces = model.faces.numpy()
+    shape = torch.zeros(1, model.n_betas) if betas is None else torch.tensor([betas], dtype=torch.float32)
     with torch.no_grad():
-        rest = model().vertices[0]
+        rest = model(shape).vertices[0]
     transl = -0.5 * (rest.min(0).values + rest.max(0).values)  # the rest body centred on the origin
     poses = [pose_parameters(model, spec) for spec in TRAIN_POSES + TEST_POSES]
     out.mkdir(parents=True, exist_ok=True)
     job = {"width": size, "height": size, "camera_angle_x": FIELD_OF_VIEW, "samples": samples, "meshes": []}
     transforms = {"train": [], "test": []}
-    images = {}
+    images, detections = {}, {}
     with tempfile.TemporaryDirectory(prefix="render3d-avatar-") as scratch:
         for frame, pose in enumerate(poses):
             split = "train" if frame < len(TRAIN_POSES) else "test"
             with torch.no_grad():
-                vertices = model(pose=pose[None], transl=transl[None]).vertices[0].numpy()
+                output = model(shape, pose[None], transl[None])
+                keypoints = model.keypoints(output, "coco17")[0][0].numpy()
+            vertices = output.vertices[0].numpy()
             ply = Path(scratch) / f"pose_{frame}.ply"
             trimesh.Trimesh(vertices, faces, vertex_colors=shaded_colours(vertices, faces, albedo),
                             process=False).export(ply)
@@ -188,6 +211,7 @@ def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0,
                 entry["views"].append({"c2w": c2w.tolist(), "out": str(out / f"{name}.png")})
                 transforms[split].append({"file_path": name, "transform_matrix": c2w.tolist(), "body_frame": frame})
                 images[f"{name}.png"] = frame
+                detections[f"{name}.json"] = keypoint_detections(keypoints, c2w, size, keypoint_noise, noise_generator)
             job["meshes"].append(entry)
         job_path = Path(scratch) / "job.json"
         job_path.write_text(json.dumps(job))
@@ -198,12 +222,16 @@ def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0,
             raise DataError(f"Blender could not render the avatar data into {out}; to see why, run: {' '.join(command)}")
     for split, frames in transforms.items():
         atomic_write_json(out / f"transforms_{split}.json", {"camera_angle_x": FIELD_OF_VIEW, "frames": frames})
+    for name, points in detections.items():
+        (out / "keypoints" / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "keypoints" / name, {"keypoints": points})
     atomic_write_json(out / "body.json", {
         "model": "anny",
-        "betas": [0.0] * model.n_betas,
+        "betas": shape[0].tolist(),
         "frames": [{"pose_axis_angle": pose.tolist(), "transl": transl.tolist()} for pose in poses],
         "images": images,
     })
+    atomic_write_json(out / "body_keypoints.json", {"model": "anny", "frames": len(poses), "images": images})
     return time.perf_counter() - start
 
 
@@ -212,9 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--views", type=int, default=20)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cameras and the keypoint noise")
+    parser.add_argument("--betas", type=float, nargs="+", metavar="B",
+                        help="anny phenotype offsets (gender age muscle weight height proportions; default zeros)")
+    parser.add_argument("--keypoint-noise", type=float, default=1.5, help="pixels (default 1.5)")
     args = parser.parse_args(argv)
-    seconds = make_avatar_data(args.out, args.views, args.size, args.seed)
+    seconds = make_avatar_data(args.out, args.views, args.size, args.seed, betas=args.betas,
+                               keypoint_noise=args.keypoint_noise)
     print(f"wrote {args.out} in {seconds:.0f} s")
     return 0
 

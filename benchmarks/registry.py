@@ -84,6 +84,12 @@ def _body(device: torch.device, quick: bool) -> list[dict]:
     return bench(device, quick)
 
 
+def _avatar(device: torch.device, quick: bool) -> list[dict]:
+    from render3d.benchmarks.avatar import bench
+
+    return bench(device, quick)
+
+
 def _capture(device: torch.device, quick: bool) -> list[dict]:
     from render3d.benchmarks.capture import bench
 
@@ -110,6 +116,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "capture": Benchmark("the CLI's fit (no flags) of a simulated 50-frame 1080x1920 phone capture of a room "
                          "(rendered with Blender once; named only): command time, test PSNR/SSIM", _capture,
                          in_default=False),
+    "avatar": Benchmark("the CLI's fit (no flags) of an avatar to anny in 6 poses x 20 views (Blender renders, made once; "
+                        "named only), from true parameters and from keypoints: held-out-pose PSNR, mask IoU, time",
+                        _avatar, in_default=False),
     "mise": Benchmark("MISE vs dense field evaluation at 256^3: fraction of points, speed-up, same mesh", _mise),
 }
 

@@ -177,6 +177,13 @@ class Scene:
         conditions = None if pose is None else [{"pose": pose}] * len(cameras)
         return self._render_views(cameras, conditions, progress)
 
+    @torch.no_grad()
+    def render_dataset(self, dataset: Dataset, *, progress: bool = False) -> dict[str, torch.Tensor]:
+        """Render the cameras of ``dataset`` (images not needed) as its images were taken: for
+        an avatar, each in the body pose of its frame (:meth:`Method.conditions_for`). Outputs
+        as :meth:`render`."""
+        return self._render_views(dataset.cameras, self.method.conditions_for(dataset), progress)
+
     def _render_views(self, cameras: Cameras, conditions: list[dict] | None, progress: bool) -> dict[str, torch.Tensor]:
         """Render ``cameras``, the ``i``-th with the method's render keyword arguments ``conditions[i]``."""
         self.method.eval()
@@ -229,7 +236,7 @@ class Scene:
         dataset = _as_dataset(data, split, downscale)
         if len(dataset) == 0:
             raise DataError(f"{dataset.root}: split {split!r} has no images to evaluate")
-        renders = self._render_views(dataset.cameras, self.method.conditions_for(dataset), progress)
+        renders = self.render_dataset(dataset, progress=progress)
         rendered = renders["rgb"].clamp(0, 1)
         per_image = []
         for index, name in enumerate(dataset.image_names):

@@ -171,7 +171,26 @@ def initial_translation(model: BodyModel, keypoints: Keypoints2D, camera: Pinhol
     return (target - centre_3d).view(1, 3)
 
 
-def _bend_penalty(model: BodyModel, pose: torch.Tensor) -> torch.Tensor:
+def minimise(parameters: list[torch.Tensor], energy, iterations: int) -> float:
+    """Minimise ``energy()`` over ``parameters`` with ``iterations`` L-BFGS iterations (strong-Wolfe
+    line search); the final energy."""
+    optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = energy()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        return float(energy())
+
+
+def bend_penalty(model: BodyModel, pose: torch.Tensor) -> torch.Tensor:
+    """``sum relu(<theta_k, a_k>)^2`` over the model's hinge joints for ``pose [1, J, 3]``: elbows
+    and knees bending backwards."""
     if not model.bend_limits:
         return pose.new_zeros(())
     joints = torch.tensor([joint for joint, _ in model.bend_limits])
@@ -226,18 +245,7 @@ def fit_body(model: BodyModel, keypoints: Keypoints2D, camera: PinholeCamera, *,
         return energy[only].sum() if only is not None else energy.sum()
 
     def run(parameters, energy) -> float:
-        optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe",
-                                      tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20)
-
-        def closure():
-            optimizer.zero_grad()
-            loss = energy()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        with torch.no_grad():
-            return float(energy())
+        return minimise(parameters, energy, iterations)
 
     losses = []
     # Stage 0: global orientation and translation on the torso; other joints and shape frozen.
@@ -256,7 +264,7 @@ def fit_body(model: BodyModel, keypoints: Keypoints2D, camera: PinholeCamera, *,
             output = keypoint_model(betas, pose, transl)
             body_pose = pose[:, 1:]
             total = data_term(output) + pose_weight * body_pose.square().sum() + shape_weight * betas.square().sum()
-            total = total + BEND_WEIGHT * _bend_penalty(model, pose)
+            total = total + BEND_WEIGHT * bend_penalty(model, pose)
             if gmm_prior is not None:
                 total = total + gmm_weight * pose_weight / stage_weights[0][0] * gmm_prior(body_pose)
             return total

@@ -12,6 +12,11 @@ multi-view capture takes several images per frame). Poses use the pose-file layo
 :mod:`render3d.body.poses` (whole ``pose_axis_angle`` or joints by name). Image names are as
 the dataset lists them (relative to the folder, e.g. ``train/r_0.png``); images of every split
 are listed in the one file, so the test split's frames (held-out poses) are known too.
+
+Without body parameters, ``"frames"`` is the number of frames and each image has 2D keypoints
+in ``keypoints/`` under its own name with ``.json`` for its suffix (``keypoints/train/r_0.json``;
+OpenPose, COCO or plain, :func:`render3d.body.io.read_keypoints`): the avatar then fits the
+body to them first (:mod:`render3d.body.multiview_fitting`).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from pathlib import Path
 import torch
 
 from render3d.body.io import read_json_object
-from render3d.body.poses import BodyPose, pose_from_dict
+from render3d.body.poses import pose_from_dict
 from render3d.errors import DataError
 
 FILE_NAME = "body.json"
@@ -30,20 +35,27 @@ FILE_NAME = "body.json"
 @dataclass(frozen=True)
 class BodyFrames:
     """A parsed ``body.json`` (module doc): the model's name, ``betas [S]``, ``poses [T, J, 3]``,
-    ``transl [T, 3]`` and each image's frame."""
+    ``transl [T, 3]`` and each image's frame; ``betas``, ``poses`` and ``transl`` are None when
+    the file gives only the number of frames (the keypoints decide them)."""
 
     model: str
-    betas: torch.Tensor
-    poses: torch.Tensor
-    transl: torch.Tensor
+    betas: torch.Tensor | None
+    poses: torch.Tensor | None
+    transl: torch.Tensor | None
     images: dict[str, int]
     path: Path
+    count: int
 
     def __len__(self) -> int:
-        return self.poses.shape[0]
+        return self.count
 
-    def pose(self, frame: int) -> BodyPose:
-        return BodyPose(self.poses[frame], self.transl[frame])
+    @property
+    def has_poses(self) -> bool:
+        return self.poses is not None
+
+    def keypoints_path(self, image_name: str) -> Path:
+        """Where the 2D keypoints of ``image_name`` are (module doc)."""
+        return self.path.parent / "keypoints" / Path(image_name).with_suffix(".json")
 
     def frames_of(self, image_names: list[str]) -> torch.Tensor:
         """``[N]`` int64 frame of each of ``image_names``; DataError naming the first one missing."""
@@ -78,14 +90,20 @@ def read_body_frames(root: str | Path, load_model) -> BodyFrames:
         raise DataError(f"{path}: 'betas' must be at most {model.n_betas} finite numbers for the {model.name} model")
     betas = torch.cat([betas, betas.new_zeros(model.n_betas - betas.shape[0])])
     frames = data.get("frames")
-    if not isinstance(frames, list) or not frames:
-        raise DataError(f"{path}: 'frames' must be a non-empty list of poses")
-    poses = [pose_from_dict(frame, model, f"{path} frame {index}") for index, frame in enumerate(frames)]
+    if isinstance(frames, int) and not isinstance(frames, bool) and frames > 0:
+        poses, count = None, frames
+    elif isinstance(frames, list) and frames:
+        poses = [pose_from_dict(frame, model, f"{path} frame {index}") for index, frame in enumerate(frames)]
+        count = len(poses)
+    else:
+        raise DataError(f"{path}: 'frames' must be a non-empty list of poses, or the number of frames (poses from keypoints/)")
     images = data.get("images")
     if not isinstance(images, dict) or not images:
         raise DataError(f"{path}: 'images' must map image names to frame indices")
     for image, frame in images.items():
-        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < len(poses):
-            raise DataError(f"{path}: image {image} has frame {frame!r}, not an index in [0, {len(poses)})")
+        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < count:
+            raise DataError(f"{path}: image {image} has frame {frame!r}, not an index in [0, {count})")
+    if poses is None:
+        return BodyFrames(model=name, betas=None, poses=None, transl=None, images=dict(images), path=path, count=count)
     return BodyFrames(model=name, betas=betas, poses=torch.stack([p.pose for p in poses]),
-                      transl=torch.stack([p.transl for p in poses]), images=dict(images), path=path)
+                      transl=torch.stack([p.transl for p in poses]), images=dict(images), path=path, count=count)

@@ -32,9 +32,10 @@ held-out test poses); with neither, the first frame.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -62,12 +63,14 @@ CENTIMETRE = 0.01
 
 @dataclass
 class AvatarData:
-    """Training data of an avatar: the images (``Dataset``), their ``body.json`` and the
-    ``[N]`` frame of each image."""
+    """Training data of an avatar: the images (``Dataset``), their ``body.json`` (with the poses
+    fitted to keypoints when it had none), the ``[N]`` frame of each image and which of the
+    ``[T]`` frames have a pose."""
 
     images: Dataset
     body: BodyFrames
     frames: Tensor
+    known: Tensor
 
     @property
     def root(self) -> Path:
@@ -136,7 +139,21 @@ class Avatar(Method):
         if images.masks is None:
             raise ConfigError(f"{images.root}: the avatar method needs the person's mask: RGBA images or a masks/ folder")
         body = read_body_frames(images.root, lambda name: _body_model(_model_spec(name, images.root)))
-        return AvatarData(images=images, body=body, frames=body.frames_of(images.image_names).to(device))
+        known = torch.full((len(body),), body.has_poses)
+        return AvatarData(images=images, body=body, frames=body.frames_of(images.image_names).to(device), known=known)
+
+    @classmethod
+    def complete_training_data(cls, data: AvatarData, config: dict | None, *, progress: bool) -> AvatarData:
+        """Without body parameters in ``body.json``, the training frames' bodies fitted to their
+        images' keypoints (:mod:`render3d.methods._body_from_keypoints`)."""
+        if data.body.has_poses:
+            return data
+        from render3d.methods._body_from_keypoints import fit_frames
+
+        model = _body_model(_model_spec(data.body.model, data.root))
+        fitted = fit_frames(data.body, model, data.images, data.frames.cpu(), progress=progress)
+        body = replace(data.body, betas=fitted.betas, poses=fitted.poses, transl=fitted.transl)
+        return replace(data, body=body, known=fitted.fitted)
 
     @classmethod
     def scene_info_for(cls, data: AvatarData) -> SceneInfo:
@@ -179,6 +196,7 @@ class Avatar(Method):
         self.betas = nn.Parameter(torch.zeros(1, body.n_betas))
         self.frame_poses = nn.Parameter(torch.zeros(0, body.n_joints, 3))
         self.frame_transl = nn.Parameter(torch.zeros(0, 3))
+        self.register_buffer("frame_known", torch.zeros(0, dtype=torch.bool))
         self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
         self.register_buffer("active_sh_degree", torch.tensor(config["sh_degree"]))
 
@@ -197,6 +215,7 @@ class Avatar(Method):
         self.betas.data.copy_(data.body.betas[None].to(device))
         self.frame_poses = nn.Parameter(data.body.poses.to(device).clone())
         self.frame_transl = nn.Parameter(data.body.transl.to(device).clone())
+        self.frame_known = data.known.to(device).clone()
         self._initialise_gaussians()
         generator = torch.Generator().manual_seed(0)
         basis = torch.randn(self.corrective_basis.shape, generator=generator) / math.sqrt(self.corrective_basis.shape[0])
@@ -321,17 +340,30 @@ class Avatar(Method):
         for name in ("frame_poses", "frame_transl"):
             if name in state_dict:
                 setattr(self, name, nn.Parameter(torch.empty_like(state_dict[name])))
+        if "frame_known" in state_dict:
+            self.frame_known = torch.empty_like(state_dict["frame_known"])
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ rendering
     def conditions_for(self, dataset: Dataset) -> list[dict]:
         """Each image of ``dataset`` rendered in its ``body.json`` frame (the one this avatar was
-        fitted with: the same frames)."""
+        fitted with: the same frames). Frames without a pose (keypoints only, none trained on, such
+        as held-out poses) are first fitted to the keypoints of ``dataset``'s images, with the
+        avatar's body shape."""
         body = read_body_frames(dataset.root, lambda name: self.body)
         if len(body) != self.frame_poses.shape[0]:
             raise ConfigError(f"{body.path}: {len(body)} frames, but the avatar was fitted with "
                               f"{self.frame_poses.shape[0]}: evaluate it on the dataset it was fitted on")
-        return [{"frame": int(frame)} for frame in body.frames_of(dataset.image_names)]
+        frames = body.frames_of(dataset.image_names)
+        known = self.frame_known.cpu()
+        if bool(known[frames].all()):
+            return [{"frame": int(frame)} for frame in frames]
+        from render3d.methods._body_from_keypoints import fit_frames
+
+        model = copy.deepcopy(self.body).cpu()
+        fitted = fit_frames(body, model, dataset, frames, betas=self.betas[0].detach().cpu(), skip=known)
+        return [{"frame": int(frame)} if bool(known[frame]) else
+                {"pose": BodyPose(fitted.poses[frame], fitted.transl[frame])} for frame in frames]
 
     @torch.no_grad()
     def render(self, cameras: Cameras, pose: BodyPose | None = None, frame: int | None = None) -> dict[str, Tensor]:

@@ -33,9 +33,13 @@ def views(count: int, elevation: float):
     return orbit(torch.tensor(CENTRE), 3.0, count, K, SIZE, SIZE, elevation_deg=elevation, up=(0.0, 1.0, 0.0))
 
 
-def write_avatar_folder(root: Path) -> Path:
-    """Train: frames 0 and 1, 6 views each; test: frame 2, 3 views (module doc)."""
+def write_avatar_folder(root: Path, *, keypoints: bool = False) -> Path:
+    """Train: frames 0 and 1, 6 views each; test: frame 2, 3 views (module doc). With
+    ``keypoints``, body.json gives only the frame count and keypoints/ holds each image's true
+    COCO-17 keypoints."""
     import imageio.v3 as iio
+
+    from render3d.body.multiview_fitting import project
 
     body = procedural_body()
     poses = frame_poses(body)
@@ -49,17 +53,22 @@ def write_avatar_folder(root: Path) -> Path:
             alpha = out["alpha"].clamp(0, 1)
             straight = out["rgb"] / alpha[..., None].clamp_min(1e-3)
             rgba = torch.cat([straight.clamp(0, 1), alpha[..., None]], -1)
+            with torch.no_grad():
+                points, _ = body.keypoints(body(pose=poses[frame:frame + 1]), "coco17")
+            pixels = project(points[0], cameras.K, cameras.w2c)
             for index in range(count):
                 name = f"{split}/f{frame}_v{index}"
+                if keypoints:
+                    (root / "keypoints" / split).mkdir(parents=True, exist_ok=True)
+                    rows = [[float(x), float(y), 1.0] for x, y in pixels[index]]
+                    (root / "keypoints" / f"{name}.json").write_text(json.dumps({"keypoints": rows}))
                 iio.imwrite(root / f"{name}.png", (rgba[index].numpy() * 255 + 0.5).astype(np.uint8))
                 c2w = opengl_to_opencv(cameras.c2w[index])
                 entries.append({"file_path": name, "transform_matrix": c2w.tolist()})
                 images[f"{name}.png"] = frame
         (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": math.radians(45),
                                                                    "frames": entries}))
-    (root / "body.json").write_text(json.dumps({
-        "model": "procedural",
-        "frames": [{"pose_axis_angle": pose.tolist(), "transl": [0.0, 0.0, 0.0]} for pose in poses],
-        "images": images,
-    }))
+    frames = len(poses) if keypoints else [{"pose_axis_angle": pose.tolist(), "transl": [0.0, 0.0, 0.0]}
+                                            for pose in poses]
+    (root / "body.json").write_text(json.dumps({"model": "procedural", "frames": frames, "images": images}))
     return root

@@ -120,3 +120,25 @@ def test_bad_body_files_are_one_line_errors(avatar_folder, tmp_path):
     (folder / "body.json").write_text(json.dumps(body))
     with pytest.raises(DataError, match=r"frame 1: pose_axis_angle has shape \[3, 3\]"):
         Scene.fit(folder, method="avatar", steps=1, progress=False)
+
+
+def test_poses_from_keypoints(tmp_path):
+    """Without body parameters the training frames are fitted to the keypoints before training,
+    and the held-out frame to the test images' keypoints when evaluating."""
+    from render3d.methods import get_method
+
+    folder = write_avatar_folder(tmp_path / "data", keypoints=True)
+    cls = get_method("avatar")
+    data = cls.complete_training_data(cls.load_training_data(folder, torch.device("cpu")), None, progress=False)
+    method = cls(cls.make_config(None, 1, data_defaults=cls.data_defaults(data, "fast")), cls.scene_info_for(data))
+    method.setup(data)
+    truth = frame_poses(procedural_body())
+    assert method.frame_known.tolist() == [True, True, False]
+    body = procedural_body()
+    with torch.no_grad():
+        fitted = body(pose=method.frame_poses[:2], transl=method.frame_transl[:2]).joints
+        true = body(pose=truth[:2]).joints
+    assert float((fitted - true).norm(dim=-1).mean()) < 0.03
+    scene = Scene.fit(folder, method="avatar", steps=5, seed=0, progress=False)
+    assert scene.evaluate()["mean"]["mask_iou"] > 0.75  # rendered in the pose fitted to the test keypoints
+    assert scene.method.frame_known.tolist() == [True, True, False]
