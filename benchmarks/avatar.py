@@ -44,13 +44,13 @@ def data_folder(seed: int, views: int) -> Path:
     return Path(tempfile.gettempdir()) / "render3d-bench-avatar" / f"anny8-seed{seed}-{views}views"
 
 
-def ensure_data(folder: Path, views: int, seed: int, betas: list[float] | None) -> float:
+def ensure_data(folder: Path, views: int, seed: int, betas: list[float] | None, test_poses: str = "a") -> float:
     """Make the data in ``folder`` unless its ``body.json`` is there; the seconds it took."""
     from render3d.benchmarks.avatar_data import make_avatar_data
 
     if (folder / "body.json").is_file():
         return 0.0
-    return make_avatar_data(folder, views=views, seed=seed, betas=betas)
+    return make_avatar_data(folder, views=views, seed=seed, betas=betas, test_poses=test_poses)
 
 
 def keypoint_copy(data: Path, out: Path) -> Path:
@@ -140,12 +140,12 @@ def print_table(rows: list[dict]) -> None:
 
 
 def bench(device, quick: bool, data: Path | None = None, seed: int = 0, betas: list[float] | None = None,
-          montage_path: Path | None = None) -> list[dict]:
+          montage_path: Path | None = None, test_poses: str = "a") -> list[dict]:
     """Rows of :func:`fit_avatar` from the true parameters and from keypoints (``render3d bench
     avatar``; the CLI picks the device, CUDA when there is one)."""
     views = 4 if quick else 20
     data = data_folder(seed, views) if data is None else Path(data)
-    made_s = ensure_data(data, views, seed, betas)
+    made_s = ensure_data(data, views, seed, betas, test_poses)
     if made_s:
         print(f"made {data} in {made_s:.0f} s", flush=True)
     flags = ("--steps", "30") if quick else ()
@@ -171,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="the data folder (made there when missing)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data's cameras and keypoint noise")
     parser.add_argument("--betas", type=float, nargs="+", help="the body's anny phenotype offsets when making the data")
+    parser.add_argument("--test-poses", choices=("a", "b"), default="a", help="held-out pose pair when making the data")
     parser.add_argument("--quick", action="store_true", help="4 views per pose and 30 steps: a smoke run")
     parser.add_argument("--montage", type=Path, help="write held-out renders above the ground truth here (PNG)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
-    rows = bench(None, args.quick, args.data, args.seed, args.betas, args.montage)
+    rows = bench(None, args.quick, args.data, args.seed, args.betas, args.montage, args.test_poses)
     if args.json is not None:
         from render3d.io.atomic import atomic_write_json
 

@@ -4,7 +4,8 @@
 
 What is made (a NeRF-synthetic folder plus the body, the layout ``render3d fit --method avatar`` reads):
 
-- ``train/`` (poses 0-5) and ``test/`` (poses 6-7, held out entirely: never seen in training)
+- ``train/`` (poses 0-5) and ``test/`` (poses 6-7, held out entirely: never seen in training;
+  ``--test-poses b`` another pair, made for a held-out check after the defaults were chosen)
   RGBA PNGs, ``--size`` square, the alpha channel the person's mask; ``transforms_train.json``
   and ``transforms_test.json`` (OpenGL camera-to-world matrices, ``camera_angle_x``);
 - ``body.json``: the model (anny), its shape (``--betas``, default the mean phenotype) and the
@@ -75,6 +76,13 @@ TEST_POSES = (
      "lowerarm01.L": (Z, 20)},
     {"upperleg01.R": (X, -45), "lowerleg01.R": (X, 35), "upperarm01.L": (Z, 35), "upperarm01.R": (Z, -35),
      "spine03": (Y, -20), "upperleg01.L": (Z, 10)},
+)
+# A second pair, made after the defaults were chosen (``--test-poses b``): the held-out data's.
+TEST_POSES_B = (
+    {"upperarm01.L": (Z, 80), "lowerarm01.L": (Y, -70), "upperarm01.R": (Y, 60), "spine04": (X, -20),
+     "upperleg01.L": (X, -40), "lowerleg01.L": (X, 60)},
+    {"spine03": (Y, -35), "upperarm01.R": (Z, -95), "upperarm01.L": (Z, -20), "upperleg01.R": (Z, -25),
+     "upperleg01.L": (Z, 15), "head": (Y, -40)},
 )
 
 
@@ -164,7 +172,7 @@ def keypoint_detections(points: np.ndarray, c2w_gl: np.ndarray, size: int, noise
 
 
 def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0, samples: int = 16,
-                     betas: list[float] | None = None, keypoint_noise: float = 1.5) -> float:
+                     betas: list[float] | None = None, keypoint_noise: float = 1.5, test_poses: str = "a") -> float:
     """Write the benchmark data into ``out`` (module doc); the seconds it took.
 
     Raises:
@@ -190,7 +198,8 @@ def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0,
     with torch.no_grad():
         rest = model(shape).vertices[0]
     transl = -0.5 * (rest.min(0).values + rest.max(0).values)  # the rest body centred on the origin
-    poses = [pose_parameters(model, spec) for spec in TRAIN_POSES + TEST_POSES]
+    held_out = {"a": TEST_POSES, "b": TEST_POSES_B}[test_poses]
+    poses = [pose_parameters(model, spec) for spec in TRAIN_POSES + held_out]
     out.mkdir(parents=True, exist_ok=True)
     job = {"width": size, "height": size, "camera_angle_x": FIELD_OF_VIEW, "samples": samples, "meshes": []}
     transforms = {"train": [], "test": []}
@@ -244,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--betas", type=float, nargs="+", metavar="B",
                         help="anny phenotype offsets (gender age muscle weight height proportions; default zeros)")
     parser.add_argument("--keypoint-noise", type=float, default=1.5, help="pixels (default 1.5)")
+    parser.add_argument("--test-poses", choices=("a", "b"), default="a", help="which pair of held-out poses (default a)")
     args = parser.parse_args(argv)
     seconds = make_avatar_data(args.out, args.views, args.size, args.seed, betas=args.betas,
-                               keypoint_noise=args.keypoint_noise)
+                               keypoint_noise=args.keypoint_noise, test_poses=args.test_poses)
     print(f"wrote {args.out} in {seconds:.0f} s")
     return 0
 

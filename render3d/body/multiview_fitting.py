@@ -13,7 +13,7 @@ shoulders' right-to-left directions, up = hip midpoint to shoulder midpoint, fac
 up; the body convention's x, y, z) of those points and of the rest body give the global
 rotation, and their torso centres the translation. Stage 0 then solves orientation and
 translation on the torso keypoints; the later stages solve everything (or everything but
-the shape, when ``betas`` is given).
+the shape, when ``betas`` is given), :data:`STAGE_ITERATIONS` iterations each.
 """
 from __future__ import annotations
 
@@ -21,13 +21,16 @@ from dataclasses import dataclass
 
 import torch
 
-from render3d.body.fitting import BEND_WEIGHT, STAGE_ITERATIONS, STAGE_WEIGHTS, Keypoints2D, bend_penalty, gmof, minimise
+from render3d.body.fitting import BEND_WEIGHT, STAGE_WEIGHTS, Keypoints2D, bend_penalty, gmof, minimise
 from render3d.body.keypoints import CONVENTIONS, TORSO
 from render3d.body.model import BodyModel
 from render3d.errors import DataError
 from render3d.ops.rotations import matrix_to_axis_angle
 
 MIN_CONFIDENCE = 0.2
+# L-BFGS iterations per stage: more than the single view's 15, as the views average the keypoint noise
+# out (anny, 20 views of 8 poses, 1.5 px noise: mean vertex error 1.79 cm at 15, 1.28 at 40, 1.32 at 80).
+STAGE_ITERATIONS = 40
 TORSO_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"))
 
 
