@@ -28,10 +28,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from render3d.benchmarks.cli_fit import run_cli_fit
 
 TARGET_SECONDS = 1200.0
 TARGET_PSNR = 28.0
@@ -92,12 +93,7 @@ def held_out_renders(run: Path, data: Path) -> tuple[list[np.ndarray], list[np.n
 
 def fit_avatar(data: Path, run: Path, flags: tuple[str, ...] = ()) -> dict:
     """Run the CLI's fit of ``data`` into ``run`` with the extra ``flags``; one result row."""
-    command = [sys.executable, "-m", "render3d.apps.cli", "fit", str(data), "--method", "avatar", "--out", str(run),
-               "--quiet", *flags]
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    seconds = time.perf_counter() - start
-    metrics = json.loads((run / "metrics.json").read_text())
+    seconds, metrics = run_cli_fit(data, "avatar", run, flags)
     mean, train = metrics["eval"]["mean"], metrics["train"]
     renders, truths, masks = held_out_renders(run, data)
     return {

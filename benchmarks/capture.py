@@ -20,7 +20,6 @@ its left half) and SSIM from the run's ``metrics.json``. The issue-17 targets ar
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from render3d.benchmarks.blender import blender_environment
+from render3d.benchmarks.cli_fit import run_cli_fit
 from render3d.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,12 +76,7 @@ def ensure_capture(folder: Path, frames: int, seed: int, width: int, height: int
 def fit_capture(capture: Path, method: str, run_dir: Path, flags: tuple[str, ...] = ()) -> dict:
     """Run the CLI's fit of ``capture`` (evaluation included) into ``run_dir`` with the extra
     ``flags`` (none: a user's command); one result row."""
-    command = [sys.executable, "-m", "render3d.apps.cli", "fit", str(capture), "--method", method, "--out",
-               str(run_dir), "--quiet", *flags]
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    seconds = time.perf_counter() - start
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    seconds, metrics = run_cli_fit(capture, method, run_dir, flags)
     mean, train = metrics["eval"]["mean"], metrics["train"]
     return {
         "method": method,

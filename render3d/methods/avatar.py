@@ -176,7 +176,7 @@ class Avatar(Method):
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
         _validate_config(config)
-        self.body = _body_model(config["body_model"])
+        self.body = copy.deepcopy(_body_model(config["body_model"]))  # its own: moving it to a device moves no other
         body = self.body
         samples = barycentric_samples(config["samples_per_triangle"])
         n_faces = body.faces.shape[0]
@@ -368,7 +368,7 @@ class Avatar(Method):
             return [{"frame": int(frame)} for frame in frames]
         from render3d.methods._body_from_keypoints import fit_frames
 
-        model = copy.deepcopy(self.body).cpu()
+        model = _body_model(self.config["body_model"])  # the CPU copy that keypoint fitting poses
         fitted = fit_frames(body, model, dataset, frames, betas=self.betas[0].detach().cpu(), skip=known)
         poses = {int(frame): BodyPose(fitted.poses[frame], fitted.transl[frame])
                  for frame in fitted.fitted.nonzero()[:, 0]}
