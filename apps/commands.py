@@ -250,6 +250,7 @@ def _default_render_folder(scene: "render3d.Scene", run: str, view: str) -> Path
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from render3d.body.poses import read_motion, read_pose
     from render3d.io.images import save_image
 
     if args.video is not None:
@@ -258,9 +259,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable(args.out, "--out", folder=True)
     scene = _load_scene(args)
-    pose = None if args.pose is None else _read_body_pose(scene, args.pose, "--pose")
-    motion, fps = _read_body_motion(scene, args.motion) if args.motion is not None else (None, args.fps or 30)
-    fps = args.fps or fps
+    pose = None if args.pose is None else read_pose(args.pose, scene.posable_body("--pose"))
+    motion, motion_fps = (None, 30) if args.motion is None else read_motion(args.motion, scene.posable_body("--motion"))
+    fps = args.fps or motion_fps
     downscale = scene.downscale if args.downscale is None else args.downscale
     if args.orbit:
         view = "orbit"
@@ -275,7 +276,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if motion is not None:
         view = "motion"
         frames = _render_motion(scene, cameras if args.orbit else cameras[:1], motion, quiet=args.quiet)
-    elif pose is None and not args.orbit:  # each view as its image was taken (an avatar: in its frame's pose)
+    elif pose is None and view != "orbit":  # each view as its image was taken (an avatar: in its frame's pose)
         frames = scene.render_dataset(dataset, progress=not args.quiet)["rgb"].clamp(0, 1)
     else:
         frames = scene.render(cameras, pose=pose, progress=not args.quiet)["rgb"].clamp(0, 1)
@@ -291,26 +292,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         save_video(args.video, frames, fps=fps)
         _echo(f"wrote video {args.video}")
     return 0
-
-
-def _posable_body(scene: "render3d.Scene", argument: str):
-    """The body model of a scene whose method renders poses (an avatar); ConfigError naming
-    ``argument`` otherwise."""
-    if "pose" not in scene.method.render_conditions:
-        raise ConfigError(f"{argument}: method {scene.method.name!r} has no body to pose (the 'avatar' method has)")
-    return scene.method.body
-
-
-def _read_body_pose(scene: "render3d.Scene", path: str, argument: str):
-    from render3d.body.poses import read_pose
-
-    return read_pose(path, _posable_body(scene, argument))
-
-
-def _read_body_motion(scene: "render3d.Scene", path: str):
-    from render3d.body.poses import read_motion
-
-    return read_motion(path, _posable_body(scene, "--motion"))
 
 
 def _render_motion(scene: "render3d.Scene", cameras, poses: list, *, quiet: bool):
@@ -391,6 +372,7 @@ def _evaluate_against_mesh(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from render3d.body.poses import read_pose
     from render3d.mesh import MESH_EXTENSIONS, export_mesh
 
     if args.mesh is None and args.splat is None and args.body is None:
@@ -405,13 +387,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--box: each maximum must exceed its minimum, got {args.box}")
     if args.body is not None and Path(args.body).suffix.lower() != ".glb":
         raise ConfigError(f"--body: {args.body!r} must end in .glb (a skinned glTF)")
-    for argument, path in (("--mesh", args.mesh), ("--splat", args.splat), ("--body", args.body)):
+    body_gaussians = None if args.body is None else _body_gaussians_path(Path(args.body))
+    for argument, path in (("--mesh", args.mesh), ("--splat", args.splat), ("--body", args.body),
+                           ("--body", body_gaussians)):
         if path is not None:
             check_writable(path, argument)
     scene = _load_scene(args)
-    pose = None if args.pose is None else _read_body_pose(scene, args.pose, "--pose")
+    pose = None if args.pose is None else read_pose(args.pose, scene.posable_body("--pose"))
     if args.body is not None:
-        _posable_body(scene, "--body")
+        scene.posable_body("--body")
     # Check every request before writing anything, so a refused one leaves no partial export.
     if args.splat is not None and not scene.can_export_splat:
         raise ConfigError(f"--splat: method {scene.method.name!r} has no Gaussians to export (use --mesh)")
@@ -431,27 +415,30 @@ def cmd_export(args: argparse.Namespace) -> int:
             else "3DGS splat PLY"
         _echo(f"wrote {args.splat}: {kind}, {size / 1e6:.3g} MB")
     if args.body is not None:
-        gaussians = _export_body(scene, Path(args.body))
-        _echo(f"wrote {args.body} (skinned glTF of the fitted body) and {gaussians} (its Gaussians in the rest pose)")
+        _export_body(scene, Path(args.body), body_gaussians)
+        _echo(f"wrote {args.body} (skinned glTF of the fitted body) and {body_gaussians} (its Gaussians in the rest pose)")
     return 0
 
 
-def _export_body(scene: "render3d.Scene", path: Path) -> Path:
+def _body_gaussians_path(body: Path) -> Path:
+    """Where ``export --body FILE.glb`` puts the Gaussians: ``FILE.gaussians.ply``."""
+    return body.with_suffix(".gaussians.ply")
+
+
+def _export_body(scene: "render3d.Scene", path: Path, gaussians: Path) -> None:
     """An avatar's fitted body as a skinned glTF at ``path`` (its shape, the rest pose) and its
-    Gaussians in the rest pose as a 3DGS PLY beside it; the PLY's path."""
+    Gaussians in the rest pose as a 3DGS PLY at ``gaussians``."""
+    import copy
+
     import torch
 
     from render3d.body.gltf import write_skinned_glb
     from render3d.body.poses import BodyPose
 
-    body = scene.method.body
+    body = copy.deepcopy(scene.posable_body("--body")).cpu()  # a copy: the scene's stays on its device
     rest = BodyPose.rest(body.n_joints)
-    gaussians = path.with_suffix(".gaussians.ply")
-    check_writable(gaussians, "--body")
     scene.export_splat(gaussians, pose=rest)
-    betas = scene.method.betas.detach().cpu()
-    write_skinned_glb(path, body.cpu(), betas, rest.pose[None], torch.zeros(1, 3))
-    return gaussians
+    write_skinned_glb(path, body, scene.method.betas.detach().cpu(), rest.pose[None], torch.zeros(1, 3))
 
 
 def cmd_view(args: argparse.Namespace) -> int:

@@ -172,10 +172,24 @@ class Scene:
         """
         if not isinstance(cameras, Cameras):
             raise ConfigError(f"cameras must be render3d.Cameras, got {type(cameras).__name__}")
-        if pose is not None and "pose" not in self.method.render_conditions:
-            raise ConfigError(f"pose: method {self.method.name!r} has no body to pose (the 'avatar' method has)")
-        conditions = None if pose is None else [{"pose": pose}] * len(cameras)
+        conditions = None if pose is None else [{"pose": self._checked_pose(pose)}] * len(cameras)
         return self._render_views(cameras, conditions, progress)
+
+    def posable_body(self, argument: str = "pose"):
+        """The :class:`render3d.BodyModel` of a method that renders poses (``avatar``: ``"pose"``
+        in its ``render_conditions``); ConfigError naming ``argument`` for any other method."""
+        if "pose" not in self.method.render_conditions:
+            raise ConfigError(f"{argument}: method {self.method.name!r} has no body to pose (the 'avatar' method has)")
+        return self.method.body
+
+    def _checked_pose(self, pose):
+        """``pose`` when this scene can be posed and it is a BodyPose; ConfigError otherwise."""
+        from render3d.body.poses import BodyPose
+
+        self.posable_body("pose")
+        if not isinstance(pose, BodyPose):
+            raise ConfigError(f"pose must be a render3d.body.poses.BodyPose, got {type(pose).__name__}")
+        return pose
 
     @torch.no_grad()
     def render_dataset(self, dataset: Dataset, *, progress: bool = False) -> dict[str, torch.Tensor]:
@@ -348,9 +362,7 @@ class Scene:
         if not self.can_export_splat:
             raise ConfigError(f"method {self.method.name!r} has no Gaussians to export as a splat "
                               f"(only Gaussian methods such as '3dgs' do; extract_mesh exports a mesh)")
-        if pose is not None and "pose" not in self.method.render_conditions:
-            raise ConfigError(f"pose: method {self.method.name!r} has no body to pose (the 'avatar' method has)")
-        values = self.method.gaussians() if pose is None else self.method.gaussians(pose=pose)
+        values = self.method.gaussians() if pose is None else self.method.gaussians(pose=self._checked_pose(pose))
         if values["means"].shape[0] == 0:
             raise ConfigError(f"path: the scene has no Gaussians, so {str(path)!r} would be an empty splat")
         arrays = (values["means"], values["quats"], values["log_scales"], values["opacity_logits"], values["sh"])

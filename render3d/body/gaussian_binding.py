@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from render3d.errors import ConfigError
 from render3d.ops.rotations import matrix_to_quaternion, quaternion_multiply
 from render3d.ops.skinning import linear_blend_skinning
 
@@ -33,7 +34,7 @@ def barycentric_samples(per_triangle: int) -> torch.Tensor:
     more, the centroid and then points of a fixed low-discrepancy set (no randomness, so a
     checkpoint's binding is rebuilt identically)."""
     if per_triangle < 1:
-        raise ValueError("per_triangle must be >= 1")
+        raise ConfigError(f"barycentric_samples: per_triangle must be >= 1, got {per_triangle}")
     samples = [torch.full((3,), 1.0 / 3.0, dtype=torch.float64)]
     golden = (5 ** 0.5 - 1) / 2
     for index in range(1, per_triangle):
@@ -51,7 +52,7 @@ def triangle_frames(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.
     cross = torch.linalg.cross(edge1, edge2, dim=-1)
     area = 0.5 * cross.norm(dim=-1).clamp_min(1e-12)
     normal = cross / (2 * area[:, None])
-    tangent = torch.nn.functional.normalize(edge1, dim=-1)
+    tangent = edge1 / edge1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return torch.stack([tangent, torch.linalg.cross(normal, tangent, dim=-1), normal], -1), area
 
 

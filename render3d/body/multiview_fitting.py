@@ -2,9 +2,9 @@
 of template-based capture (seed §11.3.2) when no body parameters are given.
 
 The energy is :func:`render3d.body.fitting.fit_body`'s summed over the views: Geman-McClure
-reprojection residuals in pixels weighted by squared confidences, an L2 pose prior, an L2
-shape prior and the hinge limits, with the same decreasing stage weights. Cameras are in the
-world frame (OpenCV axes, ``w2c [4, 4]`` and ``K [3, 3]`` per view), so the fitted body is
+reprojection residuals in pixels (:meth:`render3d.Cameras.project`) weighted by squared
+confidences, an L2 pose prior, an L2 shape prior and the hinge limits, with the same decreasing
+stage weights. The cameras are a dataset's (world frame, OpenCV axes), so the fitted body is
 placed in the world of the images.
 
 Initialisation: the shoulders and hips are triangulated (linear DLT over the views that see
@@ -24,6 +24,7 @@ import torch
 from render3d.body.fitting import BEND_WEIGHT, STAGE_WEIGHTS, Keypoints2D, bend_penalty, gmof, minimise
 from render3d.body.keypoints import CONVENTIONS, TORSO
 from render3d.body.model import BodyModel
+from render3d.cameras import Cameras
 from render3d.errors import DataError
 from render3d.ops.rotations import matrix_to_axis_angle
 
@@ -32,16 +33,6 @@ MIN_CONFIDENCE = 0.2
 # out (anny, 20 views of 8 poses, 1.5 px noise: mean vertex error 1.79 cm at 15, 1.28 at 40, 1.32 at 80).
 STAGE_ITERATIONS = 40
 TORSO_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"))
-
-
-@dataclass
-class KeypointView:
-    """One image's keypoints with its camera: ``K [3, 3]`` and world-to-camera ``w2c [4, 4]``
-    (OpenCV axes)."""
-
-    keypoints: Keypoints2D
-    K: torch.Tensor
-    w2c: torch.Tensor
 
 
 @dataclass
@@ -55,22 +46,14 @@ class MultiViewFit:
     reprojection_error_px: float
 
 
-def project(points: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor) -> torch.Tensor:
-    """``[V, P, 2]`` pixels of world points ``[P, 3]`` (or ``[V, P, 3]``) in ``V`` cameras
-    (``K [V, 3, 3]``, ``w2c [V, 4, 4]``); depth clamped at 1 mm."""
-    camera = points @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]
-    uv = camera[..., :2] / camera[..., 2:].clamp_min(1e-3)
-    return uv * torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)[:, None] + torch.stack([K[:, 0, 2], K[:, 1, 2]], -1)[:, None]
-
-
-def triangulate(points: torch.Tensor, confidence: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor) -> torch.Tensor | None:
-    """The world point seen at pixels ``points [V, 2]`` with ``confidence [V]`` by the cameras
-    (linear DLT, each view's rows weighted by its confidence), or None when fewer than two
-    views see it with confidence above :data:`MIN_CONFIDENCE`."""
+def triangulate(points: torch.Tensor, confidence: torch.Tensor, cameras: Cameras) -> torch.Tensor | None:
+    """The world point ``[3]`` seen at pixels ``points [V, 2]`` with ``confidence [V]`` by the
+    ``V`` cameras (linear DLT, each view's rows weighted by its confidence), or None when fewer
+    than two views see it with confidence above :data:`MIN_CONFIDENCE`."""
     usable = confidence > MIN_CONFIDENCE
     if int(usable.sum()) < 2:
         return None
-    projection = (K @ w2c[:, :3, :])[usable].double()  # [U, 3, 4]
+    projection = (cameras.K @ cameras.w2c[:, :3, :])[usable].double()  # [U, 3, 4]
     uv, weight = points[usable].double(), confidence[usable].double()[:, None]
     rows = torch.cat([weight * (uv[:, :1] * projection[:, 2] - projection[:, 0]),
                       weight * (uv[:, 1:] * projection[:, 2] - projection[:, 1])])
@@ -89,17 +72,16 @@ def _torso_frame(points: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.T
     return torch.stack([left, up, torch.linalg.cross(left, up)], 1), 0.5 * (hips + shoulders)
 
 
-def initial_placement(model: BodyModel, views: list[KeypointView], convention: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(pose [1, J, 3], transl [1, 3])``: the rest body turned and moved onto the triangulated
-    torso (module doc). DataError when a shoulder or hip is seen by fewer than two views."""
+def initial_placement(model: BodyModel, points: torch.Tensor, confidence: torch.Tensor, cameras: Cameras,
+                      convention: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pose [1, J, 3], transl [1, 3])``: the rest body turned and moved onto the torso
+    triangulated from keypoints ``points [V, K, 2]`` with ``confidence [V, K]`` in the ``V``
+    cameras (module doc). DataError when a shoulder or hip is seen by fewer than two views."""
     names = CONVENTIONS[convention]
-    points = torch.stack([view.keypoints.points for view in views])
-    confidence = torch.stack([view.keypoints.confidence for view in views])
-    K, w2c = torch.stack([view.K for view in views]), torch.stack([view.w2c for view in views])
     seen = {}
     for name in {joint for pair in TORSO_PAIRS for joint in pair}:
         index = names.index(name)
-        point = triangulate(points[:, index], confidence[:, index], K, w2c)
+        point = triangulate(points[:, index], confidence[:, index], cameras)
         if point is None:
             raise DataError(f"keypoints: {name} is seen with confidence above {MIN_CONFIDENCE} in fewer than two "
                             "views of a frame; cannot place the body")
@@ -118,35 +100,34 @@ def initial_placement(model: BodyModel, views: list[KeypointView], convention: s
     return pose, transl[None]
 
 
-def fit_body_views(model: BodyModel, views: list[KeypointView], *, betas: torch.Tensor | None = None,
-                   iterations: int = STAGE_ITERATIONS,
+def fit_body_views(model: BodyModel, keypoints: list[Keypoints2D], cameras: Cameras, *,
+                   betas: torch.Tensor | None = None, iterations: int = STAGE_ITERATIONS,
                    stage_weights: tuple[tuple[float, float], ...] = STAGE_WEIGHTS) -> MultiViewFit:
-    """Fit ``model`` to one instant's keypoints in several ``views`` (module doc); ``betas [1, S]``
-    fixes the shape (default: fitted from zero). All views share one convention."""
-    if not views:
-        raise DataError("keypoints: a frame has no view to fit the body to")
-    convention = views[0].keypoints.convention
-    if any(view.keypoints.convention != convention for view in views):
+    """Fit ``model`` to one instant's ``keypoints`` (one per view, one convention) seen by the
+    ``V`` world ``cameras`` (module doc); ``betas [1, S]`` fixes the shape (default: fitted from zero)."""
+    if not keypoints or len(keypoints) != len(cameras):
+        raise DataError(f"keypoints: a frame needs one keypoint set per camera, got {len(keypoints)} for {len(cameras)}")
+    convention = keypoints[0].convention
+    if any(view.convention != convention for view in keypoints):
         raise DataError("keypoints: the views of a frame mix keypoint conventions")
     keypoint_model = model.keypoint_model(convention)
     names = CONVENTIONS[convention]
-    points = torch.stack([view.keypoints.points for view in views])
-    confidence = torch.stack([view.keypoints.confidence for view in views])
+    points = torch.stack([view.points for view in keypoints])
+    confidence = torch.stack([view.confidence for view in keypoints])
     if not (torch.isfinite(points).all() and torch.isfinite(confidence).all()):
         raise DataError("keypoints: NaN or infinite values")
-    K, w2c = torch.stack([view.K for view in views]).float(), torch.stack([view.w2c for view in views]).float()
     with torch.no_grad():
         _, present = keypoint_model.keypoints(keypoint_model(), convention)
     weight = (confidence.clamp(0, 1) * present).square()  # [V, K]
     torso = [k for k, name in enumerate(names) if name in TORSO and bool(present[k])]
-    pose, transl = initial_placement(keypoint_model, views, convention)
+    pose, transl = initial_placement(keypoint_model, points, confidence, cameras, convention)
     fixed_shape = betas is not None
     betas = (torch.zeros(1, model.n_betas) if betas is None else betas.detach().clone().float()).requires_grad_(not fixed_shape)
     transl.requires_grad_(True)
 
     def data_term(body_pose: torch.Tensor, only=None) -> torch.Tensor:
-        keypoints, _ = keypoint_model.keypoints(keypoint_model(betas, body_pose, transl), convention)
-        energy = weight[..., None] * gmof(project(keypoints[0], K, w2c) - points)
+        predicted, _ = keypoint_model.keypoints(keypoint_model(betas, body_pose, transl), convention)
+        energy = weight[..., None] * gmof(cameras.project(predicted[0])[0] - points)
         return energy[:, only].sum() if only is not None else energy.sum()
 
     orientation = pose[:, :1].clone().requires_grad_(True)
@@ -161,8 +142,8 @@ def fit_body_views(model: BodyModel, views: list[KeypointView], *, betas: torch.
         parameters = [pose, transl] + ([] if fixed_shape or model.n_betas == 0 else [betas])
         minimise(parameters, energy, iterations)
     with torch.no_grad():
-        keypoints, _ = keypoint_model.keypoints(keypoint_model(betas, pose, transl), convention)
-        errors = (project(keypoints[0], K, w2c) - points).norm(dim=-1)
+        predicted, _ = keypoint_model.keypoints(keypoint_model(betas, pose, transl), convention)
+        errors = (cameras.project(predicted[0])[0] - points).norm(dim=-1)
         usable = (confidence > 0) & present
         error = float(errors[usable].mean()) if bool(usable.any()) else float("nan")
     return MultiViewFit(betas=betas.detach(), pose=pose.detach(), transl=transl.detach(), reprojection_error_px=error)

@@ -22,10 +22,11 @@ import math
 
 import torch
 
+from render3d.body.gaussian_binding import triangle_frames
 from render3d.body.model import BodyModel
 from render3d.cameras import Cameras
 from render3d.errors import ConfigError
-from render3d.ops.gaussian_rendering import render_gaussians
+from render3d.ops.gaussian_rendering import render_gaussians, render_views
 from render3d.ops.rotations import matrix_to_quaternion
 
 SKIN = (0.80, 0.65, 0.55)
@@ -36,13 +37,14 @@ OPACITY = 0.99
 
 
 def triangle_gaussians(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
-                       barycentric: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                       barycentric: torch.Tensor | None = None, flatness: float = FLATNESS) -> dict[str, torch.Tensor]:
     """Gaussians bound to triangles (module doc).
 
     Args:
         vertices: ``[V, 3]`` posed vertices; faces ``[F, 3]``; colors ``[V, 3]`` in [0, 1].
         barycentric: ``[S, 3]`` sample coordinates per triangle (rows sum to one); default
             the centroid.
+        flatness: the scale along the normal over the in-plane one.
 
     Returns:
         ``means [F*S, 3]``, ``quats [F*S, 4]`` (wxyz), ``log_scales [F*S, 3]``,
@@ -52,17 +54,12 @@ def triangle_gaussians(vertices: torch.Tensor, faces: torch.Tensor, colors: torc
         barycentric = torch.full((1, 3), 1.0 / 3.0)
     barycentric = barycentric.to(vertices)
     corners = vertices[faces]  # [F, 3, 3]
-    edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    cross = torch.linalg.cross(edge1, edge2, dim=-1)
-    area = 0.5 * cross.norm(dim=-1).clamp_min(1e-12)
-    normal = cross / (2 * area[:, None])
-    tangent = edge1 / edge1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    bitangent = torch.linalg.cross(normal, tangent, dim=-1)
-    rotation = torch.stack([tangent, bitangent, normal], -1)
+    rotation, area = triangle_frames(vertices, faces)
+    normal = rotation[..., 2]
     samples = barycentric.shape[0]
     radius = torch.sqrt(area / (math.pi * samples))
     log_radius = torch.log(radius)[:, None]
-    log_scales = torch.cat([log_radius, log_radius, log_radius + math.log(FLATNESS)], -1)
+    log_scales = torch.cat([log_radius, log_radius, log_radius + math.log(flatness)], -1)
     means = torch.einsum("sk,fkc->fsc", barycentric, corners).reshape(-1, 3)
     sample_colors = torch.einsum("sk,fkc->fsc", barycentric, colors.to(vertices)[faces]).reshape(-1, 3)
     repeat = lambda t: t.repeat_interleave(samples, 0)  # noqa: E731 - one line, three uses
@@ -124,9 +121,6 @@ class BodyScene:
         """
         if not isinstance(cameras, Cameras):
             raise ConfigError(f"cameras must be render3d.Cameras, got {type(cameras).__name__}")
-        # The 3DGS method's depth conversion; imported here, as render3d.methods loads the data readers.
-        from render3d.methods.gaussians import _ray_length_per_depth
-
         outputs: dict[str, list] = {"rgb": [], "depth": [], "alpha": []}
         with torch.no_grad():
             for vertices in self.vertices():
@@ -134,18 +128,11 @@ class BodyScene:
                 light = torch.nn.functional.normalize(torch.tensor(LIGHT), dim=0)
                 lambert = (gaussians["normals"] @ light).abs()[:, None]
                 shaded = gaussians["colors"] * (AMBIENT + (1 - AMBIENT) * lambert)
-                frame: dict[str, list] = {"rgb": [], "depth": [], "alpha": []}
-                for index in range(len(cameras)):
-                    camera = cameras[index]
-                    features, alphas, _ = render_gaussians(
-                        gaussians["means"], gaussians["quats"], gaussians["log_scales"], gaussians["opacities"],
-                        shaded, camera.w2c, camera.K, camera.width, camera.height,
-                        backgrounds=self.background, with_depth=True)
-                    frame["rgb"].append(features[..., :3].clamp(0, 1))
-                    frame["depth"].append(features[..., 3] * _ray_length_per_depth(camera))
-                    frame["alpha"].append(alphas[..., 0])
-                for key, values in frame.items():
-                    outputs[key].append(torch.cat(values))
+                frame = render_views(cameras, lambda camera: render_gaussians(
+                    gaussians["means"], gaussians["quats"], gaussians["log_scales"], gaussians["opacities"], shaded,
+                    camera.w2c, camera.K, camera.width, camera.height, backgrounds=self.background, with_depth=True))
+                for key, value in frame.items():
+                    outputs[key].append(value)
         stacked = {key: torch.stack(values) for key, values in outputs.items()}
         return {key: value[0] for key, value in stacked.items()} if self.n_frames == 1 else stacked
 

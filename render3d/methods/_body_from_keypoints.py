@@ -2,7 +2,7 @@
 ``body.json`` gives no body parameters (:mod:`render3d.data.body_frames`): template-based
 capture's first step (seed §11.3.2), before the joint refinement with the Gaussians.
 
-Each frame's images (with their cameras) go to :func:`render3d.body.multiview_fitting.fit_body_views`.
+Each frame's images' keypoints and cameras go to :func:`render3d.body.multiview_fitting.fit_body_views`.
 Keypoint files hold pixels of the images as stored; a dataset loaded at a smaller scale has
 its keypoints scaled to it (the ratio of the loaded width to the file's).
 """
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from render3d.body.fitting import Keypoints2D
 from render3d.body.io import read_keypoints
-from render3d.body.multiview_fitting import KeypointView, fit_body_views
+from render3d.body.multiview_fitting import fit_body_views
 from render3d.data.body_frames import BodyFrames
 from render3d.data.dataset import Dataset
 from render3d.errors import DataError
@@ -40,7 +41,8 @@ def _pixel_scale(dataset: Dataset) -> float:
         return dataset.width / image.width
 
 
-def _views(body: BodyFrames, dataset: Dataset, indices: list[int], scale: float) -> list[KeypointView]:
+def _keypoints(body: BodyFrames, dataset: Dataset, indices: list[int], scale: float) -> list[Keypoints2D]:
+    """The keypoints of ``dataset``'s images ``indices``, in the loaded images' pixels."""
     views = []
     for index in indices:
         name = dataset.image_names[index]
@@ -50,8 +52,7 @@ def _views(body: BodyFrames, dataset: Dataset, indices: list[int], scale: float)
                             "its 2D keypoints)")
         keypoints = read_keypoints(path)
         keypoints.points = keypoints.points * scale
-        camera = dataset.cameras[index]
-        views.append(KeypointView(keypoints, camera.K[0].cpu().float(), camera.w2c[0].cpu().float()))
+        views.append(keypoints)
     return views
 
 
@@ -67,10 +68,12 @@ def fit_frames(body: BodyFrames, model, dataset: Dataset, frames: torch.Tensor, 
     shapes, errors = [], []
     present = sorted(frame for frame in set(frames.tolist()) if skip is None or not bool(skip[frame]))
     fixed = None if betas is None else betas.detach().cpu()[None]
+    image_frames, cameras = frames.tolist(), dataset.cameras.to("cpu")
     with progress_bar(len(present), "fit body to keypoints", enabled=progress, unit="frame") as bar:
         for frame in present:
-            indices = [index for index, value in enumerate(frames.tolist()) if value == frame]
-            result = fit_body_views(model, _views(body, dataset, indices, scale), betas=fixed)
+            indices = [index for index, value in enumerate(image_frames) if value == frame]
+            result = fit_body_views(model, _keypoints(body, dataset, indices, scale), cameras[torch.tensor(indices)],
+                                    betas=fixed)
             poses[frame], transl[frame], fitted[frame] = result.pose[0], result.transl[0], True
             shapes.append(result.betas[0])
             errors.append(result.reprojection_error_px)

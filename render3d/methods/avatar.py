@@ -41,10 +41,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from render3d.body.gaussian_binding import (barycentric_samples, binding_weights, skin_gaussians, surface_points,
-                                            triangle_frames)
+from render3d.body.gaussian_binding import barycentric_samples, binding_weights, skin_gaussians, surface_points
 from render3d.body.loading import BUILT_IN, load_body_model
 from render3d.body.poses import BodyPose
+from render3d.body.render import triangle_gaussians
 from render3d.cameras import Cameras
 from render3d.data.body_frames import BodyFrames, read_body_frames
 from render3d.data.dataset import Dataset, to_unit_float
@@ -52,11 +52,10 @@ from render3d.errors import ConfigError
 from render3d.methods import register
 from render3d.methods.base import Method, SceneInfo
 from render3d.metrics.ssim import ssim
-from render3d.ops.gaussian_rendering import render_gaussians
-from render3d.ops.rotations import axis_angle_to_matrix, matrix_to_quaternion
+from render3d.ops.gaussian_rendering import render_gaussians, render_views
+from render3d.ops.rotations import axis_angle_to_matrix
 from render3d.ops.spherical_harmonics import num_sh_bases
 
-SH_C0 = 0.28209479177387814
 FLATNESS = 0.2  # initial thickness of a surface Gaussian, relative to its in-plane radius
 CENTIMETRE = 0.01
 
@@ -237,18 +236,13 @@ class Avatar(Method):
         share of area, grey, opacity ``init_opacity``."""
         with torch.no_grad():
             shaped, _ = self.body.rest_frames(self.betas)
-            frames, area = triangle_frames(shaped[0], self.body.faces)
-            per_triangle = self.config["samples_per_triangle"]
-            radius = torch.sqrt(area / (math.pi * per_triangle))[self.triangles]
-            log_radius = radius.log()[:, None]
+            grey = torch.full_like(shaped[0], 0.5)
+            samples = barycentric_samples(self.config["samples_per_triangle"])
+            bound = triangle_gaussians(shaped[0], self.body.faces, grey, samples, flatness=FLATNESS)
             p = self.config["init_opacity"]
-            values = {
-                "quats": matrix_to_quaternion(frames)[self.triangles],
-                "log_scales": torch.cat([log_radius, log_radius, log_radius + math.log(FLATNESS)], 1),
-                "opacity_logits": torch.full_like(radius, math.log(p / (1 - p))),
-            }
-            for name, value in values.items():
-                self.splats[name].data.copy_(value)
+            self.splats["quats"].data.copy_(bound["quats"])
+            self.splats["log_scales"].data.copy_(bound["log_scales"])
+            self.splats["opacity_logits"].data.fill_(math.log(p / (1 - p)))
             for name in ("offsets", "sh0", "shN", "weight_logits", "corrective_offsets"):
                 self.splats[name].data.zero_()
 
@@ -293,6 +287,13 @@ class Avatar(Method):
         features = (axis_angle_to_matrix(pose[1:]) - torch.eye(3, device=pose.device)).reshape(-1)
         return torch.einsum("r,nrc->nc", features @ self.corrective_basis, self.splats["corrective_offsets"])
 
+    def _view_terms(self, gaussians: dict[str, Tensor], camera: Cameras, target: Tensor, mask: Tensor,
+                    degree: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Render ``gaussians`` into one ``camera``: ``(rgb [1,H,W,3], L1 to target [1,H,W,3],
+        L1 of the opacity to mask [1,H,W])``, the losses as scalars."""
+        rgb, alpha, _ = self._render(gaussians, camera, degree, with_depth=False)
+        return rgb, (rgb - target).abs().mean(), (alpha[..., 0] - mask).abs().mean()
+
     def _render(self, gaussians: dict[str, Tensor], camera: Cameras, degree: int, *, with_depth: bool):
         return render_gaussians(gaussians["means"], gaussians["quats"], gaussians["log_scales"], gaussians["opacities"],
                                 gaussians["coeffs"], camera.w2c, camera.K, camera.width, camera.height,
@@ -324,10 +325,9 @@ class Avatar(Method):
         mask = to_unit_float(self.data.masks[view:view + 1])[..., 0]
         self.optimizer.zero_grad(set_to_none=True)
         gaussians = self.posed_gaussians(self._frame_pose(int(self.image_frames[view])))
-        rgb, alpha, _ = self._render(gaussians, camera, degree, with_depth=False)
+        rgb, l1, silhouette = self._view_terms(gaussians, camera, target, mask, degree)
         lam = self.config["ssim_lambda"]
-        colour = (1 - lam) * (rgb - target).abs().mean() + lam * (1 - ssim(rgb, target).mean())
-        silhouette = (alpha[..., 0] - mask).abs().mean()
+        colour = (1 - lam) * l1 + lam * (1 - ssim(rgb, target).mean())
         offsets = (self.splats["offsets"] / CENTIMETRE).square().sum(1).mean()
         loss = colour + self.config["mask_lambda"] * silhouette + self.config["offset_reg"] * offsets
         loss.backward()
@@ -378,25 +378,31 @@ class Avatar(Method):
         return [{"frame": int(frame)} if bool(known[frame]) else {"pose": poses[int(frame)]} for frame in frames]
 
     def _refined_pose(self, pose: BodyPose, dataset: Dataset, views: list[int]) -> BodyPose:
-        """``pose`` refined against ``dataset``'s images ``views`` (one per step, in turn) with the
-        training loss, the avatar fixed (``test_pose_steps`` Adam steps at ``lr_test_poses``)."""
+        """``pose`` refined against ``dataset``'s images ``views`` (one per step, in turn) by the
+        colour L1 plus ``mask_lambda`` times the mask L1, the avatar fixed (``test_pose_steps``
+        Adam steps at ``lr_test_poses``)."""
         device = self.betas.device
         body_pose = pose.pose.to(device).clone().requires_grad_(True)
         transl = pose.transl.to(device).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([body_pose, transl], lr=self.config["lr_test_poses"])
         degree = int(self.active_sh_degree)
-        with torch.enable_grad():
-            for step in range(self.config["test_pose_steps"]):
-                view = views[step % len(views)]
-                target = dataset.float_images(slice(view, view + 1)).to(device)
-                mask = to_unit_float(dataset.masks[view:view + 1])[..., 0].to(device)
-                gaussians = self.posed_gaussians(BodyPose(body_pose, transl))
-                rgb, alpha, _ = self._render(gaussians, dataset.cameras[view].to(device), degree, with_depth=False)
-                loss = (rgb - target).abs().mean() + self.config["mask_lambda"] * (alpha[..., 0] - mask).abs().mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        self.zero_grad(set_to_none=True)
+        images = [(dataset.cameras[view].to(device), dataset.float_images(slice(view, view + 1)).to(device),
+                   to_unit_float(dataset.masks[view:view + 1])[..., 0].to(device)) for view in views]
+        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        try:
+            for parameter in trainable:  # fixed: the backward reaches the pose only
+                parameter.requires_grad_(False)
+            with torch.enable_grad():
+                for step in range(self.config["test_pose_steps"]):
+                    gaussians = self.posed_gaussians(BodyPose(body_pose, transl))
+                    _, colour, silhouette = self._view_terms(gaussians, *images[step % len(images)], degree)
+                    loss = colour + self.config["mask_lambda"] * silhouette
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+        finally:
+            for parameter in trainable:
+                parameter.requires_grad_(True)
         return BodyPose(body_pose.detach(), transl.detach())
 
     @torch.no_grad()
@@ -407,16 +413,7 @@ class Avatar(Method):
             pose = self._frame_pose(0 if frame is None else int(frame))
         gaussians = self.posed_gaussians(pose)
         degree = int(self.active_sh_degree)
-        rgb, depth, alpha = [], [], []
-        from render3d.methods.gaussians import _ray_length_per_depth
-
-        for index in range(len(cameras)):
-            camera = cameras[index]
-            features, alphas, _ = self._render(gaussians, camera, degree, with_depth=True)
-            rgb.append(features[..., :3].clamp(0, 1))
-            depth.append(features[..., 3] * _ray_length_per_depth(camera))
-            alpha.append(alphas[..., 0])
-        return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "alpha": torch.cat(alpha)}
+        return render_views(cameras, lambda camera: self._render(gaussians, camera, degree, with_depth=True))
 
     @torch.no_grad()
     def gaussians(self, pose: BodyPose | None = None) -> dict[str, Tensor]:

@@ -125,7 +125,8 @@ class Method(torch.nn.Module, abc.ABC):
     # Whether train_step splits its batch over the ranks of a process group (render3d.distributed).
     supports_data_parallel: ClassVar[bool] = False
     # Keyword arguments ``render`` takes besides the cameras (e.g. ``pose`` for a body): what else a
-    # view depends on. Scene.render passes them on; :meth:`conditions_for` gives them per image.
+    # view depends on. Scene.render passes them on; :meth:`conditions_for` gives them per image. A
+    # method with ``pose`` has its render3d.BodyModel as ``body``.
     render_conditions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:

@@ -50,7 +50,7 @@ from render3d.methods._pose_refinement import PoseRefinement
 from render3d.methods._splat_volume import splat_density_volume
 from render3d.methods.base import Method, SceneInfo
 from render3d.metrics.ssim import ssim
-from render3d.ops.gaussian_rendering import render_gaussians
+from render3d.ops.gaussian_rendering import render_gaussians, render_views
 from render3d.ops.spherical_harmonics import num_sh_bases
 
 SH_C0 = 0.28209479177387814  # degree-0 SH basis: colour = 0.5 + SH_C0 * f_dc
@@ -383,15 +383,8 @@ class GaussianSplatting(Method):
 
     @torch.no_grad()
     def render(self, cameras: Cameras) -> dict[str, Tensor]:
-        rgb, depth, alpha = [], [], []
         degree = int(self.active_sh_degree)
-        for index in range(len(cameras)):
-            camera = cameras[index]
-            features, alphas, _ = self._render(camera, degree, with_depth=True)
-            rgb.append(features[..., :3].clamp(0, 1))
-            depth.append(features[..., 3] * _ray_length_per_depth(camera))
-            alpha.append(alphas[..., 0])
-        return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "alpha": torch.cat(alpha)}
+        return render_views(cameras, lambda camera: self._render(camera, degree, with_depth=True))
 
     # ------------------------------------------------------------------ meshing and export
     def density_volume(self, bbox: Tensor, resolution: tuple[int, int, int], *,
@@ -485,12 +478,3 @@ def _neighbour_distance(points: Tensor, k: int) -> Tensor:
     distances, _ = cKDTree(array).query(array, k=k + 1)  # column 0 is the point itself
     squared = torch.from_numpy(distances[:, 1:] ** 2).clamp(min=1e-7)
     return squared.mean(dim=1).sqrt().float().to(points.device)
-
-
-def _ray_length_per_depth(camera: Cameras) -> Tensor:
-    """``[1,H,W]`` length of the ray through each pixel per unit of camera-space depth."""
-    xy = camera.pixel_grid().reshape(-1, 2)
-    K = camera.K[0]
-    x = (xy[:, 0] - K[0, 2]) / K[0, 0]
-    y = (xy[:, 1] - K[1, 2]) / K[1, 1]
-    return torch.sqrt(x * x + y * y + 1.0).reshape(1, camera.height, camera.width)

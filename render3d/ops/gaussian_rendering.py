@@ -28,6 +28,8 @@ Example::
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import torch
 from torch import Tensor
 
@@ -36,6 +38,9 @@ from render3d.ops.gaussian_projection import project_gaussians
 from render3d.ops.rasterization import rasterize_gaussians
 from render3d.ops.sh_colors import sh_colors
 from render3d.ops.tile_binning import isect_offset_encode, isect_tiles, tile_grid
+
+if TYPE_CHECKING:
+    from render3d.cameras import Cameras
 
 __all__ = ["render_gaussians", "camera_centers_from_w2c"]
 
@@ -136,3 +141,30 @@ def _validate(means: Tensor, opacities: Tensor, colors: Tensor, w2c: Tensor, sh_
         raise ConfigError(f"colors must have shape [N,D] or [C,N,D] with N={n}, got {list(colors.shape)}")
     if not isinstance(tile_size, int) or tile_size < 1:
         raise ConfigError(f"tile_size must be a positive integer, got {tile_size!r}")
+
+
+def ray_length_per_depth(camera: "Cameras") -> Tensor:
+    """``[1,H,W]`` length of the ray through each pixel of one camera per unit of camera-space depth."""
+    xy = camera.pixel_grid().reshape(-1, 2)
+    K = camera.K[0]
+    x = (xy[:, 0] - K[0, 2]) / K[0, 0]
+    y = (xy[:, 1] - K[1, 2]) / K[1, 1]
+    return torch.sqrt(x * x + y * y + 1.0).reshape(1, camera.height, camera.width)
+
+
+def render_views(cameras: "Cameras", rasterize: Callable[["Cameras"], tuple[Tensor, Tensor, dict]]) -> dict[str, Tensor]:
+    """Render ``cameras`` one at a time (bounded memory) as a method's ``render`` returns them:
+    ``rasterize(camera)`` is :func:`render_gaussians` for one camera with ``with_depth=True``.
+
+    Returns:
+        ``rgb [C,H,W,3]`` clamped to [0,1], ``depth [C,H,W]`` (ray length, 0 where nothing was
+        hit) and ``alpha [C,H,W]``.
+    """
+    rgb, depth, alpha = [], [], []
+    for index in range(len(cameras)):
+        camera = cameras[index]
+        features, alphas, _ = rasterize(camera)
+        rgb.append(features[..., :3].clamp(0, 1))
+        depth.append(features[..., 3] * ray_length_per_depth(camera))
+        alpha.append(alphas[..., 0])
+    return {"rgb": torch.cat(rgb), "depth": torch.cat(depth), "alpha": torch.cat(alpha)}

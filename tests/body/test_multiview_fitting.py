@@ -6,7 +6,7 @@ import torch
 
 from render3d.body import procedural_body
 from render3d.body.fitting import Keypoints2D
-from render3d.body.multiview_fitting import KeypointView, fit_body_views, project, triangulate
+from render3d.body.multiview_fitting import fit_body_views, triangulate
 from render3d.camera_paths import orbit
 from render3d.cameras import intrinsics_from_fov
 from render3d.errors import DataError
@@ -20,18 +20,18 @@ def _cameras(count: int = 6):
 def _views(body, pose, transl, cameras, noise=0.0, confidence=1.0):
     with torch.no_grad():
         points, _ = body.keypoints(body(pose=pose, transl=transl), "coco17")
-    pixels = project(points[0], cameras.K, cameras.w2c)
+    pixels = cameras.project(points[0])[0]
     pixels = pixels + noise * torch.randn(pixels.shape, generator=torch.Generator().manual_seed(0))
-    return [KeypointView(Keypoints2D(pixels[v], torch.full((pixels.shape[1],), confidence), "coco17"),
-                         cameras.K[v], cameras.w2c[v]) for v in range(len(cameras))], points[0]
+    return [Keypoints2D(pixels[v], torch.full((pixels.shape[1],), confidence), "coco17")
+            for v in range(len(cameras))], points[0]
 
 
 def test_triangulation_recovers_a_point():
     cameras = _cameras(4)
     point = torch.tensor([0.1, 1.2, -0.2])
-    pixels = project(point[None], cameras.K, cameras.w2c)[:, 0]
-    assert torch.allclose(triangulate(pixels, torch.ones(4), cameras.K, cameras.w2c), point, atol=1e-4)
-    assert triangulate(pixels, torch.tensor([1.0, 0.0, 0.0, 0.1]), cameras.K, cameras.w2c) is None
+    pixels = cameras.project(point[None])[0][:, 0]
+    assert torch.allclose(triangulate(pixels, torch.ones(4), cameras), point, atol=1e-4)
+    assert triangulate(pixels, torch.tensor([1.0, 0.0, 0.0, 0.1]), cameras) is None
 
 
 def test_fit_recovers_a_turned_bent_body():
@@ -44,7 +44,7 @@ def test_fit_recovers_a_turned_bent_body():
     transl = torch.tensor([[0.3, 0.05, -0.2]])
     cameras = _cameras()
     views, truth = _views(body, pose, transl, cameras, noise=0.5)
-    fit = fit_body_views(body, views)
+    fit = fit_body_views(body, views, cameras)
     with torch.no_grad():
         fitted, _ = body.keypoints(body(fit.betas, fit.pose, fit.transl), "coco17")
     assert fit.reprojection_error_px < 2.0
@@ -56,6 +56,6 @@ def test_fit_needs_the_torso_in_two_views():
     cameras = _cameras(3)
     views, _ = _views(body, torch.zeros(1, body.n_joints, 3), torch.zeros(1, 3), cameras)
     for view in views[1:]:
-        view.keypoints.confidence = torch.zeros_like(view.keypoints.confidence)
+        view.confidence = torch.zeros_like(view.confidence)
     with pytest.raises(DataError, match="fewer than two views"):
-        fit_body_views(body, views)
+        fit_body_views(body, views, cameras)

@@ -39,8 +39,6 @@ def write_avatar_folder(root: Path, *, keypoints: bool = False) -> Path:
     COCO-17 keypoints."""
     import imageio.v3 as iio
 
-    from render3d.body.multiview_fitting import project
-
     body = procedural_body()
     poses = frame_poses(body)
     images = {}
@@ -55,7 +53,7 @@ def write_avatar_folder(root: Path, *, keypoints: bool = False) -> Path:
             rgba = torch.cat([straight.clamp(0, 1), alpha[..., None]], -1)
             with torch.no_grad():
                 points, _ = body.keypoints(body(pose=poses[frame:frame + 1]), "coco17")
-            pixels = project(points[0], cameras.K, cameras.w2c)
+            pixels = cameras.project(points[0])[0]
             for index in range(count):
                 name = f"{split}/f{frame}_v{index}"
                 if keypoints:

@@ -96,6 +96,14 @@ def test_splat_export_is_posed(fitted, tmp_path):
     assert float(moved.max()) > 0.2 and float(moved.min()) < 1e-4  # forearms moved, the legs did not
 
 
+def test_a_bad_pose_is_a_one_line_error(fitted):
+    cameras = views(1, 10.0)
+    with pytest.raises(ConfigError, match="pose must be a render3d.body.poses.BodyPose, got Tensor"):
+        fitted.render(cameras, pose=torch.zeros(16, 3))
+    with pytest.raises(ConfigError, match=r"pose must be \[J, 3\] = \[16, 3\] axis-angle, got \[3, 3\]"):
+        fitted.render(cameras, pose=BodyPose(torch.zeros(3, 3), torch.zeros(3)))
+
+
 def test_pose_needs_a_body(tmp_path, sphere_dataset, toy_method):
     scene = Scene.fit(sphere_dataset, method="toy", steps=1, progress=False)
     with pytest.raises(ConfigError, match="no body to pose"):
