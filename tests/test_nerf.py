@@ -5,7 +5,8 @@ import torch
 
 import render3d
 from render3d.errors import ConfigError, DataError
-from tests.conftest import write_nerf_synthetic
+from render3d.data.dataset import Dataset, quantize
+from tests.conftest import sphere_views, write_nerf_synthetic
 
 TINY = {
     "hash_levels": 4,
@@ -81,20 +82,46 @@ def test_checkpoint_of_another_method_is_refused(fitted, tmp_path, toy_method, s
         render3d.Scene.load(tmp_path / "toy")
 
 
-def test_a_capture_without_points_gets_a_box_beyond_its_cameras(tmp_path):
-    """Without SfM points a capture's box is the cube around its cameras, and the room they
-    look at lies outside it: the field's box is three times that cube; with points it is the
-    scene's."""
+def test_a_capture_contracts_the_space_beyond_its_box(tmp_path):
+    """What a capture sees reaches past its box (a room around the cameras' cube): its field
+    contracts all of space with the box as inner box, and marches with growing steps; a
+    NeRF-synthetic scene keeps its box."""
     from tests.data.synthetic import write_colmap_scene
 
     write_colmap_scene(tmp_path / "capture", count=10, n_points=0)
     capture = render3d.load_dataset(tmp_path / "capture", "train")
-    scene = render3d.Scene.fit(capture, "nerf", steps=0, progress=False)
-    centre, half = capture.aabb.mean(0), (capture.aabb[1] - capture.aabb[0]) / 2
-    torch.testing.assert_close(scene.method.field.aabb.cpu(), torch.stack([centre - 3 * half, centre + 3 * half]))
+    method = render3d.Scene.fit(capture, "nerf", steps=0, progress=False).method
+    assert method.config["contraction"] and method.config["cone_angle"] > 0
+    torch.testing.assert_close(method.field.aabb.cpu(), capture.aabb)
+    far_away = capture.aabb.mean(0) + 20 * (capture.aabb[1] - capture.aabb[0])
+    assert method.field.density(far_away[None].to(method.field.aabb.device)).item() > 0
+    assert method.grid.contracted
+    synthetic = render3d.Scene.fit(write_nerf_synthetic(tmp_path / "synthetic"), "nerf", steps=0, progress=False).method
+    assert not synthetic.config["contraction"] and synthetic.config["cone_angle"] == 0
+    assert synthetic.field.density(torch.tensor([[9.0, 9.0, 9.0]])).item() == 0
     write_colmap_scene(tmp_path / "with_points", count=10)
     with_points = render3d.load_dataset(tmp_path / "with_points", "train")
-    scene = render3d.Scene.fit(with_points, "nerf", steps=0, progress=False)
-    torch.testing.assert_close(scene.method.field.aabb.cpu(), with_points.aabb)
     with pytest.raises(ConfigError, match="box_scale must be positive"):
         render3d.Scene.fit(with_points, "nerf", steps=0, config={"box_scale": 0.0}, progress=False)
+
+
+def _sphere_capture(box_half: float) -> Dataset:
+    """The sphere (radius 0.5) photographed as a capture whose box is the cube of ``box_half``."""
+    cams, rgba = sphere_views(8)
+    return Dataset(
+        images=quantize(rgba[..., :3] * rgba[..., 3:]), cameras=cams, image_names=[f"r_{i}.png" for i in range(8)],
+        aabb=torch.tensor([[-box_half] * 3, [box_half] * 3]), near=1.0, far=5.0, background=(0.0, 0.0, 0.0),
+        format="colmap", split="train",
+    )
+
+
+def test_contraction_fits_what_lies_beyond_the_box():
+    """The sphere reaches past the capture's box (half-size 0.25): contracted, the field learns
+    its silhouette; clipped to the box, it cannot."""
+    capture = _sphere_capture(0.25)
+    psnr = {}
+    for contraction in (True, False):
+        config = TINY | {"appearance": "off", "contraction": contraction}
+        scene = render3d.Scene.fit(capture, "nerf", steps=150, seed=0, config=config, progress=False)
+        psnr[contraction] = scene.evaluate(capture)["mean"]["psnr"]
+    assert psnr[True] > 22 and psnr[True] > psnr[False] + 5, psnr

@@ -6,6 +6,7 @@ import math
 import torch
 from torch import Tensor
 
+from render3d.ops.contraction import CONTRACTED_HALF_SIZE, contract, inner_normalisation
 from render3d.ops.hash_encoding import HashGrid
 from render3d.ops.spherical_harmonics import num_sh_bases, spherical_harmonics_basis
 
@@ -40,16 +41,20 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> torch.nn.Sequen
 
 
 class RadianceField(torch.nn.Module):
-    """Density and view-dependent colour at world points inside ``aabb``.
+    """Density and view-dependent colour at world points inside ``aabb`` (everywhere when
+    contracted).
 
     Args:
-        aabb: ``[2,3]`` world box mapped onto the hash grid's unit cube.
-        config: the ``nerf`` method config (hash grid sizes, MLP width, SH degree).
+        aabb: ``[2,3]`` world box mapped onto the hash grid's unit cube; with
+            ``config["contraction"]``, the inner box of the scene contraction
+            (:mod:`render3d.ops.contraction`) whose ``[-2, 2]^3`` is the unit cube.
+        config: the ``nerf`` method config (hash grid sizes, MLP width, SH degree, contraction).
     """
 
     def __init__(self, aabb: Tensor, config: dict) -> None:
         super().__init__()
         self.register_buffer("aabb", aabb.clone())
+        self.contracted = bool(config["contraction"])
         levels = int(config["hash_levels"])
         base = int(config["base_resolution"])
         per_level_scale = math.exp(math.log(config["max_resolution"] / base) / max(levels - 1, 1))
@@ -71,20 +76,22 @@ class RadianceField(torch.nn.Module):
 
     def _unit(self, points: Tensor) -> Tensor:
         """World ``[N,3]`` → the grid's ``[0,1]^3`` (points outside the box are clamped onto it)."""
+        if self.contracted:
+            coords = contract(points.float(), *inner_normalisation(self.aabb))
+            return (coords / CONTRACTED_HALF_SIZE + 1.0) * 0.5
         lo, hi = self.aabb[0], self.aabb[1]
         return ((points - lo) / (hi - lo)).clamp(0.0, 1.0)
-
-    def _inside(self, points: Tensor) -> Tensor:
-        return ((points >= self.aabb[0]) & (points <= self.aabb[1])).all(dim=-1)
 
     def _geometry(self, points: Tensor) -> tuple[Tensor, Tensor]:
         h = self.density_mlp(self.encoding(self._unit(points)))
         # The -1 bias starts empty space at density e^-1 rather than 1 (as nerfacc's NGP field).
-        density = trunc_exp(h[:, 0] - 1.0) * self._inside(points)
+        density = trunc_exp(h[:, 0] - 1.0)
+        if not self.contracted:
+            density = density * ((points >= self.aabb[0]) & (points <= self.aabb[1])).all(dim=-1)
         return density, h[:, 1:]
 
     def density(self, points: Tensor) -> Tensor:
-        """``[N,3]`` world points → ``[N]`` volume density (0 outside the box)."""
+        """``[N,3]`` world points → ``[N]`` volume density (0 outside the box unless contracted)."""
         return self._geometry(points)[0]
 
     def forward(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:

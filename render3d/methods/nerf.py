@@ -29,13 +29,17 @@ from render3d.data.dataset import Dataset
 from render3d.errors import ConfigError
 from render3d.methods import register
 from render3d.methods._appearance import ImageAppearance, appearance_defaults
-from render3d.methods._captures import is_capture_without_points
+from render3d.methods._captures import is_capture
 from render3d.methods._nerf_field import RadianceField
 from render3d.methods.base import Method, SceneInfo
+from render3d.ops.contraction import CONTRACTED_HALF_SIZE
 from render3d.ops.ray_marching import OccupancyGrid, ray_marching
 from render3d.ops.volume_rendering import volume_render
 
 _BACKGROUNDS = ("random", "white", "black", "dataset")
+# Captures march with steps of 1/256 to 1/128 of the distance beyond 128 minimum steps (instant-ngp
+# steps 1/256 on a GPU; twice that halves the samples a CPU marches through a room).
+CAPTURE_CONE_ANGLE = 1.0 / 128
 
 
 @register
@@ -65,6 +69,7 @@ class NeRF(Method):
         "appearance": "off",
         "lr_appearance": 2e-3,
         "box_scale": 1.0,  # the field's box: the scene's scaled about its centre
+        "contraction": False,  # contract all of space into the grid, the box as inner box (captures)
         # ray marching
         "render_steps": 1024,
         "cone_angle": 0.0,
@@ -101,10 +106,12 @@ class NeRF(Method):
 
     @classmethod
     def data_defaults(cls, data, preset: str) -> dict:
-        """Per-image appearance for captures (:func:`render3d.methods._appearance.appearance_defaults`);
-        a box three times the cameras' cube for captures without SfM points
-        (:mod:`render3d.methods._captures`)."""
-        return appearance_defaults(data) | ({"box_scale": 3.0} if is_capture_without_points(data) else {})
+        """Per-image appearance for captures (:func:`render3d.methods._appearance.appearance_defaults`)
+        and, since what a capture sees reaches past its box (a room's walls around the cameras'
+        cube, the street behind an object, a sky), scene contraction with steps growing with the
+        distance."""
+        contraction = {"contraction": True, "cone_angle": CAPTURE_CONE_ANGLE} if is_capture(data) else {}
+        return appearance_defaults(data) | contraction
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__(config, scene_info)
@@ -118,7 +125,12 @@ class NeRF(Method):
             raise ConfigError(f"box_scale must be positive, got {config['box_scale']!r}")
         aabb = aabb.mean(0) + (aabb - aabb.mean(0)) * config["box_scale"]
         self.field = RadianceField(aabb, config)
-        self.grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
+        resolution = int(config["grid_resolution"])
+        self.grid = OccupancyGrid(aabb, resolution=resolution, contracted=bool(config["contraction"]))
+        # Rays are marched through the box or, contracted, out to where the grid's outermost
+        # shell of cells starts (resolution / 4 inner half-sizes from the centre).
+        reach = resolution / (2 * CONTRACTED_HALF_SIZE) if config["contraction"] else 1.0
+        self.register_buffer("march_box", aabb.mean(0) + (aabb - aabb.mean(0)) * reach, persistent=False)
         self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
         # Step so that the box diagonal takes render_steps samples (Instant-NGP: sqrt(3)/1024 of the unit cube).
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config["render_steps"]
@@ -236,7 +248,7 @@ class NeRF(Method):
             origins,
             dirs,
             self.grid,
-            aabb=self.field.aabb,
+            aabb=self.march_box,
             step_size=self.step_size,
             cone_angle=self.config["cone_angle"],
             sigma_fn=sigma_fn,

@@ -3,6 +3,7 @@
 Each op module holds the public function, its ``*_reference`` in plain PyTorch and the
 dispatch through :mod:`render3d.ops._backend`.
 """
+from render3d.ops.contraction import contract, uncontract
 from render3d.ops.forward_kinematics import forward_kinematics, forward_kinematics_reference
 from render3d.ops.gaussian_projection import project_gaussians
 from render3d.ops.hash_encoding import HashGrid, hash_encode, hash_encode_reference, hash_grid_layout
@@ -41,6 +42,7 @@ __all__ = [
     "accumulate_along_rays",
     "axis_angle_to_matrix",
     "axis_angle_to_quaternion",
+    "contract",
     "forward_kinematics",
     "forward_kinematics_reference",
     "find_surface",
@@ -70,5 +72,6 @@ __all__ = [
     "spherical_harmonics_basis",
     "sphere_trace",
     "surface_crossing",
+    "uncontract",
     "volume_render",
 ]

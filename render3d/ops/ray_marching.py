@@ -13,14 +13,26 @@ Three pieces:
 The step sequence (the specification both the reference and the Triton kernel follow, in
 float32 with the same operations in the same order, so both emit identical samples):
 
-- ``t_0 = t_min`` where ``t_min = max(t_near, near)`` and ``t_max = min(t_far, far)``.
-- ``cone_angle == 0``: ``t_k = t_min + k * step_size`` (``k`` as float32).
-- ``cone_angle > 0``: ``t_{k+1} = t_k + clip(t_k * cone_angle, step_size, 1e10)``.
-- step ``k`` spans ``[t_k, t_{k+1}]``; marching stops at the first ``k`` whose midpoint
+- ``t_min = max(t_near, near)`` and ``t_max = min(t_far, far)``.
+- ``cone_angle == 0``: ``t_k = t_min + k * step_size`` (``k`` as float32), step ``k`` spans
+  ``[t_k, t_{k+1}]``; marching stops at the first ``k`` whose midpoint
   ``(t_k + t_{k+1}) * 0.5`` is not below ``t_max`` (the last sample may reach past ``t_max``
   by less than half a step, as in nerfacc).
+- ``cone_angle > 0``: steps that grow with the distance, from one lattice of step boundaries
+  shared by every ray (:func:`cone_lattice`): ``n = max(1, round(1 / cone_angle))`` steps of
+  ``step_size`` from 0 to ``n * step_size``, then octave after octave ``n`` steps each, the
+  step doubling with each octave, so that beyond ``n * step_size`` a step is between half and
+  all of ``t * cone_angle``. A ray takes the lattice steps whose midpoint lies in
+  ``[t_min, t_max)`` (its first step may start, and its last end, less than half a step
+  outside). A closed lattice instead of nerfacc's ``t += clip(t * cone_angle, ...)``
+  recurrence lets the reference march every step of a chunk of rays at once, as it does with
+  uniform steps, instead of one Python iteration per step (a third of the time per sample on
+  2 CPU cores, 4096 rays through a 128^3 grid).
 - the cell of a point ``x`` is ``trunc((x - grid_min) * (res / grid_size))`` per axis; points
-  outside the grid's box are empty.
+  outside the grid's box are empty. On a *contracted* grid ``x`` is first replaced by its
+  contraction (:mod:`render3d.ops.contraction`, inner box = the grid's ``aabb``) and the
+  grid's box is ``[-2, 2]^3``: the cells tile all of space, finely inside the inner box and
+  ever more coarsely beyond it (unbounded scenes: a room around the cameras, a sky).
 
 Empty space is skipped step by step (no cell-sized jumps), which keeps the specification a
 single formula per ray.
@@ -35,13 +47,13 @@ import torch
 
 from render3d.errors import ConfigError, TrainingError
 from render3d.ops._backend import use_triton
+from render3d.ops.contraction import CONTRACTED_HALF_SIZE, contract, inner_normalisation, uncontract
 from render3d.ops.volume_rendering import render_weights_from_density
 
 DENSITY_CHUNK = 2**18
 # Early stopping evaluates sigma_fn front to back in rounds of this many samples per ray.
 EARLY_STOP_ROUND = 32
-MAX_STEP = 1e10
-# Rays x steps materialized at once by the reference when cone_angle == 0 (bounds memory).
+# Rays x steps materialized at once by the reference (bounds memory).
 DENSE_CHUNK_ELEMENTS = 2**18
 
 
@@ -86,8 +98,12 @@ def ray_aabb_intersect(
 class OccupancyGrid(torch.nn.Module):
     """A ``res^3`` occupancy grid over a box, updated with instant-ngp's EMA rule.
 
+    With ``contracted=True`` the cells cover the contraction of all of space
+    (:mod:`render3d.ops.contraction`: ``[-2, 2]^3``, with ``aabb`` as the inner box) instead
+    of the box itself.
+
     Buffers (saved in ``state_dict``):
-        aabb: ``[2, 3]`` float32 box (min corner, max corner).
+        aabb: ``[2, 3]`` float32 box (min corner, max corner); the inner box when contracted.
         density: ``[res^3]`` float32 EMA of the density, cell ``(i, j, k)`` at
             ``(i * res + j) * res + k``; starts at 0.
         binary: ``[res, res, res]`` bool occupancy mask; starts all True so that the first
@@ -98,11 +114,13 @@ class OccupancyGrid(torch.nn.Module):
         >>> grid.update(0, lambda x: (x.norm(dim=-1) < 0.5).float() * 10)
     """
 
-    def __init__(self, aabb: torch.Tensor | Sequence[Sequence[float]], resolution: int = 128):
+    def __init__(self, aabb: torch.Tensor | Sequence[Sequence[float]], resolution: int = 128, *,
+                 contracted: bool = False):
         super().__init__()
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ConfigError(f"OccupancyGrid: resolution must be a positive int, got {resolution!r}")
         self.resolution = resolution
+        self.contracted = bool(contracted)
         box = _validated_aabb(aabb, None, "OccupancyGrid")
         self.register_buffer("aabb", box.float().clone())
         self.register_buffer("density", torch.zeros(resolution**3, device=box.device))
@@ -174,7 +192,10 @@ class OccupancyGrid(torch.nn.Module):
         res = self.resolution
         coords = torch.stack([cells // (res * res), (cells // res) % res, cells % res], dim=-1).float()
         unit = (coords + torch.rand_like(coords)) / res
-        points = self.aabb[0] + unit * (self.aabb[1] - self.aabb[0])
+        if self.contracted:
+            points = uncontract(CONTRACTED_HALF_SIZE * (2.0 * unit - 1.0), *inner_normalisation(self.aabb))
+        else:
+            points = self.aabb[0] + unit * (self.aabb[1] - self.aabb[0])
         values = []
         for chunk in points.split(DENSITY_CHUNK):
             value = density_fn(chunk)
@@ -218,7 +239,8 @@ def ray_marching(
         aabb: ``[2, 3]`` box the rays are clipped to (usually the grid's box).
         near, far: the ``t`` interval considered before clipping to ``aabb``.
         step_size: the minimum step (> 0).
-        cone_angle: step growth ``dt = clip(t * cone_angle, step_size, 1e10)`` (>= 0).
+        cone_angle: step growth with the distance, ``dt ~ t * cone_angle`` beyond
+            ``step_size / cone_angle`` (>= 0; the lattice in this module's docstring).
         sigma_fn: optional ``sigma_fn(t_starts [S], t_ends [S], ray_indices [S]) -> [S]``
             densities of the marched samples; with it, samples whose transmittance is below
             ``early_stop_eps`` are dropped, and so are samples whose
@@ -270,8 +292,13 @@ class MarchSpec:
         step_size, cone_angle: float32-rounded Python floats.
         binary: ``[res^3]`` bool occupancy (flattened ``grid.binary``) or ``None``.
         resolution: grid resolution (0 without a grid).
-        grid_min: 3 float32-rounded floats, the grid box's min corner.
+        grid_min: 3 float32-rounded floats, the grid box's min corner (contracted coordinates
+            on a contracted grid).
         grid_scale: 3 float32-rounded floats, ``res / (grid_max - grid_min)`` per axis.
+        contracted: whether points are contracted before the cell lookup.
+        inner_min, inner_scale: 3 float32-rounded floats each, the contraction's inner-box
+            normalisation (:func:`render3d.ops.contraction.inner_normalisation`); zeros when
+            not contracted.
     """
 
     step_size: float
@@ -280,17 +307,25 @@ class MarchSpec:
     resolution: int
     grid_min: tuple[float, float, float]
     grid_scale: tuple[float, float, float]
+    contracted: bool = False
+    inner_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    inner_scale: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
     def build(cls, grid: OccupancyGrid | None, step_size: float, cone_angle: float) -> "MarchSpec":
         step32, cone32 = (float(torch.tensor(v, dtype=torch.float32)) for v in (step_size, cone_angle))
         if grid is None:
             return cls(step32, cone32, None, 0, (0.0,) * 3, (0.0,) * 3)
-        box = grid.aabb.float().cpu()
-        scale = torch.tensor(float(grid.resolution), dtype=torch.float32) / (box[1] - box[0])
-        return cls(
-            step32, cone32, grid.binary.reshape(-1), grid.resolution, tuple(box[0].tolist()), tuple(scale.tolist())
-        )
+        resolution = torch.tensor(float(grid.resolution), dtype=torch.float32)
+        if not grid.contracted:
+            box = grid.aabb.float().cpu()
+            scale = resolution / (box[1] - box[0])
+            return cls(step32, cone32, grid.binary.reshape(-1), grid.resolution, tuple(box[0].tolist()),
+                       tuple(scale.tolist()))
+        inner_min, inner_scale = inner_normalisation(grid.aabb.cpu())
+        scale = resolution / (2.0 * CONTRACTED_HALF_SIZE)
+        return cls(step32, cone32, grid.binary.reshape(-1), grid.resolution, (-CONTRACTED_HALF_SIZE,) * 3,
+                   (float(scale),) * 3, True, tuple(inner_min.tolist()), tuple(inner_scale.tolist()))
 
 
 def ray_marching_reference(
@@ -306,15 +341,50 @@ def ray_marching_reference(
     Returns:
         ``ray_indices [S]`` int64, ``t_starts [S]``, ``t_ends [S]`` float32, sorted by ray then t.
 
-    With ``cone_angle == 0`` the steps of a chunk of rays are one dense ``[rays, steps]`` grid
-    (chunks of 2^18 entries bound memory and stay in cache). With ``cone_angle > 0`` each step
-    depends on the previous one, so the loop runs over the step index ``k`` (bounded by the
-    longest ray's step count), vectorized over the rays still marching, which shrink as rays
-    finish.
+    The steps of a chunk of rays are one dense ``[rays, steps]`` grid (chunks of 2^18 entries
+    bound memory and stay in cache): uniform steps from each ray's ``t_min``, or each ray's
+    range of the cone lattice.
     """
     if spec.cone_angle == 0.0:
         return _march_dense(origins, dirs, t_min, t_max, spec)
-    return _march_iterative(origins, dirs, t_min, t_max, spec)
+    return _march_lattice(origins, dirs, t_min, t_max, spec)
+
+
+def steps_per_octave(cone_angle: float) -> int:
+    """``n = max(1, round(1 / cone_angle))``: the cone lattice's steps per octave (``cone_angle > 0``)."""
+    return max(1, round(1.0 / cone_angle))
+
+
+def cone_lattice(t_min: torch.Tensor, t_max: torch.Tensor, spec: MarchSpec
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cone lattice and each ray's range of it (used verbatim by reference and kernel).
+
+    Args:
+        t_min, t_max: ``[R]`` float32 marched intervals.
+        spec: the call's constants (``cone_angle > 0``).
+
+    Returns:
+        boundaries: ``[L+1]`` float32 step boundaries, increasing, computed in float64 and
+            rounded: ``k s`` for ``k < n``, then ``n s 2^(j-1) + k s 2^(j-1)`` for octave
+            ``j >= 1`` and ``k < n``, and the last octave's end; the octaves reach past
+            ``max(t_max)``.
+        first: ``[R]`` int64 index of each ray's first step: the first whose midpoint
+            ``(b_i + b_{i+1}) * 0.5`` (float32) is not below ``t_min``.
+        last: ``[R]`` int64 one past each ray's last step: the first midpoint not below ``t_max``.
+    """
+    n, step = steps_per_octave(spec.cone_angle), spec.step_size
+    far = float(t_max.max()) if t_max.numel() else 0.0
+    octaves = 1
+    while n * step * 2.0 ** (octaves - 1) <= far + 2.0 ** octaves * step:  # ends past far by a step
+        octaves += 1
+    k = torch.arange(n, dtype=torch.float64)
+    parts = [k * step] + [(n + k) * (step * 2.0 ** (j - 1)) for j in range(1, octaves)]
+    end = torch.tensor([n * step * 2.0 ** (octaves - 1)], dtype=torch.float64)
+    boundaries = torch.cat(parts + [end]).float().to(t_min.device)
+    mids = (boundaries[:-1] + boundaries[1:]) * 0.5
+    first = torch.searchsorted(mids, t_min.contiguous())
+    last = torch.maximum(torch.searchsorted(mids, t_max.contiguous()), first)
+    return boundaries, first, last
 
 
 def _march_dense(origins, dirs, t_min, t_max, spec):
@@ -322,6 +392,39 @@ def _march_dense(origins, dirs, t_min, t_max, spec):
     span = (t_max - t_min).clamp(min=0).double()
     # Step counts bound the dense grid only; the emission mask below is exact.
     bounds = (span / spec.step_size).ceil().long() + 2
+    return _march_chunks(bounds, origins, dirs, spec, lambda start, stop, width: _uniform_steps(
+        t_min[start:stop], t_max[start:stop], step, width))
+
+
+def _uniform_steps(t_min, t_max, step, width):
+    """Starts, ends ``[r, width]`` of uniform steps from each ray's ``t_min`` and whether each
+    step's midpoint is below ``t_max``."""
+    k = torch.arange(width + 1, dtype=torch.float32, device=t_min.device)
+    t_grid = t_min[:, None] + k * step
+    starts, ends = t_grid[:, :-1], t_grid[:, 1:]
+    mids = (starts + ends) * 0.5
+    return starts, ends, mids, mids < t_max[:, None]
+
+
+def _march_lattice(origins, dirs, t_min, t_max, spec):
+    boundaries, first, last = cone_lattice(t_min, t_max, spec)
+    counts = last - first
+
+    def lattice_steps(start, stop, width):
+        index = first[start:stop, None] + torch.arange(width, device=first.device)
+        valid = index < last[start:stop, None]
+        index = torch.where(valid, index, 0)
+        starts, ends = boundaries[index], boundaries[index + 1]
+        return starts, ends, (starts + ends) * 0.5, valid
+
+    return _march_chunks(counts, origins, dirs, spec, lattice_steps)
+
+
+def _march_chunks(bounds, origins, dirs, spec, steps):
+    """Packed samples, rays in chunks whose ``rays x widest bound`` fits the budget.
+
+    ``bounds [R]`` bounds each ray's step count; ``steps(start, stop, width)`` gives the chunk's
+    ``starts, ends, mids [r, width]`` and the mask of real steps."""
     outputs = []
     ray_start = 0
     rays = origins.shape[0]
@@ -332,11 +435,7 @@ def _march_dense(origins, dirs, t_min, t_max, spec):
         fits = (running_max * torch.arange(1, chunk_bounds.numel() + 1, device=bounds.device)) <= DENSE_CHUNK_ELEMENTS
         ray_stop = ray_start + max(1, int(fits.sum()))
         width = int(running_max[ray_stop - ray_start - 1])
-        k = torch.arange(width + 1, dtype=torch.float32, device=origins.device)
-        t_grid = t_min[ray_start:ray_stop, None] + k * step
-        starts, ends = t_grid[:, :-1], t_grid[:, 1:]
-        mids = (starts + ends) * 0.5
-        emit = mids < t_max[ray_start:ray_stop, None]
+        starts, ends, mids, emit = steps(ray_start, ray_stop, width)
         if spec.binary is not None:
             points = origins[ray_start:ray_stop, None, :] + dirs[ray_start:ray_stop, None, :] * mids[..., None]
             emit &= _occupied(points, spec)
@@ -346,33 +445,11 @@ def _march_dense(origins, dirs, t_min, t_max, spec):
     return _concat(outputs, origins.device)
 
 
-def _march_iterative(origins, dirs, t_min, t_max, spec):
-    device = origins.device
-    step = torch.tensor(spec.step_size, dtype=torch.float32, device=device)
-    cone = torch.tensor(spec.cone_angle, dtype=torch.float32, device=device)
-    ray_index = torch.arange(origins.shape[0], device=device)
-    t = t_min.clone()
-    limit = t_max.clone()
-    outputs = []
-    while ray_index.numel():
-        t_next = t + torch.clamp(t * cone, min=step, max=MAX_STEP)
-        mid = (t + t_next) * 0.5
-        marching = mid < limit
-        ray_index, t, t_next, mid, limit = (v[marching] for v in (ray_index, t, t_next, mid, limit))
-        if spec.binary is None:
-            outputs.append((ray_index, t, t_next))
-        else:
-            emit = _occupied(origins[ray_index] + dirs[ray_index] * mid[:, None], spec)
-            outputs.append((ray_index[emit], t[emit], t_next[emit]))
-        t = t_next
-    ray_indices, t_starts, t_ends = _concat(outputs, device)
-    # Outputs are in step order; a stable sort by ray keeps step order within each ray.
-    order = torch.sort(ray_indices, stable=True).indices
-    return ray_indices[order], t_starts[order], t_ends[order]
-
-
 def _occupied(points: torch.Tensor, spec: MarchSpec) -> torch.Tensor:
     """``[...]`` bool: whether the grid cell under each of ``points [..., 3]`` is occupied."""
+    if spec.contracted:
+        points = contract(points, torch.tensor(spec.inner_min, dtype=torch.float32, device=points.device),
+                          torch.tensor(spec.inner_scale, dtype=torch.float32, device=points.device))
     grid_min = torch.tensor(spec.grid_min, dtype=torch.float32, device=points.device)
     grid_scale = torch.tensor(spec.grid_scale, dtype=torch.float32, device=points.device)
     cell = (points - grid_min) * grid_scale

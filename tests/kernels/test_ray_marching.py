@@ -22,19 +22,22 @@ def _rays(count, device, seed=0):
     return origins.to(device), dirs.to(device)
 
 
-def _grid(device):
-    grid = OccupancyGrid(BOX, resolution=10)
-    grid.update(0, lambda x: ((x.norm(dim=-1) - 0.4).abs() < 0.15).float() * 30.0, occ_thre=1.0)
+def _grid(device, contracted=False):
+    grid = OccupancyGrid(BOX, resolution=10, contracted=contracted)
+    # A shell around the centre, and (contracted) another 2 to 4 box sizes away.
+    shells = lambda r: ((r - 0.4).abs() < 0.15) | ((r > 2.0) & (r < 4.0))  # noqa: E731
+    grid.update(0, lambda x: shells(x.norm(dim=-1)).float() * 30.0, occ_thre=1.0)
     return grid.to(device)
 
 
 @pytest.mark.parametrize("n_rays", [0, 1, 17, 100])
 @pytest.mark.parametrize("cone", [0.0, 0.04])
-@pytest.mark.parametrize("with_grid", [False, True])
-def test_kernel_emits_the_reference_samples(n_rays, cone, with_grid, device):
+@pytest.mark.parametrize("grid_kind", [None, "box", "contracted"])
+def test_kernel_emits_the_reference_samples(n_rays, cone, grid_kind, device):
     origins, dirs = _rays(n_rays, device, seed=n_rays)
-    grid = _grid(device) if with_grid else None
-    t_min, t_max = rm._clipped_interval(origins, dirs, BOX.to(device), 0.2, 4.0)
+    grid = None if grid_kind is None else _grid(device, contracted=grid_kind == "contracted")
+    box = BOX * (5.0 if grid_kind == "contracted" else 1.0)
+    t_min, t_max = rm._clipped_interval(origins, dirs, box.to(device), 0.2, 8.0)
     spec = MarchSpec.build(grid, 0.1, cone)
     inputs = dict(origins=origins, dirs=dirs, t_min=t_min, t_max=t_max, spec=spec)
     # Same float32 operations in the same order on both sides: exact equality is the contract.

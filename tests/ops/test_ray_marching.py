@@ -72,24 +72,42 @@ def test_ray_aabb_intersect_matches_scalar_slab_loop():
 def _spec_loop(origin, direction, t_min, t_max, step, cone, occupied):
     """The module docstring's step sequence for one ray, one step at a time in float32."""
     f32 = lambda value: torch.tensor(value, dtype=torch.float32)  # noqa: E731
-    step, cone, t_min, t_max = f32(step), f32(cone), f32(t_min), f32(t_max)
+    step, t_min, t_max = f32(step), f32(t_min), f32(t_max)
+    n = max(1, round(1 / f32(cone).item())) if cone > 0 else 0
+
+    def lattice(i):
+        """Boundary i of the cone lattice: n steps of `step`, then n per octave, doubling."""
+        octave, k = divmod(i, n)
+        return f32(k * step.item() if octave == 0 else (n + k) * step.item() * 2.0 ** (octave - 1))
+
     samples, t, k = [], t_min, 0
     while True:
-        if cone.item() > 0:
-            t_next = t + torch.clamp(t * cone, min=step, max=1e10)
+        if n:
+            t, t_next = lattice(k), lattice(k + 1)
         else:
             t_next = t_min + f32(float(k + 1)) * step
         mid = (t + t_next) * 0.5
         if not mid < t_max:
             return samples
-        if occupied(origin + direction * mid):
+        if occupied(origin + direction * mid) and mid >= t_min:
             samples.append((t.item(), t_next.item()))
         t, k = t_next, k + 1
 
 
+def _contracted(point, inner):
+    """The contraction of one float32 point, as render3d.ops.contraction's docstring defines it."""
+    u = (point - inner[0]) * (2.0 / (inner[1] - inner[0])) - 1.0
+    n = u.abs().max()
+    return u * ((2.0 - 1.0 / n) / n) if n > 1.0 else u
+
+
 def _grid_lookup(grid):
     def occupied(point):
-        cell = (point - grid.aabb[0]) * (grid.resolution / (grid.aabb[1] - grid.aabb[0]))
+        if grid.contracted:
+            coords = _contracted(point, grid.aabb)
+            cell = (coords + 2.0) * (grid.resolution / 4.0)
+        else:
+            cell = (point - grid.aabb[0]) * (grid.resolution / (grid.aabb[1] - grid.aabb[0]))
         if not bool(((cell >= 0) & (cell < grid.resolution)).all()):
             return False
         i, j, k = cell.long().tolist()
@@ -104,16 +122,29 @@ def _sphere_grid(resolution=12, radius=0.45):
     return grid
 
 
+def _shells_grid(resolution=16):
+    """A contracted grid over BOX: a sphere inside it and a shell 3 to 6 box sizes away."""
+    grid = OccupancyGrid(BOX, resolution, contracted=True)
+    radius = torch.tensor([1.0, 0.5, 0.75])
+    distance = lambda x: (x / radius).norm(dim=-1)  # noqa: E731
+    grid.update(0, lambda x: ((distance(x) < 0.6) | ((distance(x) > 3) & (distance(x) < 6))).float() * 50.0,
+                occ_thre=0.5)
+    return grid
+
+
 @pytest.mark.parametrize("cone", [0.0, 0.03])
-@pytest.mark.parametrize("with_grid", [False, True])
-def test_marching_matches_per_ray_loop(cone, with_grid):
+@pytest.mark.parametrize("grid_kind", [None, "box", "contracted"])
+def test_marching_matches_per_ray_loop(cone, grid_kind):
     origins, dirs = _rays(9, seed=1)
-    grid = _sphere_grid() if with_grid else None
-    near, far, step = 0.3, 5.5, 0.06
+    with_grid = grid_kind is not None
+    grid = {None: lambda: None, "box": _sphere_grid, "contracted": _shells_grid}[grid_kind]()
+    # A contracted grid is marched beyond its inner box, out to where the shell ends.
+    box = BOX * (8.0 if grid_kind == "contracted" else 1.0)
+    near, far, step = 0.3, 5.5 if grid_kind != "contracted" else 40.0, 0.06
     ray_indices, t_starts, t_ends = ray_marching(
-        origins, dirs, grid, aabb=BOX, near=near, far=far, step_size=step, cone_angle=cone
+        origins, dirs, grid, aabb=box, near=near, far=far, step_size=step, cone_angle=cone
     )
-    t_near, t_far, hit = ray_aabb_intersect(origins, dirs, BOX)
+    t_near, t_far, hit = ray_aabb_intersect(origins, dirs, box)
     occupied = _grid_lookup(grid) if with_grid else (lambda point: True)
     expected = []
     for i in range(origins.shape[0]):
@@ -122,11 +153,47 @@ def test_marching_matches_per_ray_loop(cone, with_grid):
         t_min, t_max = max(t_near[i].item(), near), min(t_far[i].item(), far)
         expected += [(i, *s) for s in _spec_loop(origins[i], dirs[i], t_min, t_max, step, cone, occupied)]
     assert len(expected) > (15 if with_grid else 80)
+    if grid_kind == "contracted":  # samples both in the inner box and in the far shell
+        assert (t_starts < 4).any() and (t_starts > 8).any()
     widths = t_ends - t_starts
     assert (widths.max() > 1.5 * step) == (cone > 0)  # the cone grows the steps
     assert ray_indices.tolist() == [e[0] for e in expected]
     assert t_starts.tolist() == [e[1] for e in expected]
     assert t_ends.tolist() == [e[2] for e in expected]
+
+
+def test_a_contracted_grid_evaluates_each_cell_at_a_world_point_of_that_cell():
+    grid = OccupancyGrid(BOX, 8, contracted=True)
+    seen = []
+    grid.update(0, lambda x: seen.append(x) or torch.zeros(x.shape[0]))  # warm-up: every cell, in order
+    points = torch.cat(seen)
+    coords = torch.stack([_contracted(point, BOX) for point in points])
+    cells = ((coords + 2.0) * 2.0).long()  # 8 cells over [-2, 2]
+    assert torch.equal((cells[:, 0] * 8 + cells[:, 1]) * 8 + cells[:, 2], torch.arange(8**3))
+    # The outer cells reach far beyond the box: the last shell starts 4 box half-sizes out.
+    assert points.abs().amax() > 20 and ((points >= BOX[0]) & (points <= BOX[1])).all(-1).sum() == 4**3
+
+
+def test_cone_steps_double_every_octave():
+    """n = 1 / cone_angle steps of step_size up to n * step_size, then n per octave, each about
+    t * cone_angle (between half and all of it), for every ray alike."""
+    o, d = torch.tensor([[0.0, 0.0, -3.0], [0.0, 0.0, -2.0]]), torch.tensor([[0.0, 0.0, 1.0]] * 2)
+    step, cone = 0.01, 1 / 16
+    ray_indices, t_starts, t_ends = ray_marching(o, d, None, aabb=[[-1.0] * 3, [1.0] * 3], step_size=step,
+                                                 cone_angle=cone)
+    first = ray_indices == 0
+    starts, widths = t_starts[first], (t_ends - t_starts)[first]
+    assert 2.0 - widths[0] / 2 <= starts[0] <= 2.0 and t_ends[first][-1] >= 4.0 - widths[-1] / 2
+    octaves = torch.log2(starts / (16 * step)).floor()
+    for octave in octaves.unique().tolist():
+        in_octave = widths[octaves == octave]
+        torch.testing.assert_close(in_octave, torch.full_like(in_octave, step * 2 ** octave), rtol=1e-4, atol=0)
+    mids = starts + widths / 2
+    assert ((widths >= cone * mids / 2 * 0.99) & (widths <= cone * mids * 1.01)).all()
+    # The second ray's range [1, 3] overlaps the first's [2, 4] on the same lattice of t.
+    second = t_starts[~first]
+    overlap = (second >= starts[0]) & (second <= starts[-1])
+    assert overlap.sum() >= 8 and set(second[overlap].tolist()) <= set(starts.tolist())
 
 
 def test_marching_output_contract_and_example():
