@@ -58,6 +58,26 @@ def test_checkpoint_round_trip_renders_the_same(fitted, scene_dir):
     torch.testing.assert_close(loaded.render(cams)["rgb"], fitted.render(cams)["rgb"])
 
 
+def test_rendering_reuses_the_geometry_early_stopping_evaluated(fitted, monkeypatch):
+    """Without autograd the kept samples' density and features come from early stopping's
+    evaluation (the hash grid runs once a sample); the pixels are those of evaluating again."""
+    method = fitted.method
+    origins, dirs = method.cameras[0].generate_rays()
+    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    calls = []
+    geometry = method.field.geometry
+    monkeypatch.setattr(method.field, "geometry", lambda points: calls.append(len(points)) or geometry(points))
+    with torch.no_grad():
+        reused = method._render_rays(origins, dirs, method.render_background)
+    evaluated_once = sum(calls)
+    with torch.enable_grad():
+        again = method._render_rays(origins, dirs, method.render_background)
+    assert reused["n_samples"] == again["n_samples"] > 0
+    assert evaluated_once < sum(calls) - evaluated_once  # the second pass evaluates the kept samples again
+    torch.testing.assert_close(reused["rgb"], again["rgb"].detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(reused["depth"], again["depth"].detach(), atol=1e-5, rtol=0)
+
+
 def test_mesh_of_the_density_field(fitted):
     mesh = fitted.extract_mesh(resolution=48, level=2.0)  # the tiny field is less dense than a full fit
     assert len(mesh.faces) > 100

@@ -82,7 +82,8 @@ class RadianceField(torch.nn.Module):
         lo, hi = self.aabb[0], self.aabb[1]
         return ((points - lo) / (hi - lo)).clamp(0.0, 1.0)
 
-    def _geometry(self, points: Tensor) -> tuple[Tensor, Tensor]:
+    def geometry(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """``[N,3]`` world points → density ``[N]`` and geometry features ``[N, geo_feat_dim]``."""
         h = self.density_mlp(self.encoding(self._unit(points)))
         # The -1 bias starts empty space at density e^-1 rather than 1 (as nerfacc's NGP field).
         density = trunc_exp(h[:, 0] - 1.0)
@@ -92,11 +93,14 @@ class RadianceField(torch.nn.Module):
 
     def density(self, points: Tensor) -> Tensor:
         """``[N,3]`` world points → ``[N]`` volume density (0 outside the box unless contracted)."""
-        return self._geometry(points)[0]
+        return self.geometry(points)[0]
+
+    def colour(self, geo: Tensor, dirs: Tensor) -> Tensor:
+        """Geometry features ``[N, geo_feat_dim]`` seen along unit ``dirs [N,3]`` → colour ``[N,3]`` in [0,1]."""
+        sh = spherical_harmonics_basis(dirs, self.sh_degree)
+        return torch.sigmoid(self.color_mlp(torch.cat([sh, geo], dim=-1)))
 
     def forward(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """``points [N,3]``, unit ``dirs [N,3]`` → density ``[N]``, colour ``[N,3]`` in [0,1]."""
-        density, geo = self._geometry(points)
-        sh = spherical_harmonics_basis(dirs, self.sh_degree)
-        rgb = torch.sigmoid(self.color_mlp(torch.cat([sh, geo], dim=-1)))
-        return density, rgb
+        density, geo = self.geometry(points)
+        return density, self.colour(geo, dirs)

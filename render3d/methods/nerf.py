@@ -238,11 +238,22 @@ class NeRF(Method):
 
     # ------------------------------------------------------------------ rendering
     def _render_rays(self, origins: Tensor, dirs: Tensor, background: Tensor) -> dict:
-        """Volume-render rays ``[R,3]`` over ``background [R,3]`` or ``[3]``."""
+        """Volume-render rays ``[R,3]`` over ``background [R,3]`` or ``[3]``.
+
+        Without autograd the geometry early stopping evaluated is kept and looked up for the
+        samples it keeps (the hash grid runs once a sample; a third less time a rendered view);
+        with autograd the kept samples are evaluated again, in the graph."""
+        chunk = self.config["eval_chunk_samples"]
+        evaluated = None if torch.is_grad_enabled() else _EvaluatedSamples()
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             mid = origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
-            return torch.cat([self.field.density(part) for part in mid.split(self.config["eval_chunk_samples"])])
+            if evaluated is None:
+                return torch.cat([self.field.density(part) for part in mid.split(chunk)])
+            parts = [self.field.geometry(part) for part in mid.split(chunk)]
+            density = torch.cat([part[0] for part in parts])
+            evaluated.add(ray_indices, t_starts, density, torch.cat([part[1] for part in parts]))
+            return density
 
         ray_indices, t_starts, t_ends = ray_marching(
             origins,
@@ -255,20 +266,16 @@ class NeRF(Method):
             alpha_thre=self.config["alpha_thre"],
             early_stop_eps=self.config["early_stop_eps"],
         )
-        mid = origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
-        sigmas, rgbs = self._field_on_samples(mid, dirs[ray_indices])
+        if evaluated is None or not t_starts.numel():
+            mid = origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+            sigmas, rgbs = self.field(mid, dirs[ray_indices])
+        else:
+            sigmas, geo = evaluated.lookup(ray_indices, t_starts)
+            sample_dirs = dirs[ray_indices]
+            rgbs = torch.cat([self.field.colour(g, d) for g, d in zip(geo.split(chunk), sample_dirs.split(chunk))])
         out = volume_render(t_starts, t_ends, ray_indices, origins.shape[0], sigmas, rgbs, background)
         out["n_samples"] = int(t_starts.shape[0])
         return out
-
-    def _field_on_samples(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-        """The field on packed samples; without autograd, in chunks of ``eval_chunk_samples``
-        so that rendering memory stays bounded whatever the number of samples."""
-        if torch.is_grad_enabled():
-            return self.field(points, dirs)
-        chunk = self.config["eval_chunk_samples"]
-        parts = [self.field(p, d) for p, d in zip(points.split(chunk), dirs.split(chunk))]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @torch.no_grad()
     def render(self, cameras: Cameras) -> dict[str, Tensor]:
@@ -289,3 +296,30 @@ class NeRF(Method):
 
     def density_field(self):
         return self.field.density, float(self.config["mesh_level"])
+
+
+class _EvaluatedSamples:
+    """Density ``[S]`` and geometry features ``[S, F]`` of the samples early stopping evaluated,
+    looked up again for the samples it kept. A sample is keyed by its ray and the bits of its
+    float32 ``t_start`` (``t >= 0``, whose bits order as the floats do): exact, and unique
+    within one marching call."""
+
+    def __init__(self) -> None:
+        self.keys: list[Tensor] = []
+        self.density: list[Tensor] = []
+        self.geo: list[Tensor] = []
+
+    @staticmethod
+    def _key(ray_indices: Tensor, t_starts: Tensor) -> Tensor:
+        return ray_indices * 2**32 + t_starts.contiguous().view(torch.int32).long()
+
+    def add(self, ray_indices: Tensor, t_starts: Tensor, density: Tensor, geo: Tensor) -> None:
+        self.keys.append(self._key(ray_indices, t_starts))
+        self.density.append(density)
+        self.geo.append(geo)
+
+    def lookup(self, ray_indices: Tensor, t_starts: Tensor) -> tuple[Tensor, Tensor]:
+        """Density ``[K]`` and features ``[K, F]`` of ``K`` samples, each one evaluated before."""
+        keys, order = torch.sort(torch.cat(self.keys))
+        position = order[torch.searchsorted(keys, self._key(ray_indices, t_starts))]
+        return torch.cat(self.density)[position], torch.cat(self.geo)[position]
