@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--resolution", type=_positive_int, default=256, help="marching-cubes cells per axis (default 256)")
     export.add_argument("--level", type=float, help="iso-level (default: the method's)")
     export.add_argument("--box", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
-                        help="mesh only this world box (default: the scene's box); for a capture, the object "
-                             "without the room around it")
+                        help="mesh only this world box (default: for a capture, the box around the point its "
+                             "cameras look at, the object without the room; otherwise the scene's box)")
     export.add_argument("--keep-all", action="store_true",
                         help="keep every piece of the mesh (default: drop floaters under 2%% of the largest piece's area)")
     export.add_argument("--device", help="cpu, cuda, cuda:N")

@@ -284,8 +284,9 @@ class Scene:
             resolution: marching-cubes cells per axis (the grid has ``resolution + 1``
                 samples per axis; a power of two lets MISE refine a coarse grid).
             level: iso-level (default: the method's own).
-            bbox: ``[2,3]`` region to mesh, min corner then max corner (default: the scene's
-                aabb; for a capture, a box around the object keeps the room out of the mesh).
+            bbox: ``[2,3]`` region to mesh, min corner then max corner (default: for a
+                capture, the box around its cameras' common focus, which keeps the room out of
+                the mesh (:func:`render3d.data.focus.focus_box`); otherwise the scene's aabb).
             keep_all: keep every connected piece; by default pieces with less than
                 ``render3d.mesh.MIN_COMPONENT_FRACTION`` (2 %) of the largest piece's area are
                 dropped (:func:`render3d.mesh.keep_large_components`).
@@ -300,7 +301,7 @@ class Scene:
             raise ConfigError(f"resolution must be an integer >= 1 (cells per axis), got {resolution!r}")
         if not self.method.can_mesh:
             raise ConfigError(f"method {self.method.name!r} cannot extract a mesh")
-        box = self.method.scene_info.aabb_tensor() if bbox is None else _checked_box(bbox)
+        box = self.method.scene_info.mesh_box() if bbox is None else _checked_box(bbox)
         volume, default_level = self.method.density_volume(box, (resolution + 1,) * 3, progress=progress)
         mesh = mesh_from_volume(volume, box, default_level if level is None else level, inside="above")
         mesh, found, kept = keep_large_components(mesh, min_fraction=0.0 if keep_all else MIN_COMPONENT_FRACTION)

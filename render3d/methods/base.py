@@ -52,6 +52,8 @@ class SceneInfo:
         height: training image height in pixels.
         shapes: for shape data (meshes, point clouds), one ``{"name", "center": [x, y, z],
             "scale"}`` per shape: ``world = normalised * scale + center`` (empty for images).
+        focus: for a capture whose cameras look at a common point, the box around it
+            (:func:`render3d.data.focus.focus_box`: the object, not the room); else None.
     """
 
     aabb: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -61,10 +63,15 @@ class SceneInfo:
     width: int
     height: int
     shapes: tuple = ()
+    focus: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     @staticmethod
     def from_dataset(dataset: Dataset) -> "SceneInfo":
+        from render3d.data.focus import focus_box
+        from render3d.methods._captures import is_capture
+
         aabb = dataset.aabb.detach().cpu().tolist()
+        focus = focus_box(dataset.cameras) if is_capture(dataset) else None
         return SceneInfo(
             aabb=(tuple(aabb[0]), tuple(aabb[1])),
             near=float(dataset.near),
@@ -72,6 +79,7 @@ class SceneInfo:
             background=tuple(float(c) for c in dataset.background),
             width=dataset.width,
             height=dataset.height,
+            focus=None if focus is None else _box_tuple(focus.tolist()),
         )
 
     @staticmethod
@@ -86,6 +94,7 @@ class SceneInfo:
                 width=int(values["width"]),
                 height=int(values["height"]),
                 shapes=tuple(values.get("shapes", ())),
+                focus=None if values.get("focus") is None else _box_tuple(values["focus"]),
             )
         except (KeyError, TypeError, IndexError, ValueError) as error:
             raise ConfigError(f"scene_info is malformed: {error!r}") from None
@@ -96,6 +105,14 @@ class SceneInfo:
     def aabb_tensor(self, device: torch.device | str | None = None) -> Tensor:
         """``[2,3]`` float32 bounds."""
         return torch.tensor(self.aabb, dtype=torch.float32, device=device)
+
+    def mesh_box(self) -> Tensor:
+        """``[2,3]`` float32 region a mesh covers by default: the capture's focus box, else the bounds."""
+        return torch.tensor(self.focus if self.focus is not None else self.aabb, dtype=torch.float32)
+
+
+def _box_tuple(box) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    return tuple(float(v) for v in box[0]), tuple(float(v) for v in box[1])
 
 
 class Method(torch.nn.Module, abc.ABC):
