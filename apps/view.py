@@ -90,8 +90,7 @@ def view_of_camera(cameras: Cameras, index: int = 0) -> tuple[np.ndarray, np.nda
 
     c2w = cameras.c2w[index].detach().double().cpu().numpy()
     wxyz = transforms.SO3.from_matrix(c2w[:3, :3]).wxyz
-    fov_y = 2.0 * math.atan(0.5 * cameras.height / float(cameras.K[index, 1, 1]))
-    return wxyz, c2w[:3, 3].copy(), fov_y, cameras.width / cameras.height
+    return wxyz, c2w[:3, 3].copy(), float(cameras.fov_y[index]), cameras.width / cameras.height
 
 
 # ---------------------------------------------------------------------------- what to show

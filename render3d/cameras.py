@@ -161,6 +161,11 @@ class Cameras:
         """``[C]`` horizontal field of view in radians."""
         return 2.0 * torch.atan(0.5 * self.width / self.K[:, 0, 0])
 
+    @property
+    def fov_y(self) -> Tensor:
+        """``[C]`` vertical field of view in radians."""
+        return 2.0 * torch.atan(0.5 * self.height / self.K[:, 1, 1])
+
     def scaled(self, factor: float) -> "Cameras":
         """Cameras for images resized by ``factor`` (e.g. 0.5 halves width and height).
 

@@ -40,11 +40,7 @@ def focus_box(cameras: Cameras) -> Tensor | None:
     depth = ((focus - centres) * directions).sum(-1)
     if float((depth > 0).double().mean()) < MIN_FACING:
         return None
-    half_fov = torch.minimum(cameras.fov_x, _fov_y(cameras)).detach().double().cpu() / 2
+    half_fov = torch.minimum(cameras.fov_x, cameras.fov_y).detach().double().cpu() / 2
     half_size = float(depth.clamp(min=0).median() * torch.tan(half_fov.min()))
     return torch.stack([focus - half_size, focus + half_size]).float()
 
-
-def _fov_y(cameras: Cameras) -> Tensor:
-    """``[C]`` vertical field of view in radians."""
-    return 2 * torch.atan(cameras.height / (2 * cameras.K[:, 1, 1]))

@@ -35,8 +35,10 @@ from torch import Tensor
 
 from render3d.cameras import Cameras
 from render3d.data.dataset import Dataset
+from render3d.data.focus import focus_box
 from render3d.distributed import SINGLE_PROCESS, DataParallel
 from render3d.errors import ConfigError
+from render3d.methods._captures import is_capture
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,6 @@ class SceneInfo:
 
     @staticmethod
     def from_dataset(dataset: Dataset) -> "SceneInfo":
-        from render3d.data.focus import focus_box
-        from render3d.methods._captures import is_capture
-
         aabb = dataset.aabb.detach().cpu().tolist()
         focus = focus_box(dataset.cameras) if is_capture(dataset) else None
         return SceneInfo(

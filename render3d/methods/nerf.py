@@ -123,14 +123,14 @@ class NeRF(Method):
             raise ConfigError(f"scene aabb must have max > min on every axis, got {aabb.tolist()}")
         if not config["box_scale"] > 0:
             raise ConfigError(f"box_scale must be positive, got {config['box_scale']!r}")
-        aabb = aabb.mean(0) + (aabb - aabb.mean(0)) * config["box_scale"]
+        aabb = _scaled_about_centre(aabb, config["box_scale"])
         self.field = RadianceField(aabb, config)
         resolution = int(config["grid_resolution"])
         self.grid = OccupancyGrid(aabb, resolution=resolution, contracted=bool(config["contraction"]))
         # Rays are marched through the box or, contracted, out to where the grid's outermost
         # shell of cells starts (resolution / 4 inner half-sizes from the centre).
         reach = resolution / (2 * CONTRACTED_HALF_SIZE) if config["contraction"] else 1.0
-        self.register_buffer("march_box", aabb.mean(0) + (aabb - aabb.mean(0)) * reach, persistent=False)
+        self.register_buffer("march_box", _scaled_about_centre(aabb, reach), persistent=False)
         self.register_buffer("render_background", torch.tensor(scene_info.background, dtype=torch.float32))
         # Step so that the box diagonal takes render_steps samples (Instant-NGP: sqrt(3)/1024 of the unit cube).
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config["render_steps"]
@@ -296,6 +296,11 @@ class NeRF(Method):
 
     def density_field(self):
         return self.field.density, float(self.config["mesh_level"])
+
+
+def _scaled_about_centre(box: Tensor, factor: float) -> Tensor:
+    """``[2,3]`` box scaled by ``factor`` about its centre."""
+    return box.mean(0) + (box - box.mean(0)) * factor
 
 
 class _EvaluatedSamples:

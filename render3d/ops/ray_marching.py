@@ -236,7 +236,8 @@ def ray_marching(
         origins: ``[R, 3]`` float ray origins (computed in float32).
         dirs: ``[R, 3]`` float ray directions (computed in float32; ``t`` is in their units).
         grid: an :class:`OccupancyGrid` on the rays' device, or ``None`` to keep every step.
-        aabb: ``[2, 3]`` box the rays are clipped to (usually the grid's box).
+        aabb: ``[2, 3]`` box the rays are clipped to (usually the grid's box; a contracted
+            grid's cells reach beyond its box, so the rays may too).
         near, far: the ``t`` interval considered before clipping to ``aabb``.
         step_size: the minimum step (> 0).
         cone_angle: step growth with the distance, ``dt ~ t * cone_angle`` beyond
