@@ -22,6 +22,7 @@ orientations this is SMPL exactly (``local_k = [L_k | J_k - J_parent]``). The tr
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -348,17 +349,23 @@ class BodyModel(torch.nn.Module):
             raise ConfigError(f"BodyModel ({self.name}): no keypoint map {convention!r} (has: {known})")
         return self.keypoint_maps[convention]
 
-    def keypoint_model(self, convention: str) -> "BodyModel":
+    def keypoint_model(self, convention: str, leading_vertices: Sequence[int] = ()) -> "BodyModel":
         """This model cut down to the vertices that the ``convention``'s keypoints read (its
         vertex picks and the columns of its regressor), with the same skeleton, rest joints,
         shape and pose blend shapes and weights on them, and no faces. Its keypoints equal
         this model's at any ``betas``, ``pose`` and ``transl``, at the cost of posing a few
-        hundred vertices instead of all: fitting evaluates it at every step."""
+        hundred vertices instead of all: fitting evaluates it at every step.
+        ``leading_vertices`` (indices of this model's vertices) are kept too, as the cut
+        model's first vertices in their order (a silhouette term reads them)."""
         keypoint_map = self.keypoint_map(convention)
+        leading = [int(vertex) for vertex in leading_vertices]
+        if any(not 0 <= vertex < self.n_vertices for vertex in leading) or len(set(leading)) != len(leading):
+            raise ConfigError(f"BodyModel ({self.name}): leading_vertices must be distinct indices below {self.n_vertices}")
         used = {vertex for vertex in keypoint_map.vertices if vertex >= 0}
         if keypoint_map.regressor is not None:
             used |= set(keypoint_map.regressor.abs().sum(0).nonzero()[:, 0].tolist())
-        kept = torch.tensor(sorted(used) or [0], device=self.template.device)  # a model needs one vertex
+        kept = leading + sorted(used - set(leading))
+        kept = torch.tensor(kept or [0], device=self.template.device)  # a model needs one vertex
         position = torch.full((self.n_vertices,), -1, dtype=torch.int64)
         position[kept.cpu()] = torch.arange(kept.numel())
         vertices = tuple(int(position[vertex]) if vertex >= 0 else -1 for vertex in keypoint_map.vertices)

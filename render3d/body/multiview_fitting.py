@@ -14,6 +14,10 @@ up; the body convention's x, y, z) of those points and of the rest body give the
 rotation, and their torso centres the translation. Stage 0 then solves orientation and
 translation on the torso keypoints; the later stages solve everything (or everything but
 the shape, when ``betas`` is given), :data:`STAGE_ITERATIONS` iterations each.
+
+With the views' masks, the later stages add :data:`SILHOUETTE_WEIGHT` times the silhouette
+term of :mod:`render3d.body.silhouette` on :data:`SILHOUETTE_VERTICES` of the body's vertices
+(every n-th), which the keypoints alone leave free: limb twists, the outline of the body.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 from render3d.body.fitting import BEND_WEIGHT, STAGE_WEIGHTS, Keypoints2D, bend_penalty, gmof, minimise
 from render3d.body.keypoints import CONVENTIONS, TORSO
 from render3d.body.model import BodyModel
+from render3d.body.silhouette import SilhouetteTargets, silhouette_energy
 from render3d.cameras import Cameras
 from render3d.errors import DataError
 from render3d.ops.rotations import matrix_to_axis_angle
@@ -33,6 +38,8 @@ MIN_CONFIDENCE = 0.2
 # out (anny, 20 views of 8 poses, 1.5 px noise: mean vertex error 1.79 cm at 15, 1.28 at 40, 1.32 at 80).
 STAGE_ITERATIONS = 40
 TORSO_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"))
+SILHOUETTE_VERTICES = 2000
+SILHOUETTE_WEIGHT = 30.0
 
 
 @dataclass
@@ -101,16 +108,25 @@ def initial_placement(model: BodyModel, points: torch.Tensor, confidence: torch.
 
 
 def fit_body_views(model: BodyModel, keypoints: list[Keypoints2D], cameras: Cameras, *,
-                   betas: torch.Tensor | None = None, iterations: int = STAGE_ITERATIONS,
-                   stage_weights: tuple[tuple[float, float], ...] = STAGE_WEIGHTS) -> MultiViewFit:
+                   betas: torch.Tensor | None = None, masks: torch.Tensor | None = None,
+                   iterations: int = STAGE_ITERATIONS, stage_weights: tuple[tuple[float, float], ...] = STAGE_WEIGHTS,
+                   silhouette_weight: float = SILHOUETTE_WEIGHT) -> MultiViewFit:
     """Fit ``model`` to one instant's ``keypoints`` (one per view, one convention) seen by the
-    ``V`` world ``cameras`` (module doc); ``betas [1, S]`` fixes the shape (default: fitted from zero)."""
+    ``V`` world ``cameras`` (module doc); ``betas [1, S]`` fixes the shape (default: fitted from
+    zero); ``masks [V, H, W]`` (the cameras' pixels; > 0.5 = person) add the silhouette term."""
     if not keypoints or len(keypoints) != len(cameras):
         raise DataError(f"keypoints: a frame needs one keypoint set per camera, got {len(keypoints)} for {len(cameras)}")
     convention = keypoints[0].convention
     if any(view.convention != convention for view in keypoints):
         raise DataError("keypoints: the views of a frame mix keypoint conventions")
-    keypoint_model = model.keypoint_model(convention)
+    silhouette, silhouette_vertices = None, ()
+    if masks is not None and silhouette_weight > 0:
+        if masks.shape != (len(cameras), cameras.height, cameras.width):
+            raise DataError(f"masks: expected [{len(cameras)}, {cameras.height}, {cameras.width}] (one per camera), "
+                            f"got {list(masks.shape)}")
+        silhouette = SilhouetteTargets.from_masks(masks)
+        silhouette_vertices = range(0, model.n_vertices, max(1, model.n_vertices // SILHOUETTE_VERTICES))
+    keypoint_model = model.keypoint_model(convention, silhouette_vertices)
     names = CONVENTIONS[convention]
     points = torch.stack([view.points for view in keypoints])
     confidence = torch.stack([view.confidence for view in keypoints])
@@ -126,9 +142,15 @@ def fit_body_views(model: BodyModel, keypoints: list[Keypoints2D], cameras: Came
     transl.requires_grad_(True)
 
     def data_term(body_pose: torch.Tensor, only=None) -> torch.Tensor:
-        predicted, _ = keypoint_model.keypoints(keypoint_model(betas, body_pose, transl), convention)
+        output = keypoint_model(betas, body_pose, transl)
+        predicted, _ = keypoint_model.keypoints(output, convention)
         energy = weight[..., None] * gmof(cameras.project(predicted[0])[0] - points)
-        return energy[:, only].sum() if only is not None else energy.sum()
+        if only is not None:
+            return energy[:, only].sum()
+        if silhouette is None:
+            return energy.sum()
+        outline_pixels, _ = cameras.project(output.vertices[0, :len(silhouette_vertices)])
+        return energy.sum() + silhouette_weight * silhouette_energy(outline_pixels, silhouette)
 
     orientation = pose[:, :1].clone().requires_grad_(True)
     rest_joints = pose[:, 1:]

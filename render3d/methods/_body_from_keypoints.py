@@ -2,7 +2,8 @@
 ``body.json`` gives no body parameters (:mod:`render3d.data.body_frames`): template-based
 capture's first step (seed §11.3.2), before the joint refinement with the Gaussians.
 
-Each frame's images' keypoints and cameras go to :func:`render3d.body.multiview_fitting.fit_body_views`.
+Each frame's images' keypoints, cameras and masks (when the dataset has them: its silhouette
+term) go to :func:`render3d.body.multiview_fitting.fit_body_views`.
 Keypoint files hold pixels of the images as stored; a dataset loaded at a smaller scale has
 its keypoints scaled to it (the ratio of the loaded width to the file's).
 """
@@ -16,7 +17,7 @@ from render3d.body.fitting import Keypoints2D
 from render3d.body.io import read_keypoints
 from render3d.body.multiview_fitting import fit_body_views
 from render3d.data.body_frames import BodyFrames
-from render3d.data.dataset import Dataset
+from render3d.data.dataset import Dataset, to_unit_float
 from render3d.errors import DataError
 from render3d.progress import progress_bar
 
@@ -72,8 +73,9 @@ def fit_frames(body: BodyFrames, model, dataset: Dataset, frames: torch.Tensor, 
     with progress_bar(len(present), "fit body to keypoints", enabled=progress, unit="frame") as bar:
         for frame in present:
             indices = [index for index, value in enumerate(image_frames) if value == frame]
+            masks = None if dataset.masks is None else to_unit_float(dataset.masks[indices])[..., 0].cpu()
             result = fit_body_views(model, _keypoints(body, dataset, indices, scale), cameras[torch.tensor(indices)],
-                                    betas=fixed)
+                                    betas=fixed, masks=masks)
             poses[frame], transl[frame], fitted[frame] = result.pose[0], result.transl[0], True
             shapes.append(result.betas[0])
             errors.append(result.reprojection_error_px)

@@ -116,6 +116,21 @@ def test_keypoint_model_gives_the_same_keypoints(body):
         torch.testing.assert_close(points, expected)
 
 
+def test_keypoint_model_keeps_leading_vertices_first(body):
+    leading = [5, 0, body.n_vertices - 1]
+    small = body.keypoint_model("coco17", leading)
+    generator = torch.Generator().manual_seed(4)
+    pose = 0.5 * torch.randn(2, body.n_joints, 3, generator=generator)
+    transl = torch.randn(2, 3, generator=generator)
+    full = body(pose=pose, transl=transl)
+    cut = small(pose=pose, transl=transl)
+    torch.testing.assert_close(cut.vertices[:, :3], full.vertices[:, leading])
+    torch.testing.assert_close(small.keypoints(cut, "coco17")[0], body.keypoints(full, "coco17")[0])
+    for bad in ([0, 0], [body.n_vertices]):
+        with pytest.raises(ConfigError, match="leading_vertices"):
+            body.keypoint_model("coco17", bad)
+
+
 def test_gradients_reach_pose_and_translation(body):
     pose = torch.zeros(1, body.n_joints, 3, requires_grad=True)
     transl = torch.zeros(1, 3, requires_grad=True)

@@ -7,6 +7,7 @@ import torch
 from render3d.body import procedural_body
 from render3d.body.fitting import Keypoints2D
 from render3d.body.multiview_fitting import fit_body_views, triangulate
+from render3d.body.render import BodyScene
 from render3d.camera_paths import orbit
 from render3d.cameras import intrinsics_from_fov
 from render3d.errors import DataError
@@ -59,3 +60,40 @@ def test_fit_needs_the_torso_in_two_views():
         view.confidence = torch.zeros_like(view.confidence)
     with pytest.raises(DataError, match="fewer than two views"):
         fit_body_views(body, views, cameras)
+
+
+def _bent_body_views(noise: float):
+    """The procedural body with bent arms and a leg, six views of its keypoints with ``noise``
+    pixels, its masks ``[6, 128, 128]`` and its true vertices."""
+    body = procedural_body()
+    names = body.joint_names
+    pose = torch.zeros(1, body.n_joints, 3)
+    pose[0, 0] = torch.tensor([0.0, 0.6, 0.0])
+    pose[0, names.index("left_shoulder")] = torch.tensor([0.0, 0.0, 0.9])
+    pose[0, names.index("right_elbow")] = torch.tensor([0.0, 1.2, 0.0])
+    pose[0, names.index("left_knee")] = torch.tensor([0.7, 0.0, 0.0])
+    transl = torch.tensor([[0.1, 0.0, 0.1]])
+    cameras = _cameras()
+    views, _ = _views(body, pose, transl, cameras, noise=noise)
+    masks = BodyScene(body, pose=pose, transl=transl).render(cameras)["alpha"]
+    with torch.no_grad():
+        truth = body(pose=pose, transl=transl).vertices[0]
+    return body, views, cameras, masks, truth
+
+
+def _vertex_error(body, fit, truth) -> float:
+    with torch.no_grad():
+        return float((body(fit.betas, fit.pose, fit.transl).vertices[0] - truth).norm(dim=-1).mean())
+
+
+def test_masks_bring_a_fit_to_noisy_keypoints_closer():
+    body, views, cameras, masks, truth = _bent_body_views(noise=4.0)
+    keypoints_only = _vertex_error(body, fit_body_views(body, views, cameras), truth)
+    with_masks = _vertex_error(body, fit_body_views(body, views, cameras, masks=masks), truth)
+    assert with_masks < 0.8 * keypoints_only
+
+
+def test_masks_must_match_the_cameras():
+    body, views, cameras, masks, _ = _bent_body_views(noise=0.0)
+    with pytest.raises(DataError, match=r"masks: expected \[6, 128, 128\]"):
+        fit_body_views(body, views, cameras, masks=masks[:, :64])

@@ -152,6 +152,28 @@ def test_poses_from_keypoints(tmp_path):
     assert scene.method.frame_known.tolist() == [True, True, False]
 
 
+def test_keypoint_fits_read_the_masks(tmp_path, monkeypatch):
+    """Each frame's body fit gets its images' masks (the silhouette term), in the loaded pixels."""
+    import render3d.methods._body_from_keypoints as from_keypoints
+    from render3d.methods import get_method
+
+    seen = []
+    fit_body_views = from_keypoints.fit_body_views
+
+    def recording(model, keypoints, cameras, **kwargs):
+        seen.append((kwargs["masks"], len(cameras), cameras.height, cameras.width))
+        return fit_body_views(model, keypoints, cameras, **kwargs)
+
+    monkeypatch.setattr(from_keypoints, "fit_body_views", recording)
+    cls = get_method("avatar")
+    data = cls.load_training_data(write_avatar_folder(tmp_path / "data", keypoints=True), torch.device("cpu"))
+    cls.complete_training_data(data, None, progress=False)
+    assert len(seen) == 2  # the two training frames
+    for masks, count, height, width in seen:
+        assert masks.shape == (count, height, width)
+        assert 0 < float((masks > 0.5).float().mean()) < 0.5  # the person, not the whole image
+
+
 def test_test_time_pose_refinement_moves_a_wrong_pose_towards_the_images(fitted, avatar_folder):
     from render3d.data import load_dataset
 
