@@ -271,7 +271,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             cameras = _orbit_cameras(_data_for(scene, args.data), args.orbit, downscale)
     else:
         view = args.split or "test"
-        dataset = render3d.load_dataset(_data_for(scene, args.data), split=view, images=False, downscale=downscale)
+        dataset = render3d.load_dataset(_data_for(scene, args.data), split=view, downscale=downscale,
+                                        images=scene.method.conditions_read_images)
         cameras = dataset.cameras
     if motion is not None:
         view = "motion"

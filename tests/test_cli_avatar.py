@@ -43,6 +43,24 @@ def test_render_in_a_pose_and_through_a_motion(run, tmp_path):
     assert video.is_file() and len(iio.imread(video, index=None)) == 4
 
 
+def test_rendering_the_test_split_fits_held_out_poses_as_evaluation_does(tmp_path):
+    """Held-out frames of keypoint data are fitted to the test images' keypoints and masks and
+    refined against the images: ``render`` loads them, so it renders what ``fit`` scored."""
+    data = write_avatar_folder(tmp_path / "data", keypoints=True)
+    run, renders = tmp_path / "run", tmp_path / "renders"
+    assert main(["fit", str(data), "--method", "avatar", "--out", str(run), "--steps", "20", "--quiet"]) == 0
+    assert main(["render", str(run), "--out", str(renders), "--quiet"]) == 0
+    frames = json.loads((data / "transforms_test.json").read_text())["frames"]
+    errors = []
+    for index, frame in enumerate(frames):
+        rgba = iio.imread(data / f"{frame['file_path']}.png").astype(np.float64) / 255
+        truth = rgba[..., :3] * rgba[..., 3:] + 1 - rgba[..., 3:]
+        rendered = iio.imread(renders / f"test_{index:04d}.png").astype(np.float64)[..., :3] / 255
+        errors.append(-10 * np.log10(np.mean((rendered - truth) ** 2)))
+    scored = json.loads((run / "metrics.json").read_text())["eval"]["mean"]["psnr"]
+    assert np.mean(errors) == pytest.approx(scored, abs=0.1)
+
+
 def test_export_posed_splat_and_skinned_body(run, tmp_path):
     from render3d.io.splat_ply import load_splat_ply
 

@@ -133,6 +133,7 @@ class Avatar(Method):
     }
     cpu_budgets = {"fast": 180.0, "balanced": 600.0}
     render_conditions = ("pose", "frame")
+    conditions_read_images = True
 
     # ------------------------------------------------------------------ data
     @classmethod

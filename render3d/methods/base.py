@@ -144,6 +144,9 @@ class Method(torch.nn.Module, abc.ABC):
     # view depends on. Scene.render passes them on; :meth:`conditions_for` gives them per image. A
     # method with ``pose`` has its render3d.BodyModel as ``body``.
     render_conditions: ClassVar[tuple[str, ...]] = ()
+    # Whether :meth:`conditions_for` reads the dataset's images and masks (an avatar fits and
+    # refines poses it was not trained on against them), so renders of a dataset load them.
+    conditions_read_images: ClassVar[bool] = False
 
     def __init__(self, config: dict, scene_info: SceneInfo) -> None:
         super().__init__()
