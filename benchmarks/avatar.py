@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="the data folder (made there when missing)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data's cameras and keypoint noise")
     parser.add_argument("--betas", type=float, nargs="+", help="the body's anny phenotype offsets when making the data")
-    parser.add_argument("--test-poses", choices=("a", "b"), default="a", help="held-out pose pair when making the data")
+    parser.add_argument("--test-poses", choices=("a", "b", "c"), default="a", help="held-out pose pair when making the data")
     parser.add_argument("--quick", action="store_true", help="4 views per pose and 30 steps: a smoke run")
     parser.add_argument("--montage", type=Path, help="write held-out renders above the ground truth here (PNG)")
     parser.add_argument("--json", type=Path, help="write the rows here")

@@ -85,6 +85,15 @@ TEST_POSES_B = (
      "upperleg01.L": (Z, 15), "head": (Y, -40)},
 )
 
+# A third pair, made after the silhouette term and the test-time rate were chosen (``--test-poses c``):
+# a lunge with an arm forward and a bent elbow, a side bend with an arm raised overhead.
+TEST_POSES_C = (
+    {"upperleg01.L": (X, -70), "lowerleg01.L": (X, 60), "upperleg01.R": (X, 25), "lowerleg01.R": (X, 45),
+     "upperarm01.L": (Y, -50), "upperarm01.R": (Z, 30), "lowerarm01.R": (Y, 70), "spine03": (X, -10)},
+    {"spine03": (Z, 15), "spine04": (Y, 25), "upperarm01.L": (Z, 100), "lowerarm01.L": (Z, 30),
+     "upperarm01.R": (Z, -10), "head": (Z, -20), "upperleg01.R": (Z, 20)},
+)
+
 
 def world_rotation(axis: tuple[float, float, float], degrees: float) -> torch.Tensor:
     """``[3, 3]`` rotation by ``degrees`` about the unit ``axis`` (right-handed)."""
@@ -198,7 +207,7 @@ def make_avatar_data(out: Path, views: int = 20, size: int = 256, seed: int = 0,
     with torch.no_grad():
         rest = model(shape).vertices[0]
     transl = -0.5 * (rest.min(0).values + rest.max(0).values)  # the rest body centred on the origin
-    held_out = {"a": TEST_POSES, "b": TEST_POSES_B}[test_poses]
+    held_out = {"a": TEST_POSES, "b": TEST_POSES_B, "c": TEST_POSES_C}[test_poses]
     poses = [pose_parameters(model, spec) for spec in TRAIN_POSES + held_out]
     out.mkdir(parents=True, exist_ok=True)
     job = {"width": size, "height": size, "camera_angle_x": FIELD_OF_VIEW, "samples": samples, "meshes": []}
@@ -253,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--betas", type=float, nargs="+", metavar="B",
                         help="anny phenotype offsets (gender age muscle weight height proportions; default zeros)")
     parser.add_argument("--keypoint-noise", type=float, default=1.5, help="pixels (default 1.5)")
-    parser.add_argument("--test-poses", choices=("a", "b"), default="a", help="which pair of held-out poses (default a)")
+    parser.add_argument("--test-poses", choices=("a", "b", "c"), default="a", help="which pair of held-out poses (default a)")
     args = parser.parse_args(argv)
     seconds = make_avatar_data(args.out, args.views, args.size, args.seed, betas=args.betas,
                                keypoint_noise=args.keypoint_noise, test_poses=args.test_poses)

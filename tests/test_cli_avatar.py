@@ -48,7 +48,8 @@ def test_rendering_the_test_split_fits_held_out_poses_as_evaluation_does(tmp_pat
     refined against the images: ``render`` loads them, so it renders what ``fit`` scored."""
     data = write_avatar_folder(tmp_path / "data", keypoints=True)
     run, renders = tmp_path / "run", tmp_path / "renders"
-    assert main(["fit", str(data), "--method", "avatar", "--out", str(run), "--steps", "20", "--quiet"]) == 0
+    assert main(["fit", str(data), "--method", "avatar", "--out", str(run), "--steps", "20", "--config",
+                 "test_pose_steps=40", "--quiet"]) == 0
     assert main(["render", str(run), "--out", str(renders), "--quiet"]) == 0
     frames = json.loads((data / "transforms_test.json").read_text())["frames"]
     errors = []
