@@ -17,7 +17,8 @@ the shape, when ``betas`` is given), :data:`STAGE_ITERATIONS` iterations each.
 
 With the views' masks, the later stages add :data:`SILHOUETTE_WEIGHT` times the silhouette
 term of :mod:`render3d.body.silhouette` on :data:`SILHOUETTE_VERTICES` of the body's vertices
-(every n-th), which the keypoints alone leave free: limb twists, the outline of the body.
+(every n-th) in the views whose mask is not empty: the body's outline and limb directions,
+which 17 noisy keypoints leave loose.
 """
 from __future__ import annotations
 
@@ -113,7 +114,8 @@ def fit_body_views(model: BodyModel, keypoints: list[Keypoints2D], cameras: Came
                    silhouette_weight: float = SILHOUETTE_WEIGHT) -> MultiViewFit:
     """Fit ``model`` to one instant's ``keypoints`` (one per view, one convention) seen by the
     ``V`` world ``cameras`` (module doc); ``betas [1, S]`` fixes the shape (default: fitted from
-    zero); ``masks [V, H, W]`` (the cameras' pixels; > 0.5 = person) add the silhouette term."""
+    zero); ``masks [V, H, W]`` (the cameras' pixels; > 0.5 = person) add the silhouette term
+    (views with an empty mask are left out of it)."""
     if not keypoints or len(keypoints) != len(cameras):
         raise DataError(f"keypoints: a frame needs one keypoint set per camera, got {len(keypoints)} for {len(cameras)}")
     convention = keypoints[0].convention
@@ -124,8 +126,11 @@ def fit_body_views(model: BodyModel, keypoints: list[Keypoints2D], cameras: Came
         if masks.shape != (len(cameras), cameras.height, cameras.width):
             raise DataError(f"masks: expected [{len(cameras)}, {cameras.height}, {cameras.width}] (one per camera), "
                             f"got {list(masks.shape)}")
-        silhouette = SilhouetteTargets.from_masks(masks)
-        silhouette_vertices = range(0, model.n_vertices, max(1, model.n_vertices // SILHOUETTE_VERTICES))
+        in_view = (masks > 0.5).flatten(1).any(1)  # views that see the person (an empty mask says nothing)
+        if bool(in_view.any()):
+            silhouette = SilhouetteTargets.from_masks(masks[in_view])
+            silhouette_cameras = cameras[in_view.nonzero()[:, 0]]
+            silhouette_vertices = range(0, model.n_vertices, max(1, model.n_vertices // SILHOUETTE_VERTICES))
     keypoint_model = model.keypoint_model(convention, silhouette_vertices)
     names = CONVENTIONS[convention]
     points = torch.stack([view.points for view in keypoints])
@@ -149,8 +154,8 @@ def fit_body_views(model: BodyModel, keypoints: list[Keypoints2D], cameras: Came
             return energy[:, only].sum()
         if silhouette is None:
             return energy.sum()
-        outline_pixels, _ = cameras.project(output.vertices[0, :len(silhouette_vertices)])
-        return energy.sum() + silhouette_weight * silhouette_energy(outline_pixels, silhouette)
+        vertex_pixels, _ = silhouette_cameras.project(output.vertices[0, :len(silhouette_vertices)])
+        return energy.sum() + silhouette_weight * silhouette_energy(vertex_pixels, silhouette)
 
     orientation = pose[:, :1].clone().requires_grad_(True)
     rest_joints = pose[:, 1:]

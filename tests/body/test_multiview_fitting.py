@@ -97,3 +97,11 @@ def test_masks_must_match_the_cameras():
     body, views, cameras, masks, _ = _bent_body_views(noise=0.0)
     with pytest.raises(DataError, match=r"masks: expected \[6, 128, 128\]"):
         fit_body_views(body, views, cameras, masks=masks[:, :64])
+
+
+def test_views_with_empty_masks_are_left_out_of_the_silhouettes():
+    body, views, cameras, masks, truth = _bent_body_views(noise=0.0)
+    masks = masks.clone()
+    masks[2] = 0.0  # the person hidden in one view: its keypoints still count
+    assert _vertex_error(body, fit_body_views(body, views, cameras, masks=masks), truth) < 0.03
+    assert fit_body_views(body, views, cameras, masks=torch.zeros_like(masks)).reprojection_error_px < 2.0
