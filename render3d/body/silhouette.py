@@ -38,7 +38,7 @@ class SilhouetteTargets:
     @classmethod
     def from_masks(cls, masks: torch.Tensor, samples: int = OUTLINE_SAMPLES) -> "SilhouetteTargets":
         """Targets of ``masks [V, H, W]`` (True or > 0.5 = person); every view needs a non-empty mask."""
-        inside = (masks > 0.5).cpu().numpy() if masks.dtype != torch.bool else masks.cpu().numpy()
+        inside = (masks > 0.5).cpu().numpy()
         distances, outlines = [], []
         for view, mask in enumerate(inside):
             if not mask.any():

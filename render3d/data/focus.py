@@ -43,4 +43,3 @@ def focus_box(cameras: Cameras) -> Tensor | None:
     half_fov = torch.minimum(cameras.fov_x, cameras.fov_y).detach().double().cpu() / 2
     half_size = float(depth.clamp(min=0).median() * torch.tan(half_fov.min()))
     return torch.stack([focus - half_size, focus + half_size]).float()
-
